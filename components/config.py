@@ -1,0 +1,212 @@
+"""GraftConfig: the one settings object, from config file and flags to every component.
+
+It is plain data. `load_config` reads a YAML/JSON file as data (yaml.safe_load: no code is
+ever executed), flags override the file, and `validate` reports every problem at once,
+before TFX starts. Components receive slices of it through their custom_config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+STAGE_PRESETS = ("frozen", "two_stage", "full")
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the option or file."""
+
+
+@dataclass
+class GraftConfig:
+    # Where things go (TFX template conventions when unset).
+    pipeline_name: str = "graft"
+    pipeline_root: Optional[str] = None  # tfx_pipeline_output/<pipeline_name>
+    metadata_path: Optional[str] = None  # tfx_metadata/<pipeline_name>/metadata.db
+    serving_dir: Optional[str] = None  # <pipeline_root>/serving_model
+    # Data: one of data_dir (class folders, optionally train/ and eval/) or tfrecord_dir.
+    data_dir: Optional[str] = None
+    tfrecord_dir: Optional[str] = None
+    class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
+    eval_percent: int = 20  # hash split by path when the data is not pre-split
+    schema_dir: Optional[str] = "schemas/image_classification"  # None: infer with SchemaGen
+    max_quarantine_fraction: float = 0.05
+    max_image_pixels: int = 50_000_000  # larger images are rejected from their header
+    # Model.
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # imagenet | none | path to a Keras weights file
+    image_size: Optional[int] = None  # the backbone's default when unset
+    backbone_kwargs: dict = field(default_factory=dict)  # e.g. {alpha: 0.35} for MobileNetV2
+    dropout: float = 0.2
+    # Training.
+    stages: Any = "two_stage"  # a preset name or a list of stage dicts
+    epochs: int = 5  # head epochs for the presets
+    fine_tune_epochs: int = 3
+    fine_tune_layers: int = 30  # top backbone layers unfrozen in two_stage
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
+    batch_size: int = 32
+    train_batchnorm: bool = False
+    batchnorm_momentum: Optional[float] = None  # e.g. 0.9 when training a backbone from scratch
+    seed: int = 42
+    # Evaluation and promotion.
+    min_accuracy: float = 0.5
+    max_accuracy_drop: float = 0.0  # vs the model now serving, absolute
+    # Runtime.
+    beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
+    beam_num_workers: int = 0  # 0: one per CPU
+    enable_cache: bool = True
+
+    def __post_init__(self):
+        self.pipeline_root = self.pipeline_root or os.path.join("tfx_pipeline_output", self.pipeline_name)
+        self.metadata_path = self.metadata_path or os.path.join(
+            "tfx_metadata", self.pipeline_name, "metadata.db"
+        )
+        self.serving_dir = self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
+
+    # ---- derived settings, computed in one place ----
+    @property
+    def backbone_entry(self):
+        from components import backbones
+
+        return backbones.get(self.backbone)
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size or self.backbone_entry.default_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "GraftConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"{source}: unknown option(s) {', '.join(hints)}")
+        return cls(**values)
+
+
+def load_config_file(path: str) -> dict:
+    """A config file's settings as a dict: YAML or JSON, parsed as data only."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {err}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
+    """File settings, then flag overrides (None means 'not given'), as one validated config."""
+    values = load_config_file(config_file) if config_file else {}
+    source = config_file or "flags"
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = GraftConfig.from_dict(values, source)
+    except TypeError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    validate(config)
+    return config
+
+
+def validate(config: GraftConfig) -> None:
+    """Raises ConfigError listing every problem found; cheap checks only (no TFX, no TF)."""
+    from components import backbones, stages
+
+    problems = []
+    if bool(config.data_dir) == bool(config.tfrecord_dir):
+        problems.append("give exactly one of --data-dir (image folders) or --tfrecord-dir")
+    for option in ("data_dir", "tfrecord_dir"):
+        path = getattr(config, option)
+        if path and not os.path.isdir(path):
+            problems.append(f"--{option.replace('_', '-')} {path}: no such directory")
+        elif path and not os.access(path, os.R_OK | os.X_OK):
+            problems.append(f"--{option.replace('_', '-')} {path}: not readable")
+    if config.schema_dir and not os.path.isfile(os.path.join(config.schema_dir, "schema.pbtxt")):
+        problems.append(f"schema_dir {config.schema_dir}: no schema.pbtxt there")
+    try:
+        entry = backbones.get(config.backbone)
+        reason = entry.check_size(config.input_size)
+        if reason:
+            problems.append(f"--image-size: {reason}")
+    except backbones.UnknownBackboneError as err:
+        problems.append(f"--backbone: {err}")
+    if config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
+        problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
+    if not 1 <= config.eval_percent <= 90:
+        problems.append("eval_percent must be between 1 and 90")
+    if not 0.0 <= config.min_accuracy <= 1.0:
+        problems.append("--min-accuracy must be between 0 and 1")
+    if config.max_accuracy_drop < 0:
+        problems.append("max_accuracy_drop must be >= 0")
+    if config.batch_size < 1:
+        problems.append("--batch-size must be >= 1")
+    if not 0.0 <= config.dropout < 1.0:
+        problems.append("dropout must be in [0, 1)")
+    if config.beam_direct_running_mode not in ("in_memory", "multi_processing", "multi_threading"):
+        problems.append("beam_direct_running_mode must be in_memory, multi_processing or multi_threading")
+    try:
+        stages.resolve_stages(config)
+    except ConfigError as err:
+        problems.append(str(err))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def to_json(values: dict) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+# ---- the slices each component receives (its custom_config): only what it uses, so that a
+# change to, say, epochs does not invalidate the cached ExampleGen or Transform ----
+
+def example_gen_settings(config: GraftConfig) -> dict:
+    return {"max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
+
+
+def transform_settings(config: GraftConfig) -> dict:
+    return {"backbone": config.backbone, "image_size": config.input_size}
+
+
+def trainer_settings(config: GraftConfig) -> dict:
+    from components import stages
+
+    return {
+        "backbone": config.backbone,
+        "image_size": config.input_size,
+        "weights": os.path.abspath(config.weights) if os.path.isfile(config.weights) else config.weights,
+        "backbone_kwargs": dict(config.backbone_kwargs),
+        "dropout": config.dropout,
+        "stages": [dataclasses.asdict(s) for s in stages.resolve_stages(config)],
+        "batch_size": config.batch_size,
+        "train_batchnorm": config.train_batchnorm,
+        "batchnorm_momentum": config.batchnorm_momentum,
+        "class_names": config.class_names,
+        "seed": config.seed,
+    }
+
+
+def beam_args(config: GraftConfig) -> list[str]:
+    workers = config.beam_num_workers or os.cpu_count() or 1
+    return [
+        f"--direct_running_mode={config.beam_direct_running_mode}",
+        f"--direct_num_workers={workers}",
+    ]

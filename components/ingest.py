@@ -1,0 +1,126 @@
+"""Image-folder ingestion rules: which files are images of which class, and why not.
+
+Plain functions, used by the ExampleGen executor (inside Beam) and by the pre-flight check
+that runs before TFX starts. Every file seen ends up accepted, quarantined (with its reason)
+or skipped by a rule (with the rule), so nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+# OS and tool litter that is never an image and never counts against the quarantine budget.
+METADATA_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}
+SPLIT_DIRS = ("train", "eval")
+
+
+@dataclass
+class Listing:
+    """What one split root holds: candidate files per class and files skipped by a rule."""
+
+    root: str
+    files: list = field(default_factory=list)  # (relative path, class name)
+    skipped: list = field(default_factory=list)  # {"path", "reason"}
+    empty_classes: list = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({c for _, c in self.files})
+
+
+def _inside(path: str, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def _skip_reason(name: str) -> Optional[str]:
+    if name.lower() in METADATA_FILES:
+        return "OS metadata file"
+    if name.startswith("."):
+        return "hidden file"
+    return None
+
+
+def list_split(data_root: str, split_root: str = "") -> Listing:
+    """Walks `data_root/split_root`: each first-level folder is a class; deeper files belong to it.
+
+    Symbolic links are followed only where they resolve inside `data_root`; paths are
+    reported relative to `data_root` (so the hash split does not depend on where data lives).
+    """
+    root_real = os.path.realpath(data_root)
+    top = os.path.join(data_root, split_root) if split_root else data_root
+    listing = Listing(root=split_root)
+
+    def rel(path):
+        return os.path.relpath(path, data_root).replace(os.sep, "/")
+
+    for entry in sorted(os.scandir(top), key=lambda e: e.name):
+        if entry.is_file():
+            listing.skipped.append({"path": rel(entry.path), "reason": _skip_reason(entry.name) or "not in a class folder"})
+            continue
+        if not entry.is_dir():
+            continue
+        if entry.name.startswith("."):
+            listing.skipped.append({"path": rel(entry.path) + "/", "reason": "hidden folder"})
+            continue
+        if not _inside(entry.path, root_real):
+            listing.skipped.append({"path": rel(entry.path) + "/", "reason": "symlink outside the data root"})
+            continue
+        class_name = entry.name
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                reason = _skip_reason(name)
+                if reason is None and not _inside(path, root_real):
+                    reason = "symlink outside the data root"
+                if reason:
+                    listing.skipped.append({"path": rel(path), "reason": reason})
+                else:
+                    listing.files.append((rel(path), class_name))
+                    found += 1
+        if not found:
+            listing.empty_classes.append(class_name)
+    return listing
+
+
+def detect_split_roots(data_root: str) -> Optional[list[str]]:
+    """['train', 'eval'] when the data is already split that way, else None (one pool)."""
+    present = [d for d in SPLIT_DIRS if os.path.isdir(os.path.join(data_root, d))]
+    if len(present) == len(SPLIT_DIRS):
+        return list(SPLIT_DIRS)
+    return None
+
+
+def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
+    """Why these bytes are not an acceptable image, or None when they are.
+
+    Dimensions come from the header first (PIL reads it without decoding), so a
+    decompression bomb is refused before any pixel is decoded. Acceptance is then decided by
+    tf.io.decode_image, the decoder serving uses.
+    """
+    if not data:
+        return "empty file"
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, applied from the header alone
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Exception:
+        width = height = None  # not for PIL to decide: the serving decoder below does
+    if width and height and width * height > max_pixels:
+        return f"image too large: {width}x{height} pixels exceeds max_image_pixels={max_pixels}"
+    import tensorflow as tf
+
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"not decodable by the serving decoder: {message[:200]}"
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        return "image has no pixels"
+    return None

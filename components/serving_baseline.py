@@ -1,0 +1,56 @@
+"""ServingBaseline: the model now serving, as the Evaluator's baseline.
+
+It replaces TFX's Resolver (latest blessed model), which (1) the open-source KFP backend does
+not implement, and (2) on a cached re-run hands the Evaluator the candidate itself as the new
+baseline, so TFX re-evaluates the same model against itself and pushes it again.
+This component takes the candidate as an input: it runs again exactly when there is a new
+candidate (otherwise its cached result stands, and so do the Evaluator's and the Pusher's),
+and it reads the serving directory, which is the truth about what serves.
+With nothing serving it publishes no artifact, and the Evaluator judges on absolute bounds.
+"""
+import os
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import path_utils
+
+from components import serving_dir
+
+SERVING_DIR_KEY = "serving_dir"
+MODEL_KEY = "model"
+BASELINE_KEY = "baseline_model"
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        current = serving_dir.newest(exec_properties[SERVING_DIR_KEY])
+        if current is None:
+            logging.info("Nothing serves in %s: no baseline.", exec_properties[SERVING_DIR_KEY])
+            output_dict[BASELINE_KEY].clear()  # publish no artifact: the Evaluator sees no baseline
+            return
+        baseline = output_dict[BASELINE_KEY][0]
+        target = path_utils.serving_model_path(baseline.uri)
+        serving_dir.copy_tree(current, target)
+        baseline.set_string_custom_property("serving_version_dir", current)
+        logging.info("Baseline: serving version %s.", current)
+
+
+class ServingBaselineSpec(types.ComponentSpec):
+    PARAMETERS = {SERVING_DIR_KEY: ExecutionParameter(type=str)}
+    INPUTS = {MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
+    OUTPUTS = {BASELINE_KEY: ChannelParameter(type=standard_artifacts.Model)}
+
+
+class ServingBaseline(base_component.BaseComponent):
+    SPEC_CLASS = ServingBaselineSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model: types.BaseChannel, serving_dir_path: str):
+        super().__init__(spec=ServingBaselineSpec(
+            model=model,
+            serving_dir=os.path.abspath(serving_dir_path) if "://" not in serving_dir_path else serving_dir_path,
+            baseline_model=types.Channel(type=standard_artifacts.Model),
+        ))

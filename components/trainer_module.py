@@ -1,0 +1,106 @@
+"""Trainer's run_fn: a thin adapter from TFX's FnArgs to Graft's model building and stages.
+
+The input pipeline reads the raw examples and applies the Transform graph itself (Transform
+does not materialise decoded images), caching decoded tensors in memory when they fit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx_bsl.public import tfxio
+
+from components import backbones
+from components.image_example_gen import CLASS_NAMES_FILE
+from components.model import build_model
+from components.signatures import make_signatures
+from components.stages import Stage
+from components.training import train_stages
+from components.transform_module import IMAGE_KEY, LABEL_KEY
+
+log = logging.getLogger("graft.trainer")
+
+CACHE_LIMIT_BYTES = 2 << 30  # decoded images are cached in memory below this size
+HISTORY_FILE = "history.json"
+
+
+def _count_records(file_patterns) -> int:
+    files = [f for p in file_patterns for f in tf.io.gfile.glob(p)]
+    return int(tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(0, lambda n, _: n + 1))
+
+
+def make_dataset(file_patterns, data_accessor, tft_output, batch_size: int, image_size: int,
+                 shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(image, label) batches: raw examples -> Transform graph -> optional cache -> batches."""
+    tft_layer = tft_output.transform_features_layer()
+    dataset = data_accessor.tf_dataset_factory(
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(batch_size=max(batch_size, 64), shuffle=False, num_epochs=1),
+        tft_output.raw_metadata.schema,
+    )
+    dataset = dataset.map(lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
+    count = _count_records(file_patterns)
+    if count * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def read_class_names(train_files, settings: dict) -> list[str]:
+    """Class names saved by Graft's ExampleGen next to the splits, else from the config."""
+    examples_dir = os.path.dirname(os.path.dirname(train_files[0]))
+    path = os.path.join(examples_dir, CLASS_NAMES_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    if settings.get("class_names"):
+        return list(settings["class_names"])
+    raise ValueError(f"no {CLASS_NAMES_FILE} in {examples_dir}: set class_names in the config for TFRecord input")
+
+
+def run_fn(fn_args):
+    settings = fn_args.custom_config
+    keras.utils.set_random_seed(settings["seed"])
+    backbone = backbones.get(settings["backbone"])
+    size = settings["image_size"]
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    class_names = read_class_names(fn_args.train_files, settings)
+    batch = settings["batch_size"]
+    train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True, settings["seed"])
+    eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch, size, False, settings["seed"])
+
+    model = build_model(backbone, len(class_names), size, settings["weights"], settings["dropout"],
+                        settings["train_batchnorm"], settings["batchnorm_momentum"], settings["backbone_kwargs"])
+    stages = [Stage(**s) for s in settings["stages"]]
+    log.info("training %s (%s parameters) on %d classes at %d px", backbone.name,
+             f"{model.count_params():,}", len(class_names), size)
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
+    history = train_stages(model, stages, train_ds, eval_ds, callbacks=[tensorboard])
+
+    started = time.time()
+    export_model(model, tft_output, class_names, fn_args.serving_model_dir)
+    log.info("exported SavedModel in %.1fs", time.time() - started)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+        json.dump(history, f, indent=1)
+
+
+def export_model(model, tft_output, class_names, export_dir: str) -> None:
+    """SavedModel with both serving signatures; class names also in assets.extra."""
+    tft_layer = tft_output.transform_features_layer()
+    model.tft_layer = tft_layer  # tracked, so the Transform graph's assets are saved with the model
+    signatures = make_signatures(model, tft_layer, tft_output.raw_feature_spec()[IMAGE_KEY], class_names)
+    # save_traces=False: only signatures are served; tracing every layer's call cost ~30 s.
+    model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
+    extra = os.path.join(export_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as f:
+        json.dump(list(class_names), f, ensure_ascii=False)

@@ -1,0 +1,173 @@
+"""The `graft` command: `graft run` (= python local_runner.py), `graft backbones`.
+
+Flags build one GraftConfig (flags override --config); every configuration problem is
+reported before TFX starts, with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from components import config as cfg
+
+EXIT_CONFIG = 2
+
+
+def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Train a classifier on your images by grafting a new head onto a pretrained "
+                    "backbone, evaluate it, and push it to a serving directory if it is good enough. "
+                    "Runs Graft's TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML "
+                    "Metadata). Re-running with unchanged inputs executes nothing and pushes nothing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML/JSON file with any option below (underscores or dashes); flags override it")
+    data = p.add_argument_group("data (one of)")
+    data.add_argument("--data-dir", help="image folders: DIR/<class>/<image>, or DIR/train/<class>/... and DIR/eval/<class>/...")
+    data.add_argument("--tfrecord-dir", help="TFRecord files of tf.Example with 'image' (encoded bytes) and 'label' (int)")
+    model = p.add_argument_group("model")
+    model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
+    model.add_argument("--weights", help="imagenet | none | path to a Keras weights file (default imagenet)")
+    model.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
+    train = p.add_argument_group("training")
+    train.add_argument("--stages", help="preset: frozen | two_stage | full (default two_stage); lists go in --config")
+    train.add_argument("--epochs", type=int, help="head epochs of the presets (default 5)")
+    train.add_argument("--fine-tune-epochs", type=int, help="fine-tuning epochs of two_stage (default 3)")
+    train.add_argument("--batch-size", type=int, help="default 32")
+    train.add_argument("--learning-rate", type=float, help="head learning rate (default 1e-3)")
+    ev = p.add_argument_group("promotion")
+    ev.add_argument("--min-accuracy", type=float, help="eval accuracy needed to be blessed (default 0.5)")
+    ev.add_argument("--max-accuracy-drop", type=float, help="allowed drop vs the model now serving (default 0)")
+    where = p.add_argument_group("where things go (TFX template conventions)")
+    where.add_argument("--pipeline-name", help="default graft")
+    where.add_argument("--pipeline-root", help="default tfx_pipeline_output/<pipeline-name>")
+    where.add_argument("--metadata-path", help="default tfx_metadata/<pipeline-name>/metadata.db")
+    where.add_argument("--serving-dir", help="default <pipeline-root>/serving_model")
+    out = p.add_argument_group("output")
+    out.add_argument("--summary-json", help="write the end-of-run summary here as JSON")
+    out.add_argument("--verbose", action="store_true", help="show every framework log line on the terminal")
+    out.add_argument("--no-cache", action="store_true", help="re-execute every component even if its inputs are unchanged")
+    return p
+
+
+_CONFIG_FLAGS = ("data_dir", "tfrecord_dir", "backbone", "weights", "image_size", "stages", "epochs",
+                 "fine_tune_epochs", "batch_size", "learning_rate", "min_accuracy", "max_accuracy_drop",
+                 "pipeline_name", "pipeline_root", "metadata_path", "serving_dir")
+
+
+def config_from_args(args: argparse.Namespace) -> cfg.GraftConfig:
+    overrides = {name: getattr(args, name) for name in _CONFIG_FLAGS}
+    if args.no_cache:
+        overrides["enable_cache"] = False
+    return cfg.load_config(args.config, overrides)
+
+
+def format_summary(summary: dict) -> str:
+    lines = ["", "Summary"]
+    ingest = summary.get("ingest")
+    if ingest:
+        lines.append(f"  images: {ingest['total']} seen, {ingest['accepted']} accepted, "
+                     f"{len(ingest['quarantined'])} quarantined, {ingest['skipped']} skipped by rule")
+        for record in ingest["quarantined"][:10]:
+            lines.append(f"    quarantined {record['path']}: {record['reason']}")
+    metrics = summary.get("metrics", {})
+    if "sparse_categorical_accuracy" in metrics:
+        text = f"  eval accuracy: {metrics['sparse_categorical_accuracy']:.4f}"
+        if "baseline_sparse_categorical_accuracy" in metrics:
+            text += f" (serving model: {metrics['baseline_sparse_categorical_accuracy']:.4f})"
+        lines.append(text)
+    lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")
+    for reason in summary.get("not_blessed_because", []):
+        lines.append(f"    {reason}")
+    if summary.get("pushed_model_dir"):
+        lines.append(f"  pushed to: {summary['pushed_model_dir']}")
+    else:
+        lines.append(f"  pushed: nothing ({summary.get('push_skipped_reason') or 'not blessed'})")
+    return "\n".join(lines)
+
+
+def run_command(argv, runner) -> int:
+    """`graft run`: parse, validate, run with `runner(config, progress)`, report."""
+    args = _run_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        from pipeline import preflight
+
+        preflight.check(config)
+    except cfg.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    from pipeline import progress as progress_view
+
+    log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    print(f"Graft: {config.backbone} at {config.input_size}px on {config.data_dir or config.tfrecord_dir}")
+    print(f"Full log: {os.path.abspath(log_path)}" if not args.verbose else "Verbose: all logs below")
+    progress = progress_view.start(log_path, args.verbose)
+    try:
+        summary = runner(config, progress)
+    except Exception as err:  # the run failed: say where and why, keep the traceback in the log
+        import logging
+        import traceback
+
+        logging.getLogger("graft.run").debug("run failed", exc_info=True)
+        traceback.print_exc()  # to the log file
+        where = f" in {progress.current}" if progress.current else ""
+        message = str(err).strip() or type(err).__name__
+        progress.stream.write(f"\nerror{where}: {message}\nSee the full log: {os.path.abspath(log_path)}\n")
+        return 1
+    summary["log_file"] = os.path.abspath(log_path)
+    summary["wall_seconds"] = round(time.time() - progress.started, 1)
+    progress.stream.write(format_summary(summary) + f"\n  wall time: {summary['wall_seconds']}s\n")
+    if args.summary_json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.summary_json)), exist_ok=True)
+        tmp = args.summary_json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1, ensure_ascii=False, sort_keys=True)
+        os.replace(tmp, args.summary_json)
+        progress.stream.write(f"  summary: {os.path.abspath(args.summary_json)}\n")
+    return 0
+
+
+def backbones_command(argv) -> int:
+    from components import backbones
+
+    p = argparse.ArgumentParser(prog="graft backbones", description="The backbones Graft offers, by name.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    rows = [{"name": b.name, "input_size": b.default_size, "preprocessing": b.preprocess, "parameters": b.params}
+            for b in map(backbones.get, backbones.names())]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<22}{'input size':>11}  {'preprocessing':<14}{'parameters':>13}")
+    for r in rows:
+        print(f"{r['name']:<22}{r['input_size']:>11}  {r['preprocessing']:<14}{r['parameters']:>13,}")
+    return 0
+
+
+COMMANDS = {
+    "run": "run the pipeline locally (same as python local_runner.py)",
+    "backbones": "list the backbones and their input size, preprocessing and size",
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: graft COMMAND [options]   (graft COMMAND --help for its options)\n\ncommands:")
+        for name, text in COMMANDS.items():
+            print(f"  {name:<12}{text}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        import local_runner
+
+        return local_runner.main(rest)
+    return backbones_command(rest)

@@ -1,0 +1,112 @@
+"""create_pipeline: Graft's one TFX DAG, wired from a validated GraftConfig.
+
+Shared by the local runner and the Kubeflow compiler; runners differ only in runner settings.
+Functions are referenced by import path (the installed `components` package), never by
+module_file, so nothing is packaged or uploaded at compile time.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from components import config as cfg
+from components import example_validator, image_example_gen, ingest, pusher
+from components.evaluation import build_eval_config
+from components.serving_baseline import ServingBaseline
+
+TRANSFORM_FN = "components.transform_module.preprocessing_fn"
+RUN_FN = "components.trainer_module.run_fn"
+
+
+def _abs(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _example_gen(config: cfg.GraftConfig):
+    eval_split = example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - config.eval_percent),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_percent),
+    ])
+    if config.tfrecord_dir:
+        return tfx.components.ImportExampleGen(
+            input_base=_abs(config.tfrecord_dir),
+            output_config=example_gen_pb2.Output(split_config=eval_split),
+        )
+    split_roots = ingest.detect_split_roots(config.data_dir)
+    if split_roots:
+        input_config = example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name=name, pattern=f"{name}/*/*") for name in split_roots])
+        output_config = example_gen_pb2.Output()
+    else:
+        input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*/*")])
+        # Deterministic split: TFX hashes the source path (relative to the data root).
+        eval_split.partition_feature_name = "path"
+        output_config = example_gen_pb2.Output(split_config=eval_split)
+    return FileBasedExampleGen(
+        input_base=_abs(config.data_dir),
+        input_config=input_config,
+        output_config=output_config,
+        custom_config=image_example_gen.make_custom_config(cfg.example_gen_settings(config)),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(image_example_gen.Executor),
+    ).with_id("ImageExampleGen")
+
+
+def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
+                    beam_pipeline_args: Optional[list] = None) -> tfx.dsl.Pipeline:
+    example_gen = _example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if config.schema_dir:
+        schema_gen = tfx.components.ImportSchemaGen(
+            schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                              infer_feature_shape=True)
+    example_validator_ = example_validator.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=TRANSFORM_FN,
+        custom_config=cfg.transform_settings(config),
+        materialize=False,  # decoded floats are ~34x the encoded bytes; the Trainer applies the graph
+        disable_statistics=True,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config=cfg.trainer_settings(config),
+    )
+    # Ordering only: never train on data that failed validation.
+    trainer.add_upstream_node(example_validator_)
+    baseline = ServingBaseline(model=trainer.outputs["model"], serving_dir_path=config.serving_dir)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["baseline_model"],
+        eval_config=build_eval_config(config.min_accuracy, config.max_accuracy_drop),
+        example_splits=["eval"],
+    )
+    pusher_ = pusher.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=_abs(config.pipeline_root),
+        components=[example_gen, statistics_gen, schema_gen, example_validator_, transform, trainer,
+                    baseline, evaluator, pusher_],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or cfg.beam_args(config),
+    )
