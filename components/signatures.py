@@ -25,11 +25,11 @@ def make_signatures(model, tft_layer, image_feature_spec, class_names):
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {PROBABILITIES: probabilities, CLASS_ID: class_id, CLASS_NAME: tf.gather(names, class_id)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def serve_examples(examples):
         return predict(tf.io.parse_example(examples, {IMAGE_KEY: image_feature_spec}))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")], autograph=False)
     def serve_image_bytes(image_bytes):
         shape = [-1] + [1] * len(image_feature_spec.shape)
         return predict({IMAGE_KEY: tf.reshape(image_bytes, shape)})

@@ -14,7 +14,7 @@ def write_digits(target: str = DEFAULT_DIR, per_class: int | None = None) -> str
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    marker = os.path.join(target, ".complete")
+    marker = target.rstrip("/") + ".complete"  # beside the data, not inside it
     if os.path.exists(marker):
         return target
     digits = load_digits()
@@ -27,5 +27,9 @@ def write_digits(target: str = DEFAULT_DIR, per_class: int | None = None) -> str
         pixels = np.round(image * (255.0 / 16.0)).astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(os.path.join(folder, f"{index:04d}.png"))
         written[label] = written.get(label, 0) + 1
-    open(marker, "w").close()  # a hidden file: ingestion skips it by rule
+    open(marker, "w").close()
     return target
+
+
+if __name__ == "__main__":
+    print(f"sample data in {write_digits()}")

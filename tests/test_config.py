@@ -1,0 +1,121 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from components.config import ConfigError, GraftConfig, load_config, trainer_settings
+from tests.conftest import REPO
+
+
+def test_defaults_follow_tfx_template_layout():
+    config = GraftConfig(pipeline_name="p", data_dir=".")
+    assert config.pipeline_root == os.path.join("tfx_pipeline_output", "p")
+    assert config.metadata_path == os.path.join("tfx_metadata", "p", "metadata.db")
+    assert config.serving_dir == os.path.join("tfx_pipeline_output", "p", "serving_model")
+
+
+def test_flags_override_file(tmp_path, digits_dir):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data_dir: {digits_dir}\nbackbone: resnet50\nepochs: 7\nweights: none\n")
+    config = load_config(str(path), {"backbone": "efficientnet_b0", "epochs": None})
+    assert config.backbone == "efficientnet_b0"  # flag wins
+    assert config.epochs == 7  # None means the flag was not given
+    assert config.input_size == 224
+
+
+def test_unknown_option_suggests_the_closest(tmp_path, digits_dir):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data_dir: {digits_dir}\nbackbnoe: resnet50\n")
+    with pytest.raises(ConfigError, match=r"'backbnoe' \(did you mean 'backbone'\?\)"):
+        load_config(str(path), {})
+
+
+def test_malformed_config_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("data_dir: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_config(str(path), {})
+
+
+def test_config_is_data_not_code(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("data_dir: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(path), {})
+
+
+def test_all_problems_reported_at_once(digits_dir):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"data_dir": "/no/such/dir", "backbone": "mobilenetv2", "min_accuracy": 2.0})
+    message = str(info.value)
+    assert "/no/such/dir: no such directory" in message
+    assert "Did you mean: mobilenet_v2" in message
+    assert "--min-accuracy must be between 0 and 1" in message
+
+
+def test_image_size_too_small_for_backbone(digits_dir):
+    with pytest.raises(ConfigError, match="at least 32 px"):
+        load_config(None, {"data_dir": digits_dir, "image_size": 16, "weights": "none"})
+
+
+def test_bad_stage_is_a_config_error(digits_dir):
+    with pytest.raises(ConfigError, match=r"stages\[1\].epochs must be a positive integer"):
+        load_config(None, {"data_dir": digits_dir, "weights": "none",
+                           "stages": [{"epochs": 1}, {"epochs": 0, "trainable": "all"}]})
+
+
+def test_trainer_settings_carry_resolved_stages(digits_dir):
+    config = load_config(None, {"data_dir": digits_dir, "weights": "none", "stages": "two_stage",
+                                "epochs": 2, "fine_tune_epochs": 1})
+    stages = trainer_settings(config)["stages"]
+    assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), (30, 1)]
+    assert stages[1]["learning_rate"] == pytest.approx(stages[0]["learning_rate"] / 10)
+
+
+def _graft_run(*args, env=None):
+    started = time.time()
+    result = subprocess.run([sys.executable, os.path.join(REPO, "local_runner.py"), *args],
+                            capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={**os.environ, **(env or {})})
+    return result, time.time() - started
+
+
+def test_cli_config_errors_exit_2_fast_before_tfx(tmp_path):
+    result, seconds = _graft_run("--data-dir", str(tmp_path / "missing"), "--weights", "none")
+    assert result.returncode == 2
+    assert "no such directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert seconds < 5, seconds
+
+
+def test_cli_single_class_is_a_clear_error(tmp_path):
+    (tmp_path / "only").mkdir()
+    from tests.conftest import encode, random_image
+
+    (tmp_path / "only" / "a.png").write_bytes(encode(random_image(8, 8), "PNG"))
+    result, _ = _graft_run("--data-dir", str(tmp_path), "--weights", "none")
+    assert result.returncode == 2
+    assert "at least 2 class folders" in result.stderr
+
+
+def test_offline_imagenet_weights_fail_fast_with_instructions(digits_dir):
+    # A dead proxy makes the download fail the same way with or without a network here.
+    dead_proxy = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                  "KERAS_HOME": str(digits_dir) + "-keras-home"}
+    result, seconds = _graft_run("--data-dir", digits_dir, "--weights", "imagenet", "--backbone", "mobilenet_v2",
+                                 env=dead_proxy)
+    assert result.returncode == 2
+    assert "--weights /path/to/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in result.stderr
+    assert "-keras-home/models/mobilenet_v2_weights" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert seconds < 30, seconds
+
+
+def test_help_explains_itself():
+    result, _ = _graft_run("--help")
+    assert result.returncode == 0
+    for flag in ("--data-dir", "--tfrecord-dir", "--backbone", "--weights", "--pipeline-root",
+                 "--metadata-path", "--serving-dir", "--config", "--summary-json", "--verbose"):
+        assert flag in result.stdout

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from components import backbones
+from components.model import apply_stage, backbone_of, build_model, compile_for_stage
+from components.stages import Stage
+from components.training import train_stages
+
+
+def _tiny_model(**kwargs):
+    return build_model(backbones.get("mobilenet_v2"), 3, 32, "none", 0.0,
+                       backbone_kwargs={"alpha": 0.35}, **kwargs)
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 3, n)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def _bn_moving_stats(model):
+    return [v.numpy().copy() for v in backbone_of(model).variables if "moving_" in v.name]
+
+
+def test_head_stage_trains_only_the_head_and_bn_statistics_stay():
+    model = _tiny_model()
+    stage = Stage("head", 1, "none", 1e-3)
+    apply_stage(model, stage)
+    assert {v.name.split("/")[0] for v in model.trainable_variables} == {"probabilities"}
+    before_bn = _bn_moving_stats(model)
+    before_backbone = [v.numpy().copy() for v in backbone_of(model).weights]
+    train_stages(model, [stage], _data(), _data(seed=1))
+    for a, b in zip(before_bn, _bn_moving_stats(model)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(before_backbone, backbone_of(model).weights):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_top_n_stage_unfreezes_exactly_the_top_layers():
+    model = _tiny_model()
+    apply_stage(model, Stage("ft", 1, 5, 1e-4))
+    base = backbone_of(model)
+    assert [l.trainable for l in base.layers[-5:]] == [True] * 5
+    assert not any(l.trainable for l in base.layers[:-5])
+    trainable_layers = {v.name.split("/")[0] for v in base.trainable_variables}
+    assert trainable_layers <= {l.name for l in base.layers[-5:]}
+    assert trainable_layers
+
+
+def test_bn_stays_in_inference_mode_when_unfrozen_by_default():
+    model = _tiny_model()
+    before = _bn_moving_stats(model)
+    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1))
+    for a, b in zip(before, _bn_moving_stats(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_batchnorm_option_updates_statistics():
+    model = _tiny_model(train_batchnorm=True, batchnorm_momentum=0.9)
+    before = _bn_moving_stats(model)
+    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _bn_moving_stats(model)))
+
+
+def test_fresh_optimizer_each_stage():
+    model = _tiny_model()
+    compile_for_stage(model, Stage("a", 1, "none", 1e-3))
+    first = model.optimizer
+    compile_for_stage(model, Stage("b", 1, "all", 1e-5))
+    assert model.optimizer is not first
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-5)
+
+
+def test_weights_file_is_loaded(tmp_path):
+    entry = backbones.get("mobilenet_v2")
+    source = backbones.build(entry, 32, "none", alpha=0.35)
+    path = str(tmp_path / "w.h5")
+    source.save_weights(path)
+    loaded = backbones.build(entry, 32, path, alpha=0.35)
+    for a, b in zip(source.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_weights_file_of_another_architecture_is_a_clear_error(tmp_path):
+    other = backbones.build(backbones.get("efficientnet_b0"), 32, "none")
+    path = str(tmp_path / "other.h5")
+    other.save_weights(path)
+    with pytest.raises(backbones.WeightsUnavailableError, match="cannot load weights file .*other.h5 into mobilenet_v2"):
+        backbones.build(backbones.get("mobilenet_v2"), 32, path, alpha=0.35)

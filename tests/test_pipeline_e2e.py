@@ -1,0 +1,100 @@
+"""The whole DAG, for real: LocalDagRunner, Beam DirectRunner, SQLite MLMD, through the CLI."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from components import serving_dir
+from tests.conftest import REPO
+
+
+def _run(config_path, summary_path, *extra):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(config_path),
+         "--summary-json", str(summary_path), *extra],
+        capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(summary_path) as f:
+        return json.load(f), result.stdout
+
+
+_CHECK_SERVING = r"""
+import json, sys, os
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf
+model_dir, files = sys.argv[1], sys.argv[2:]
+model = tf.saved_model.load(model_dir)
+images = [open(f, "rb").read() for f in files]
+by_bytes = model.signatures["serving_image_bytes"](image_bytes=tf.constant(images))
+examples = [tf.train.Example(features=tf.train.Features(feature={
+    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))})).SerializeToString() for b in images]
+by_example = model.signatures["serving_default"](examples=tf.constant(examples))
+print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_example[k].numpy().tolist()}
+                  for k in ("probabilities", "class_id")} |
+                 {"class_name": [n.decode() for n in by_bytes["class_name"].numpy()]}))
+"""
+
+
+@pytest.mark.e2e
+def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
+    config = {
+        "pipeline_name": "e2e",
+        "pipeline_root": str(tmp_path / "root"),
+        "metadata_path": str(tmp_path / "mlmd" / "metadata.db"),
+        "serving_dir": str(tmp_path / "serving"),
+        "data_dir": digits_dir,
+        "backbone": "mobilenet_v2",
+        "backbone_kwargs": {"alpha": 0.35},
+        "weights": "none",
+        "image_size": 32,
+        "stages": [{"name": "full", "epochs": 6, "trainable": "all", "learning_rate": 0.002}],
+        "train_batchnorm": True,
+        "batchnorm_momentum": 0.9,
+        "min_accuracy": 0.6,
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+
+    first, stdout = _run(config_path, tmp_path / "first.json")
+    assert "Trainer done" in stdout and "epoch 6/6" in stdout  # the progress view
+    assert first["blessed"] is True
+    assert first["metrics"]["sparse_categorical_accuracy"] >= 0.6
+    pushed = first["pushed_model_dir"]
+    assert pushed and serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
+    ingest = first["ingest"]
+    images = glob.glob(os.path.join(digits_dir, "*", "*.png"))
+    assert ingest["total"] == ingest["accepted"] == len(images)
+    assert ingest["class_names"] == ["digit_0", "digit_1", "digit_7"]
+    assert sum(sum(c.values()) for c in ingest["accepted_per_split"].values()) == len(images)
+    assert set(first["component_seconds"]) >= {"ImageExampleGen", "StatisticsGen", "Transform", "Trainer",
+                                               "Evaluator", "Pusher"}
+
+    # Transform does not materialise decoded images: its outputs stay small next to the raw examples.
+    def size(pattern):
+        return sum(os.path.getsize(f) for d in glob.glob(pattern) for f in glob.glob(d + "/**", recursive=True)
+                   if os.path.isfile(f))
+    raw = size(str(tmp_path / "root" / "ImageExampleGen" / "examples" / "*"))
+    transformed = size(str(tmp_path / "root" / "Transform" / "*" / "*"))
+    assert transformed <= 2 * raw, (transformed, raw)
+
+    # A fresh process loads the pushed model; raw bytes and tf.Example give identical answers.
+    sample = sorted(images)[::60][:8]
+    result = subprocess.run([sys.executable, "-c", _CHECK_SERVING, pushed, *sample],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(served["probabilities"]["bytes"], served["probabilities"]["example"], atol=1e-6)
+    assert served["class_id"]["bytes"] == served["class_id"]["example"]
+    truth = [os.path.basename(os.path.dirname(p)) for p in sample]
+    assert sum(a == b for a, b in zip(served["class_name"], truth)) >= len(sample) // 2
+
+    # Unchanged inputs: nothing executes, nothing new is pushed.
+    second, _ = _run(config_path, tmp_path / "second.json")
+    assert set(second["component_state"].values()) == {"cached"}
+    assert second["pushed_model_dir"] is None
+    assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
