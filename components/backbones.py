@@ -21,31 +21,64 @@ PREPROCESS_MODES = ("caffe", "tf", "torch", "none", "unit")
 @dataclass(frozen=True)
 class Backbone:
     name: str
-    keras_class: str  # attribute of keras.applications that builds it
+    keras_class: str  # attribute of keras.applications that builds it ("" for TF Hub)
     family: str  # keras.applications sub-module whose preprocess_input matches `preprocess`
     preprocess: str
     default_size: int
     min_size: int = 32
     params: int = 0  # parameters without the classification top (include_top=False)
-    fixed_size: bool = False  # True where only default_size is accepted (NASNet with weights)
+    # Layer-name pattern whose first group names the natural fine-tuning block of a layer;
+    # stages can unfreeze "from block X upward".
+    block_pattern: str = ""
+    imagenet_size_only: bool = False  # NASNet: ImageNet weights exist for default_size alone
 
-    def check_size(self, size: int) -> Optional[str]:
+    def check_size(self, size: int, weights: str = "none") -> Optional[str]:
         """Why `size` cannot be this backbone's input size, or None when it can."""
         if size < self.min_size:
             return f"{self.name} needs images of at least {self.min_size} px (got {size})"
-        if self.fixed_size and size != self.default_size:
-            return f"{self.name} takes only {self.default_size} px images (got {size})"
+        if self.imagenet_size_only and weights == "imagenet" and size != self.default_size:
+            return f"{self.name} with ImageNet weights takes only {self.default_size} px images (got {size})"
         return None
 
 
-_REGISTRY = {
-    b.name: b
-    for b in [
-        Backbone("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 32, 2_257_984),
-        Backbone("resnet50", "ResNet50", "resnet", "caffe", 224, 32, 23_587_712),
-        Backbone("efficientnet_b0", "EfficientNetB0", "efficientnet", "none", 224, 32, 4_049_571),
-    ]
-}
+_NASNET_CELL = r"^(?:normal|reduction)_\w+?_((?:stem_)?\d+)$"
+
+
+def _entries():
+    B = Backbone
+    yield B("vgg16", "VGG16", "vgg16", "caffe", 224, 32, 14_714_688, r"^(block\d+)_")
+    yield B("vgg19", "VGG19", "vgg19", "caffe", 224, 32, 20_024_384, r"^(block\d+)_")
+    for depth, params in ((50, 23_587_712), (101, 42_658_176), (152, 58_370_944)):
+        yield B(f"resnet{depth}", f"ResNet{depth}", "resnet", "caffe", 224, 32, params, r"^(conv\d_block\d+)_")
+    yield B("resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, 32, 23_564_800, r"^(conv\d_block\d+)_")
+    yield B("inception_v3", "InceptionV3", "inception_v3", "tf", 299, 75, 21_802_784, r"^(mixed\d+)")
+    yield B("inception_resnet_v2", "InceptionResNetV2", "inception_resnet_v2", "tf", 299, 75, 54_336_736,
+            r"^(mixed_\w+|block\d+_\d+)")
+    yield B("xception", "Xception", "xception", "tf", 299, 71, 20_861_480, r"^(block\d+)_")
+    yield B("mobilenet", "MobileNet", "mobilenet", "tf", 224, 32, 3_228_864, r"^conv_(?:dw|pw)_(\d+)")
+    yield B("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 32, 2_257_984, r"^(block_\d+)_")
+    yield B("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3", "none", 224, 32, 939_120,
+            r"^(expanded_conv(?:_\d+)?)/")
+    yield B("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3", "none", 224, 32, 2_996_352,
+            r"^(expanded_conv(?:_\d+)?)/")
+    for depth, params in ((121, 7_037_504), (169, 12_642_880), (201, 18_321_984)):
+        yield B(f"densenet{depth}", f"DenseNet{depth}", "densenet", "torch", 224, 32, params, r"^(conv\d_block\d+)_")
+    for i, (size, params) in enumerate([(224, 4_049_571), (240, 6_575_239), (260, 7_768_569), (300, 10_783_535),
+                                        (380, 17_673_823), (456, 28_513_527), (528, 40_960_143), (600, 64_097_687)]):
+        yield B(f"efficientnet_b{i}", f"EfficientNetB{i}", "efficientnet", "none", size, 32, params, r"^(block\d+[a-z])_")
+    for variant, size, params in (("b0", 224, 5_919_312), ("b1", 240, 6_931_124), ("b2", 260, 8_769_374),
+                                  ("b3", 300, 12_930_622), ("s", 384, 20_331_360)):
+        yield B(f"efficientnet_v2_{variant}", f"EfficientNetV2{variant.upper()}", "efficientnet_v2", "none", size, 32,
+                params, r"^(block\d+[a-z])_")
+    yield B("nasnet_mobile", "NASNetMobile", "nasnet", "tf", 224, 32, 4_269_716, _NASNET_CELL, imagenet_size_only=True)
+    yield B("nasnet_large", "NASNetLarge", "nasnet", "tf", 331, 32, 84_916_818, _NASNET_CELL, imagenet_size_only=True)
+    yield B("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 32, 27_820_128, r"_(stage_\d+_block_\d+)_")
+
+
+# TF Hub image feature vectors: `--backbone hub --weights <URL or SavedModel dir> --image-size N`.
+HUB = Backbone("hub", "", "", "unit", 224, 32, 0)
+
+_REGISTRY = {b.name: b for b in [*_entries(), HUB]}
 
 
 class UnknownBackboneError(ValueError):
@@ -73,15 +106,64 @@ class WeightsUnavailableError(RuntimeError):
     pass
 
 
+def blocks(backbone: Backbone, model) -> list[str]:
+    """The backbone's fine-tuning blocks in input-to-output order, from its layer names."""
+    found = []
+    for layer in model.layers:
+        match = re.search(backbone.block_pattern, layer.name) if backbone.block_pattern else None
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    return found
+
+
+def available(backbone: Backbone) -> bool:
+    """Whether the installed Keras has this architecture (TF Hub needs tensorflow_hub)."""
+    if backbone.name == HUB.name:
+        import importlib.util
+
+        return importlib.util.find_spec("tensorflow_hub") is not None
+    import tf_keras as keras
+
+    return hasattr(keras.applications, backbone.keras_class)
+
+
+def is_hub_handle(weights: str) -> bool:
+    return weights.startswith(("http://", "https://", "gs://")) or os.path.isdir(weights)
+
+
+def _build_hub(handle: str, image_size: int):
+    """A TF Hub image feature vector (URL or local TF2 SavedModel dir) as a Keras model."""
+    import tensorflow_hub as hub
+    import tf_keras as keras
+
+    try:
+        layer = hub.KerasLayer(handle, trainable=False, name="hub_feature_vector")
+    except Exception as err:
+        raise WeightsUnavailableError(
+            f"cannot load TF Hub handle {handle}: {str(err).splitlines()[0][:200]}\n"
+            "  Offline: download the model where there is a network, unpack it, and pass the local "
+            "directory as --weights (or set TFHUB_CACHE_DIR to a populated cache).") from None
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    return keras.Model(inputs, layer(inputs), name="hub")
+
+
 def build(backbone: Backbone, image_size: int, weights: str, **kwargs):
     """The Keras backbone without its top, for `image_size` RGB input.
 
-    `weights` is 'imagenet', 'none', or a path to a Keras weights file for this architecture.
+    `weights` is 'imagenet', 'none', or a path to a Keras weights file for this architecture;
+    for the `hub` backbone, the TF Hub handle (URL or local SavedModel directory).
     ImageNet weights come from the Keras download cache (~/.keras/models); where they are not
     cached and cannot be downloaded, this fails at once with a message saying what to do.
     """
     import tf_keras as keras
 
+    if backbone.name == HUB.name:
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(10)
+        try:
+            return _build_hub(weights, image_size)
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
     constructor = getattr(keras.applications, backbone.keras_class)
     weights_arg = None if weights in (None, "none") else weights
     if weights_arg not in (None, "imagenet") and not os.path.exists(weights_arg):

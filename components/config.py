@@ -16,6 +16,7 @@ from typing import Any, Optional
 import yaml
 
 STAGE_PRESETS = ("frozen", "two_stage", "full")
+_REPO_SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,7 @@ class GraftConfig:
     tfrecord_dir: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
     eval_percent: int = 20  # hash split by path when the data is not pre-split
-    schema_dir: Optional[str] = "schemas/image_classification"  # None: infer with SchemaGen
+    schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05
     max_image_pixels: int = 50_000_000  # larger images are rejected from their header
     # Model.
@@ -68,6 +69,9 @@ class GraftConfig:
             "tfx_metadata", self.pipeline_name, "metadata.db"
         )
         self.serving_dir = self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
+        if self.schema_dir == "auto":
+            kind = "image_classification_tfrecord" if self.tfrecord_dir else "image_classification"
+            self.schema_dir = os.path.join(_REPO_SCHEMAS, kind)
 
     # ---- derived settings, computed in one place ----
     @property
@@ -144,12 +148,16 @@ def validate(config: GraftConfig) -> None:
         problems.append(f"schema_dir {config.schema_dir}: no schema.pbtxt there")
     try:
         entry = backbones.get(config.backbone)
-        reason = entry.check_size(config.input_size)
+        reason = entry.check_size(config.input_size, config.weights)
         if reason:
             problems.append(f"--image-size: {reason}")
     except backbones.UnknownBackboneError as err:
         problems.append(f"--backbone: {err}")
-    if config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
+    if config.backbone == backbones.HUB.name:
+        if not backbones.is_hub_handle(config.weights):
+            problems.append(f"--weights {config.weights}: the hub backbone needs a TF Hub handle "
+                            "(https://... URL or a local TF2 SavedModel directory)")
+    elif config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
         problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
     if not 1 <= config.eval_percent <= 90:
         problems.append("eval_percent must be between 1 and 90")
@@ -208,7 +216,7 @@ def trainer_settings(config: GraftConfig) -> dict:
         "code_version": code_version(),
         "backbone": config.backbone,
         "image_size": config.input_size,
-        "weights": os.path.abspath(config.weights) if os.path.isfile(config.weights) else config.weights,
+        "weights": os.path.abspath(config.weights) if os.path.exists(config.weights) else config.weights,
         "backbone_kwargs": dict(config.backbone_kwargs),
         "dropout": config.dropout,
         "stages": [dataclasses.asdict(s) for s in stages.resolve_stages(config)],

@@ -36,7 +36,8 @@ def build_model(
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
     features = base(inputs, training=None if train_batchnorm else False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    # Keras Applications give a feature map; TF Hub feature vectors are already pooled.
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features) if len(features.shape) == 4 else features
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
     model = keras.Model(inputs, outputs, name=f"graft_{backbone.name}")

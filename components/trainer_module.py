@@ -63,7 +63,12 @@ def read_class_names(train_files, settings: dict) -> list[str]:
             return json.load(f)
     if settings.get("class_names"):
         return list(settings["class_names"])
-    raise ValueError(f"no {CLASS_NAMES_FILE} in {examples_dir}: set class_names in the config for TFRecord input")
+    # TFRecords without names: labels 0..max as their own names.
+    files = [f for p in train_files for f in tf.io.gfile.glob(p)]
+    labels = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+        lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0])
+    highest = int(labels.reduce(tf.constant(-1, tf.int64), tf.maximum))
+    return [str(i) for i in range(highest + 1)]
 
 
 def run_fn(fn_args):

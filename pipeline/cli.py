@@ -138,14 +138,18 @@ def backbones_command(argv) -> int:
     p = argparse.ArgumentParser(prog="graft backbones", description="The backbones Graft offers, by name.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
-    rows = [{"name": b.name, "input_size": b.default_size, "preprocessing": b.preprocess, "parameters": b.params}
+    rows = [{"name": b.name, "input_size": b.default_size, "preprocessing": b.preprocess, "parameters": b.params,
+             "available": backbones.available(b)}
             for b in map(backbones.get, backbones.names())]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(f"{'name':<22}{'input size':>11}  {'preprocessing':<14}{'parameters':>13}")
     for r in rows:
-        print(f"{r['name']:<22}{r['input_size']:>11}  {r['preprocessing']:<14}{r['parameters']:>13,}")
+        params = f"{r['parameters']:>13,}" if r["parameters"] else f"{'(model)':>13}"
+        missing = "" if r["available"] else "  (missing from the installed Keras: skipped)"
+        print(f"{r['name']:<22}{r['input_size']:>11}  {r['preprocessing']:<14}{params}{missing}")
+    print("\nhub: --backbone hub --weights <TF Hub URL or local SavedModel dir> --image-size <its size>")
     return 0
 
 

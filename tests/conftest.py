@@ -42,3 +42,86 @@ def digits_dir(tmp_path_factory):
         pixels = np.round(image * (255.0 / 16.0)).astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(folder / f"{index:04d}.png")
     return str(root)
+
+
+def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0):
+    """Runs local_runner.py with `config` in a subprocess (the real CLI); returns
+    (summary dict or None, stdout + stderr)."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    config_path = tmp_path / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    summary_path = tmp_path / f"{name}.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(config_path),
+         "--summary-json", str(summary_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == expect_rc, output
+    if not summary_path.exists():
+        return None, output
+    with open(summary_path) as f:
+        return json.load(f), output
+
+
+def small_training_config(tmp_path, **overrides) -> dict:
+    """A slim MobileNetV2 trained from scratch at 32 px: the fastest config that learns digits."""
+    config = {
+        "pipeline_name": "test",
+        "pipeline_root": str(tmp_path / "root"),
+        "metadata_path": str(tmp_path / "mlmd" / "metadata.db"),
+        "serving_dir": str(tmp_path / "serving"),
+        "backbone": "mobilenet_v2",
+        "backbone_kwargs": {"alpha": 0.35},
+        "weights": "none",
+        "image_size": 32,
+        "stages": [{"name": "full", "epochs": 6, "trainable": "all", "learning_rate": 0.002}],
+        "train_batchnorm": True,
+        "batchnorm_momentum": 0.9,
+        "min_accuracy": 0.6,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_dir(tmp_path_factory):
+    """40 images of each of 3 digit classes: enough to run the DAG, fast."""
+    root = tmp_path_factory.mktemp("tiny_digits")
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    counts = {}
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        if label not in (0, 1, 7) or counts.get(label, 0) >= 40:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        folder = root / f"digit_{label}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.round(image * (255.0 / 16.0)).astype(np.uint8), mode="L").save(folder / f"{index:04d}.png")
+    return str(root)
+
+
+def export_tiny_hub_feature_vector(path: str, features: int = 16) -> str:
+    """A TF2 SavedModel with the TF Hub feature-vector interface ([b, h, w, 3] in [0, 1] ->
+    [b, features]) and trainable variables, exported here because hub URLs are unreachable."""
+    import tensorflow as tf
+
+    class FeatureVector(tf.__internal__.tracking.AutoTrackable):
+        def __init__(self):
+            self.kernel = tf.Variable(tf.random.stateless_normal([27, features], seed=[1, 2]) * 0.3)
+            self.variables = [self.kernel]
+            self.trainable_variables = [self.kernel]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            patches = tf.image.extract_patches(images, [1, 3, 3, 1], [1, 2, 2, 1], [1, 1, 1, 1], "VALID")
+            return tf.reduce_mean(tf.nn.relu(tf.tensordot(patches, self.kernel, 1)), axis=[1, 2])
+
+    tf.saved_model.save(FeatureVector(), path)
+    return path

@@ -7,20 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from components import serving_dir
-from tests.conftest import REPO
-
-
-def _run(config_path, summary_path, *extra):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(config_path),
-         "--summary-json", str(summary_path), *extra],
-        capture_output=True, text=True, cwd=REPO, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    with open(summary_path) as f:
-        return json.load(f), result.stdout
+from tests.conftest import run_graft, small_training_config
 
 
 _CHECK_SERVING = r"""
@@ -42,25 +31,8 @@ print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_examp
 
 @pytest.mark.e2e
 def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
-    config = {
-        "pipeline_name": "e2e",
-        "pipeline_root": str(tmp_path / "root"),
-        "metadata_path": str(tmp_path / "mlmd" / "metadata.db"),
-        "serving_dir": str(tmp_path / "serving"),
-        "data_dir": digits_dir,
-        "backbone": "mobilenet_v2",
-        "backbone_kwargs": {"alpha": 0.35},
-        "weights": "none",
-        "image_size": 32,
-        "stages": [{"name": "full", "epochs": 6, "trainable": "all", "learning_rate": 0.002}],
-        "train_batchnorm": True,
-        "batchnorm_momentum": 0.9,
-        "min_accuracy": 0.6,
-    }
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-
-    first, stdout = _run(config_path, tmp_path / "first.json")
+    config = small_training_config(tmp_path, data_dir=digits_dir)
+    first, stdout = run_graft(tmp_path, config, "first")
     assert "Trainer done" in stdout and "epoch 6/6" in stdout  # the progress view
     assert first["blessed"] is True
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.6
@@ -94,7 +66,7 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     assert sum(a == b for a, b in zip(served["class_name"], truth)) >= len(sample) // 2
 
     # Unchanged inputs: nothing executes, nothing new is pushed.
-    second, _ = _run(config_path, tmp_path / "second.json")
+    second, _ = run_graft(tmp_path, config, "second")
     assert set(second["component_state"].values()) == {"cached"}
     assert second["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]

@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import backbones
+from components.model import apply_stage, backbone_of, build_model
+from components.stages import Stage
+from tests.conftest import REPO, export_tiny_hub_feature_vector
+
+KERAS_ENTRIES = [n for n in backbones.names() if n != "hub"]
+EXPECTED = {
+    "vgg16", "vgg19", "resnet50", "resnet101", "resnet152", "resnet50_v2", "inception_v3",
+    "inception_resnet_v2", "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3_small",
+    "mobilenet_v3_large", "densenet121", "densenet169", "densenet201",
+    *(f"efficientnet_b{i}" for i in range(8)), *(f"efficientnet_v2_{v}" for v in ("b0", "b1", "b2", "b3", "s")),
+    "nasnet_mobile", "nasnet_large", "convnext_tiny", "hub",
+}
+
+
+def test_registry_offers_every_classic_backbone():
+    assert set(backbones.names()) == EXPECTED
+
+
+def test_input_sizes_and_modes():
+    assert backbones.get("inception_v3").default_size == 299
+    assert backbones.get("xception").default_size == 299
+    assert backbones.get("nasnet_large").default_size == 331
+    assert [backbones.get(f"efficientnet_b{i}").default_size for i in range(8)] == [224, 240, 260, 300, 380, 456, 528, 600]
+    modes = {n: backbones.get(n).preprocess for n in backbones.names()}
+    assert modes["resnet50"] == modes["vgg16"] == "caffe"
+    assert modes["densenet121"] == "torch"
+    assert modes["mobilenet_v2"] == modes["inception_v3"] == "tf"
+    assert modes["efficientnet_b0"] == modes["efficientnet_v2_s"] == modes["convnext_tiny"] == "none"
+    assert modes["mobilenet_v3_small"] == "none"
+
+
+def test_nasnet_imagenet_size_is_enforced():
+    assert "only 331 px" in backbones.get("nasnet_large").check_size(224, "imagenet")
+    assert backbones.get("nasnet_large").check_size(224, "none") is None
+
+
+@pytest.mark.parametrize("name", KERAS_ENTRIES)
+def test_builds_runs_and_matches_registry(name):
+    entry = backbones.get(name)
+    size = max(entry.min_size, 32)
+    model = backbones.build(entry, size, "none")
+    assert model.count_params() == entry.params
+    out = model(tf.zeros([1, size, size, 3]), training=False)
+    assert out.shape[0] == 1 and out.shape[-1] > 0
+    assert len(backbones.blocks(entry, model)) >= 5
+
+
+def test_unknown_backbone_suggests_closest():
+    with pytest.raises(backbones.UnknownBackboneError, match="Did you mean: resnet50"):
+        backbones.get("resnet_50")
+
+
+def test_graft_backbones_table_and_json():
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    table = subprocess.run([graft, "backbones"], capture_output=True, text=True, cwd=REPO)
+    assert table.returncode == 0
+    assert "inception_v3" in table.stdout and "299" in table.stdout and "23,587,712" in table.stdout
+    rows = json.loads(subprocess.run([graft, "backbones", "--json"], capture_output=True, text=True, cwd=REPO).stdout)
+    assert {r["name"] for r in rows} == EXPECTED
+    assert {"name", "input_size", "preprocessing", "parameters"} <= set(rows[0])
+
+
+def test_hub_feature_vector_from_local_savedmodel(tmp_path):
+    handle = export_tiny_hub_feature_vector(str(tmp_path / "fv"))
+    model = build_model(backbones.get("hub"), 3, 32, handle)
+    assert model(tf.zeros([2, 32, 32, 3])).shape == (2, 3)
+    apply_stage(model, Stage("head", 1, "none", 1e-3))
+    assert {v.name.split("/")[0] for v in model.trainable_variables} == {"probabilities"}
+    apply_stage(model, Stage("all", 1, "all", 1e-4))
+    assert len(model.trainable_variables) == 3  # hub kernel + head kernel and bias
+    assert backbone_of(model).trainable
+
+
+def test_unreachable_hub_url_fails_fast_with_instructions(monkeypatch):
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "/nonexistent-cache")
+    with pytest.raises(backbones.WeightsUnavailableError, match="pass the local directory as --weights"):
+        backbones.build(backbones.get("hub"), 32, "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
