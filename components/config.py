@@ -58,6 +58,9 @@ class GraftConfig:
     # Evaluation and promotion.
     min_accuracy: float = 0.5
     max_accuracy_drop: float = 0.0  # vs the model now serving, absolute
+    max_relative_accuracy_drop: Optional[float] = None  # vs the model now serving, a fraction
+    slice_by_class: bool = True  # evaluation sliced by class as well as overall
+    keep_versions: int = 5  # serving versions kept (the one serving is never deleted)
     # Runtime.
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
@@ -165,6 +168,10 @@ def validate(config: GraftConfig) -> None:
         problems.append("--min-accuracy must be between 0 and 1")
     if config.max_accuracy_drop < 0:
         problems.append("max_accuracy_drop must be >= 0")
+    if config.max_relative_accuracy_drop is not None and not 0 <= config.max_relative_accuracy_drop < 1:
+        problems.append("max_relative_accuracy_drop must be in [0, 1)")
+    if config.keep_versions < 1:
+        problems.append("keep_versions must be >= 1")
     if config.batch_size < 1:
         problems.append("--batch-size must be >= 1")
     if not 0.0 <= config.dropout < 1.0:
@@ -186,34 +193,38 @@ def to_json(values: dict) -> str:
 # ---- the slices each component receives (its custom_config): only what it uses, so that a
 # change to, say, epochs does not invalidate the cached ExampleGen or Transform ----
 
-def code_version() -> str:
-    """A digest of Graft's component code. It travels in every custom_config: TFX's cache keys
-    on inputs and properties, not on code referenced by import path, so without it an upgraded
-    Graft would reuse results computed by the old code."""
+_INGEST_CODE = ("ingest", "image_example_gen")
+_TRANSFORM_CODE = ("backbones", "preprocessing", "transform_module")
+_TRAINER_CODE = _TRANSFORM_CODE + ("model", "stages", "training", "trainer_module", "signatures", "serving_check")
+
+
+def code_version(modules) -> str:
+    """A digest of the component code a step runs. It travels in that step's custom_config:
+    TFX's cache keys on inputs and properties, not on code referenced by import path, so
+    without it an upgraded Graft would reuse results computed by the old code."""
     import hashlib
 
     digest = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
-            with open(os.path.join(here, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
+    for name in sorted(modules):
+        with open(os.path.join(here, name + ".py"), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
     return digest.hexdigest()[:12]
 
 
 def example_gen_settings(config: GraftConfig) -> dict:
-    return {"code_version": code_version(), "max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
+    return {"code_version": code_version(_INGEST_CODE), "max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
 
 
 def transform_settings(config: GraftConfig) -> dict:
-    return {"code_version": code_version(), "backbone": config.backbone, "image_size": config.input_size}
+    return {"code_version": code_version(_TRANSFORM_CODE), "backbone": config.backbone, "image_size": config.input_size}
 
 
 def trainer_settings(config: GraftConfig) -> dict:
     from components import stages
 
     return {
-        "code_version": code_version(),
+        "code_version": code_version(_TRAINER_CODE),
         "backbone": config.backbone,
         "image_size": config.input_size,
         "weights": os.path.abspath(config.weights) if os.path.exists(config.weights) else config.weights,

@@ -53,8 +53,11 @@ def copy_tree(src: str, dst: str) -> None:
             tf.io.gfile.copy(os.path.join(dirpath, name), os.path.join(target, name), overwrite=True)
 
 
-def publish(model_dir: str, serving_dir: str, source: str = "") -> str:
-    """Copies `model_dir` in as a new version, atomically; returns the version's path."""
+def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> str:
+    """Copies `model_dir` in as a new version, atomically; returns the version's path.
+
+    `check(staged_dir)`, when given, runs on the complete copy before it becomes visible; if
+    it raises, the copy is removed and serving is left as it was."""
     tf.io.gfile.makedirs(serving_dir)
     existing = versions(serving_dir)
     version = max(int(time.time()), existing[-1] + 1 if existing else 0)
@@ -66,6 +69,34 @@ def publish(model_dir: str, serving_dir: str, source: str = "") -> str:
         tf.io.gfile.makedirs(os.path.join(staging, "assets.extra"))
         with tf.io.gfile.GFile(os.path.join(staging, "assets.extra", SOURCE_FILE), "w") as f:
             f.write(source)
+    if check is not None:
+        try:
+            check(staging)
+        except BaseException:
+            tf.io.gfile.rmtree(staging)
+            raise
     final = os.path.join(serving_dir, str(version))
     tf.io.gfile.rename(staging, final)
     return final
+
+
+def prune(serving_dir: str, keep: int) -> list[int]:
+    """Deletes all but the newest `keep` versions; the newest (serving) is always kept."""
+    found = versions(serving_dir)
+    doomed = found[: max(0, len(found) - max(1, keep))]
+    for version in doomed:
+        tf.io.gfile.rmtree(os.path.join(serving_dir, str(version)))
+    return doomed
+
+
+def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
+    """Makes an earlier version the newest again (as a new version number, so TF Serving
+    switches to it); by default the one before the newest. Returns the new version's path."""
+    found = versions(serving_dir)
+    if to_version is None:
+        if len(found) < 2:
+            raise ValueError(f"{serving_dir}: no earlier version to roll back to (versions: {found})")
+        to_version = found[-2]
+    if to_version not in found:
+        raise ValueError(f"{serving_dir}: no version {to_version} (versions: {found})")
+    return publish(os.path.join(serving_dir, str(to_version)), serving_dir, source=f"rollback to {to_version}")

@@ -18,6 +18,7 @@ from tfx_bsl.public import tfxio
 from components import backbones
 from components.image_example_gen import CLASS_NAMES_FILE
 from components.model import build_model
+from components.serving_check import write_check_data
 from components.signatures import make_signatures
 from components.stages import Stage
 from components.training import train_stages
@@ -92,10 +93,21 @@ def run_fn(fn_args):
 
     started = time.time()
     export_model(model, tft_output, class_names, fn_args.serving_model_dir)
+    _save_serving_check(model, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
     log.info("exported SavedModel in %.1fs", time.time() - started)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump(history, f, indent=1)
+
+
+def _save_serving_check(model, tft_output, eval_files, export_dir: str, count: int = 8) -> None:
+    """The Trainer's own predictions on a few eval images, for the Pusher's serving check."""
+    files = [f for p in eval_files for f in tf.io.gfile.glob(p)]
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    images = [tf.train.Example.FromString(r.numpy()).features.feature[IMAGE_KEY].bytes_list.value[0]
+              for r in records]
+    transformed = tft_output.transform_features_layer()({IMAGE_KEY: tf.constant([[b] for b in images])})
+    write_check_data(export_dir, images, model(transformed[IMAGE_KEY], training=False).numpy())
 
 
 def export_model(model, tft_output, class_names, export_dir: str) -> None:

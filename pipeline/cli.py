@@ -121,15 +121,26 @@ def run_command(argv, runner) -> int:
         return 1
     summary["log_file"] = os.path.abspath(log_path)
     summary["wall_seconds"] = round(time.time() - progress.started, 1)
+    from pipeline.report import write_report
+
+    report_dir = os.path.join(config.pipeline_root, "reports", time.strftime("run-%Y%m%d-%H%M%S", time.localtime(progress.started)))
+    summary["report"] = os.path.abspath(write_report(summary, config, report_dir))
     progress.stream.write(format_summary(summary) + f"\n  wall time: {summary['wall_seconds']}s\n")
+    for path in filter(None, [os.path.join(report_dir, "summary.json"), args.summary_json]):
+        _write_json(path, summary)
+    progress.stream.write(f"  report: {summary['report']}\n")
     if args.summary_json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.summary_json)), exist_ok=True)
-        tmp = args.summary_json + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=1, ensure_ascii=False, sort_keys=True)
-        os.replace(tmp, args.summary_json)
         progress.stream.write(f"  summary: {os.path.abspath(args.summary_json)}\n")
     return 0
+
+
+def _write_json(path: str, data) -> None:
+    """Written aside, then renamed: a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, ensure_ascii=False, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def backbones_command(argv) -> int:
@@ -153,9 +164,54 @@ def backbones_command(argv) -> int:
     return 0
 
 
+def rollback_command(argv) -> int:
+    from components import serving_dir
+
+    p = argparse.ArgumentParser(prog="graft rollback", description="Make an earlier serving version the newest "
+                                "again (copied in as a new version number, so TF Serving switches to it).")
+    p.add_argument("--serving-dir", required=True, help="the serving directory (TF Serving layout)")
+    p.add_argument("--to", type=int, help="version to restore (default: the one before the newest)")
+    args = p.parse_args(argv)
+    try:
+        before = serving_dir.newest(args.serving_dir)
+        restored = serving_dir.rollback(args.serving_dir, args.to)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"rolled back: {before} -> {restored}")
+    return 0
+
+
+def predict_command(argv) -> int:
+    p = argparse.ArgumentParser(prog="graft predict", description="Classify images with a pushed model; "
+                                "prints one JSON line per image (path, class_name, probability, top_k).")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--serving-dir", required=True)
+    p.add_argument("--version", type=int, help="model version (default: the newest)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--top-k", type=int, default=3)
+    args = p.parse_args(argv)
+    from components import predict
+
+    try:
+        model_dir = predict.resolve_model_dir(args.serving_dir, args.version)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    files = predict.expand_inputs(args.inputs)
+    from tqdm import tqdm
+
+    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=len(files) < 2 * args.batch_size) as bar:
+        for result in predict.predict_files(model_dir, files, args.batch_size, args.top_k, bar.update):
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
 COMMANDS = {
     "run": "run the pipeline locally (same as python local_runner.py)",
     "backbones": "list the backbones and their input size, preprocessing and size",
+    "predict": "classify images with a pushed model (JSON lines)",
+    "rollback": "make an earlier serving version the newest again",
 }
 
 
@@ -174,4 +230,4 @@ def main(argv=None) -> int:
         import local_runner
 
         return local_runner.main(rest)
-    return backbones_command(rest)
+    return {"backbones": backbones_command, "predict": predict_command, "rollback": rollback_command}[command](rest)

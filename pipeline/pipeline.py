@@ -58,6 +58,9 @@ def _example_gen(config: cfg.GraftConfig):
 
 def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
                     beam_pipeline_args: Optional[list] = None) -> tfx.dsl.Pipeline:
+    """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them)."""
+    if not config.class_names:
+        raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_dir:
@@ -92,12 +95,14 @@ def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
-        eval_config=build_eval_config(config.min_accuracy, config.max_accuracy_drop),
+        eval_config=build_eval_config(len(config.class_names), config.min_accuracy, config.max_accuracy_drop,
+                                      config.max_relative_accuracy_drop, config.slice_by_class),
         example_splits=["eval"],
     )
     pusher_ = pusher.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        custom_config={"keep_versions": config.keep_versions},
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))),
     )

@@ -58,28 +58,66 @@ def _prop(artifact, name, default=None):
     return value.string_value or value.int_value or value.double_value
 
 
-def _evaluation(uri: str) -> tuple[dict, list]:
-    """Overall metrics of the candidate (and change vs baseline), and validation failures."""
+def _metric_name(key) -> str:
+    name = key.name
+    if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+        name += f"/class_{key.sub_key.class_id.value}"
+    if key.HasField("aggregation_type") and key.aggregation_type.macro_average:
+        name = "macro_" + name
+    if key.model_name == "baseline" and not key.is_diff:
+        name = "baseline_" + name
+    if key.is_diff:
+        name += "_change"
+    return name
+
+
+def _describe_failure(failure) -> str:
+    """'accuracy 0.41 < lower bound 0.8' / 'accuracy change vs serving -0.03 < allowed -0.0'."""
+    name = failure.metric_key.name
+    value = failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff:
+        change = threshold.change_threshold
+        bound = change.absolute.value if change.HasField("absolute") else change.relative.value
+        kind = "absolute" if change.HasField("absolute") else "relative"
+        return f"{name} changed by {value:+.4f} against the model now serving; the allowed {kind} change is >= {bound:+.4f}"
+    bound = threshold.value_threshold.lower_bound.value
+    return f"{name} {value:.4f} is below the required {bound:.4f} (min_accuracy)"
+
+
+def _evaluation(uri: str) -> dict:
+    """Candidate metrics overall and per class slice, the confusion matrix, and why the
+    validation failed (if it did)."""
     import tensorflow_model_analysis as tfma
 
-    metrics, failures = {}, []
+    overall, per_class, failures, matrix = {}, {}, [], []
     for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
+        values = {}
         for item in slice_metrics.metric_keys_and_values:
-            name = item.key.name + ("_change" if item.key.is_diff else "")
-            if item.key.model_name and "baseline" in item.key.model_name and not item.key.is_diff:
-                name = "baseline_" + item.key.name
             if item.value.HasField("double_value"):
-                metrics[name] = round(item.value.double_value.value, 6)
+                values[_metric_name(item.key)] = round(item.value.double_value.value, 6)
+        keys = slice_metrics.slice_key.single_slice_keys
+        if not keys:
+            overall = values
+        else:
+            per_class[keys[0].bytes_value.decode("utf-8")] = values
+    for plots in tfma.load_plots(uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            plot = item.value.multi_class_confusion_matrix_at_thresholds
+            if item.key.model_name == "baseline" or not plot.matrices:
+                continue
+            for entry in plot.matrices[0].entries:  # threshold 0: the arg-max class
+                matrix.append([entry.actual_class_id, entry.predicted_class_id, entry.num_weighted_examples])
     try:
         result = tfma.load_validation_result(uri)
-        for failure in result.metric_validations_per_slice:
-            for f in failure.failures:
-                failures.append(f"{f.metric_key.name}: {f.message}")
+        for validation in result.metric_validations_per_slice:
+            for failure in validation.failures:
+                failures.append(_describe_failure(failure))
     except Exception:  # no validation result written (no thresholds)
         pass
-    return metrics, failures
+    return {"overall": overall, "per_class": per_class, "failures": failures, "confusion_entries": matrix}
 
 
 def collect_summary(config, progress=None) -> dict:
@@ -108,7 +146,15 @@ def collect_summary(config, progress=None) -> dict:
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed", 0))
     if evaluator.get("evaluation"):
-        summary["metrics"], summary["not_blessed_because"] = _evaluation(evaluator["evaluation"][0].uri)
+        evaluation = _evaluation(evaluator["evaluation"][0].uri)
+        summary["metrics"], summary["not_blessed_because"] = evaluation["overall"], evaluation["failures"]
+        summary["per_class_metrics"] = evaluation["per_class"]
+        summary["confusion_entries"] = evaluation["confusion_entries"]
+        summary["evaluation_uri"] = evaluator["evaluation"][0].uri
+    model_run = nodes.get("Trainer", {}).get("outputs", {}).get("model_run")
+    if model_run and os.path.exists(os.path.join(model_run[0].uri, "history.json")):
+        with open(os.path.join(model_run[0].uri, "history.json")) as f:
+            summary["training_history"] = json.load(f)
     pushed = nodes.get("Pusher", {}).get("outputs", {}).get("pushed_model")
     if pushed:
         artifact = pushed[0]
