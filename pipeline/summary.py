@@ -6,6 +6,7 @@ runs too: a cached component's outputs are linked to this run like fresh ones.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from ml_metadata import metadata_store
@@ -94,7 +95,7 @@ def _evaluation(uri: str) -> dict:
     for slice_metrics in tfma.load_metrics(uri):
         values = {}
         for item in slice_metrics.metric_keys_and_values:
-            if item.value.HasField("double_value"):
+            if item.value.HasField("double_value") and math.isfinite(item.value.double_value.value):
                 values[_metric_name(item.key)] = round(item.value.double_value.value, 6)
         keys = slice_metrics.slice_key.single_slice_keys
         if not keys:

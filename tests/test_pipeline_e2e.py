@@ -2,13 +2,15 @@
 import glob
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from components import serving_dir
+from components import serving_check, serving_dir
 from tests.conftest import run_graft, small_training_config
 
 
@@ -65,8 +67,61 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     truth = [os.path.basename(os.path.dirname(p)) for p in sample]
     assert sum(a == b for a, b in zip(served["class_name"], truth)) >= len(sample) // 2
 
+    # The report: offline HTML, JSON, and the two plots.
+    report_dir = os.path.dirname(first["report"])
+    for name in ("report.html", "report.json", "training_curves.png", "confusion_matrix.png"):
+        assert os.path.getsize(os.path.join(report_dir, name)) > 0
+    with open(os.path.join(report_dir, "report.json")) as f:
+        report = json.load(f)
+    assert report["decision"]["blessed"] is True
+    matrix = report["confusion_matrix"]["rows_actual_columns_predicted"]
+    assert sum(map(sum, matrix)) == first["metrics"]["example_count"]
+    assert first["metrics"]["macro_f1_score"] > 0 and "precision/class_2" in first["metrics"]
+    assert "top_k_accuracy" in first["metrics"]  # 3 classes: top-2
+
+    # graft predict agrees with the signature on the same images.
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    predicted = subprocess.run([graft, "predict", "--serving-dir", config["serving_dir"], *sample],
+                               capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [r["path"] for r in rows] == sample
+    assert [r["class_name"] for r in rows] == served["class_name"]
+    for row, probabilities in zip(rows, served["probabilities"]["bytes"]):
+        assert row["probability"] == pytest.approx(max(probabilities), abs=1e-5)
+
+    # The serving check catches a model that answers differently from the Trainer's.
+    tampered = str(tmp_path / "tampered")
+    shutil.copytree(pushed, tampered)
+    check_file = os.path.join(tampered, "assets.extra", serving_check.CHECK_FILE)
+    with open(check_file) as f:
+        data = json.load(f)
+    data["probabilities"][0] = data["probabilities"][0][::-1]
+    with open(check_file, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(serving_check.ServingCheckError, match="answers differently"):
+        serving_check.check_in_fresh_process(tampered)
+
     # Unchanged inputs: nothing executes, nothing new is pushed.
     second, _ = run_graft(tmp_path, config, "second")
     assert set(second["component_state"].values()) == {"cached"}
     assert second["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
+
+    # A worse candidate (trained on shuffled labels) is not blessed and pushes nothing.
+    shuffled = tmp_path / "shuffled"
+    rng = random.Random(0)
+    classes = sorted(os.listdir(digits_dir))
+    for path in images:
+        target = shuffled / rng.choice(classes)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / os.path.basename(path))
+    third, _ = run_graft(tmp_path, {**config, "data_dir": str(shuffled)}, "third")
+    assert third["blessed"] is False
+    assert third["pushed_model_dir"] is None
+    assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
+    assert any("against the model now serving" in r for r in third["not_blessed_because"])
+    with open(os.path.join(os.path.dirname(third["report"]), "report.json")) as f:
+        decision = json.load(f)["decision"]
+    assert decision["blessed"] is False and decision["failures"] == third["not_blessed_because"]
+    assert "NOT blessed" in open(third["report"]).read()
