@@ -37,6 +37,8 @@ class GraftConfig:
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05
+    min_images_per_class: int = 5
+    allow_class_change: bool = False  # True: accept a class set that differs from the serving model's
     max_image_pixels: int = 50_000_000  # larger images are rejected from their header
     # Model.
     backbone: str = "mobilenet_v2"
@@ -162,6 +164,10 @@ def validate(config: GraftConfig) -> None:
                             "(https://... URL or a local TF2 SavedModel directory)")
     elif config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
         problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
+    if not 0 <= config.max_quarantine_fraction <= 1:
+        problems.append("max_quarantine_fraction must be between 0 and 1")
+    if config.min_images_per_class < 1:
+        problems.append("min_images_per_class must be >= 1")
     if not 1 <= config.eval_percent <= 90:
         problems.append("eval_percent must be between 1 and 90")
     if not 0.0 <= config.min_accuracy <= 1.0:
@@ -213,7 +219,9 @@ def code_version(modules) -> str:
 
 
 def example_gen_settings(config: GraftConfig) -> dict:
-    return {"code_version": code_version(_INGEST_CODE), "max_image_pixels": config.max_image_pixels, "max_quarantine_fraction": config.max_quarantine_fraction}
+    return {"code_version": code_version(_INGEST_CODE), "max_image_pixels": config.max_image_pixels,
+            "max_quarantine_fraction": config.max_quarantine_fraction,
+            "min_images_per_class": config.min_images_per_class}
 
 
 def transform_settings(config: GraftConfig) -> dict:

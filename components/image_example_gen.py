@@ -154,6 +154,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             if not os.path.isdir(os.path.join(data_root, root)):
                 raise IngestError(f"split {split.name!r}: folder {os.path.join(data_root, root)} does not exist")
             listings[split.pattern] = (index, split.name, ingest.list_split(data_root, root))
+        ingest.drop_duplicates(data_root, [listing for _, _, listing in listings.values()])
         class_names = sorted({c for _, _, listing in listings.values() for c in listing.classes})
         if len(class_names) < 2:
             raise IngestError(
@@ -184,6 +185,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             examples.set_int_custom_property(f"ingest_{key}", report[key])
         examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
         check_quarantine(report, float(settings.get("max_quarantine_fraction", 0.05)))
+        check_counts(report, int(settings.get("min_images_per_class", 1)))
 
 
 def _read_jsonl(path: str) -> list:
@@ -213,6 +215,20 @@ def build_report(ingest_dir: str, listings: dict, class_names: list, split_names
         "class_names": class_names,
         "empty_class_folders": sorted({c for _, _, l in listings.values() for c in l.empty_classes}),
     }
+
+
+def check_counts(report: dict, min_per_class: int) -> None:
+    """Every split got images, and every class has at least `min_per_class` accepted images."""
+    for split, counts in report["accepted_per_split"].items():
+        if not sum(counts.values()):
+            raise IngestError(f"split {split!r} received no images; add images (or, for hash splits, raise eval_percent)")
+    totals = {}
+    for counts in report["accepted_per_split"].values():
+        for name, count in counts.items():
+            totals[name] = totals.get(name, 0) + count
+    short = [f"{name} ({totals.get(name, 0)})" for name in report["class_names"] if totals.get(name, 0) < min_per_class]
+    if short:
+        raise IngestError(f"classes with fewer than min_images_per_class={min_per_class} accepted images: {', '.join(short)}")
 
 
 def check_quarantine(report: dict, max_fraction: float) -> None:

@@ -124,3 +124,27 @@ def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     if image.shape[0] == 0 or image.shape[1] == 0:
         return "image has no pixels"
     return None
+
+
+def drop_duplicates(data_root: str, listings: list) -> None:
+    """Keeps the first copy of each distinct file (listings in split order, train first; paths
+    sorted) and moves later copies to `skipped`: the same image in train and eval would leak
+    the answer into the evaluation."""
+    import hashlib
+
+    seen = {}
+    for listing in listings:
+        kept = []
+        for rel_path, class_name in listing.files:
+            try:
+                with open(os.path.join(data_root, rel_path), "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                kept.append((rel_path, class_name))  # unreadable: the reader quarantines it with the reason
+                continue
+            if digest in seen:
+                listing.skipped.append({"path": rel_path, "reason": f"duplicate of {seen[digest]} (same bytes)"})
+            else:
+                seen[digest] = rel_path
+                kept.append((rel_path, class_name))
+        listing.files = kept

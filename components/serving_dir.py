@@ -9,19 +9,24 @@ import os
 import time
 from typing import Optional
 
-import tensorflow as tf
-
 SOURCE_FILE = "graft_source.txt"  # inside assets.extra: the model artifact a version came from
 
 
 def versions(serving_dir: str) -> list[int]:
-    """Complete versions, oldest first."""
-    if not tf.io.gfile.isdir(serving_dir):
+    """Complete versions, oldest first. (Local folders are read without TensorFlow, so the
+    pre-flight checks stay fast.)"""
+    if "://" in serving_dir:
+        import tensorflow as tf
+
+        isdir, listdir, exists = tf.io.gfile.isdir, tf.io.gfile.listdir, tf.io.gfile.exists
+    else:
+        isdir, listdir, exists = os.path.isdir, os.listdir, os.path.exists
+    if not isdir(serving_dir):
         return []
     found = []
-    for name in tf.io.gfile.listdir(serving_dir):
+    for name in listdir(serving_dir):
         name = name.rstrip("/")
-        if name.isdigit() and tf.io.gfile.exists(os.path.join(serving_dir, name, "saved_model.pb")):
+        if name.isdigit() and exists(os.path.join(serving_dir, name, "saved_model.pb")):
             found.append(int(name))
     return sorted(found)
 
@@ -34,6 +39,8 @@ def newest(serving_dir: str) -> Optional[str]:
 
 def fingerprint(model_dir: str) -> Optional[str]:
     """TF's SavedModel fingerprint: equal for byte-identical exports."""
+    import tensorflow as tf
+
     try:
         return tf.saved_model.experimental.read_fingerprint(model_dir).singleprint()
     except (tf.errors.NotFoundError, ValueError, FileNotFoundError):
@@ -46,6 +53,8 @@ def same_model(a: str, b: str) -> bool:
 
 
 def copy_tree(src: str, dst: str) -> None:
+    import tensorflow as tf
+
     for dirpath, _, filenames in tf.io.gfile.walk(src):
         target = os.path.join(dst, os.path.relpath(dirpath, src))
         tf.io.gfile.makedirs(target)
@@ -58,6 +67,8 @@ def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> s
 
     `check(staged_dir)`, when given, runs on the complete copy before it becomes visible; if
     it raises, the copy is removed and serving is left as it was."""
+    import tensorflow as tf
+
     tf.io.gfile.makedirs(serving_dir)
     existing = versions(serving_dir)
     version = max(int(time.time()), existing[-1] + 1 if existing else 0)
@@ -82,6 +93,8 @@ def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> s
 
 def prune(serving_dir: str, keep: int) -> list[int]:
     """Deletes all but the newest `keep` versions; the newest (serving) is always kept."""
+    import tensorflow as tf
+
     found = versions(serving_dir)
     doomed = found[: max(0, len(found) - max(1, keep))]
     for version in doomed:

@@ -89,7 +89,8 @@ def run_fn(fn_args):
     log.info("training %s (%s parameters) on %d classes at %d px", backbone.name,
              f"{model.count_params():,}", len(class_names), size)
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
-    history = train_stages(model, stages, train_ds, eval_ds, callbacks=[tensorboard])
+    backup_dir = _backup_dir(fn_args)
+    history = train_stages(model, stages, train_ds, eval_ds, callbacks=[tensorboard], backup_dir=backup_dir)
 
     started = time.time()
     export_model(model, tft_output, class_names, fn_args.serving_model_dir)
@@ -98,6 +99,19 @@ def run_fn(fn_args):
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump(history, f, indent=1)
+    tf.io.gfile.rmtree(backup_dir)
+
+
+def _backup_dir(fn_args) -> str:
+    """Where an interrupted Trainer finds its progress when TFX runs it again: outside the
+    per-execution artifact folders (a re-run is a new execution), keyed by everything that
+    determines the training, so a changed configuration never resumes a stale run."""
+    import hashlib
+
+    key = json.dumps([fn_args.custom_config, sorted(fn_args.train_files), sorted(fn_args.eval_files),
+                      fn_args.transform_output], sort_keys=True, default=str)
+    trainer_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    return os.path.join(trainer_root, "resume", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
 def _save_serving_check(model, tft_output, eval_files, export_dir: str, count: int = 8) -> None:

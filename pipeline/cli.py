@@ -95,18 +95,22 @@ def run_command(argv, runner) -> int:
     args = _run_parser().parse_args(argv)
     try:
         config = config_from_args(args)
-        from pipeline import preflight
-
-        preflight.check(config)
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    from pipeline import preflight
     from pipeline import progress as progress_view
 
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     print(f"Graft: {config.backbone} at {config.input_size}px on {config.data_dir or config.tfrecord_dir}")
     print(f"Full log: {os.path.abspath(log_path)}" if not args.verbose else "Verbose: all logs below")
+    # Logs go to the file from here on, so that TensorFlow's start-up noise stays out of sight.
     progress = progress_view.start(log_path, args.verbose)
+    try:
+        preflight.check(config)
+    except cfg.ConfigError as err:
+        progress.err.write(f"error: {err}\n")
+        return EXIT_CONFIG
     try:
         summary = runner(config, progress)
     except Exception as err:  # the run failed: say where and why, keep the traceback in the log

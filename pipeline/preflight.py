@@ -8,18 +8,26 @@ from components import backbones, ingest
 from components.config import ConfigError, GraftConfig
 
 
-def check_data_dir(data_dir: str) -> list[str]:
-    """The class names (sorted folder names, as ImageExampleGen numbers them)."""
+def check_data_dir(data_dir: str, min_per_class: int = 1) -> list[str]:
+    """The class names (sorted folder names, as ImageExampleGen numbers them), after checking
+    the layout: class folders with files, in every split, and enough files per class."""
     roots = ingest.detect_split_roots(data_dir) or [""]
-    classes = set()
+    classes, counts = set(), {}
     for root in roots:
         listing = ingest.list_split(data_dir, root)
         where = os.path.join(data_dir, root) if root else data_dir
         if not listing.files:
-            raise ConfigError(f"{where}: no images found; expected one sub-folder per class holding images")
+            raise ConfigError(f"{where}: no images found; expected one sub-folder per class holding images"
+                              + (" (this split is empty)" if root else ""))
         classes |= set(listing.classes)
+        for _, name in listing.files:
+            counts[name] = counts.get(name, 0) + 1
     if len(classes) < 2:
         raise ConfigError(f"{data_dir}: found only class {sorted(classes)}; a classifier needs at least 2 class folders")
+    short = sorted(f"{name} ({n})" for name, n in counts.items() if n < min_per_class)
+    if short:
+        raise ConfigError(f"{data_dir}: classes with fewer than min_images_per_class={min_per_class} files: "
+                          + ", ".join(short))
     return sorted(classes)
 
 
@@ -56,13 +64,40 @@ def check_weights(config: GraftConfig) -> None:
         raise ConfigError(f"--weights: {err}") from None
 
 
+def check_serving_classes(config: GraftConfig) -> None:
+    """A new model whose classes differ from the serving model's would break its clients."""
+    import json
+
+    from components import serving_dir
+
+    if "://" in config.serving_dir:
+        return
+    current = serving_dir.newest(config.serving_dir)
+    names_file = os.path.join(current, "assets.extra", "class_names.json") if current else None
+    if not names_file or not os.path.exists(names_file):
+        return
+    with open(names_file, encoding="utf-8") as f:
+        serving = json.load(f)
+    if list(serving) != list(config.class_names):
+        added = sorted(set(config.class_names) - set(serving))
+        removed = sorted(set(serving) - set(config.class_names))
+        raise ConfigError(
+            f"the classes differ from those of the model now serving ({current}): "
+            f"added {added or 'none'}, removed {removed or 'none'}"
+            + ("" if added or removed else " (same names, different order)")
+            + ". Its clients would get different class indices; use a new --serving-dir, "
+            "or set allow_class_change: true in the config if this is intended.")
+
+
 def check(config: GraftConfig) -> None:
     """Validates what needs the data or weights, and fills in config.class_names."""
     if config.data_dir:
-        found = check_data_dir(config.data_dir)
+        found = check_data_dir(config.data_dir, config.min_images_per_class)
         if config.class_names and list(config.class_names) != found:
             raise ConfigError(f"class_names {config.class_names} differ from the class folders {found}")
         config.class_names = found
     elif not config.class_names:
         config.class_names = tfrecord_class_names(config.tfrecord_dir)
+    if not config.allow_class_change:
+        check_serving_classes(config)
     check_weights(config)

@@ -21,9 +21,10 @@ _CACHED = re.compile(r"A cached execution \d+ is used\.")
 class Progress(logging.Handler):
     """Turns TFX's component log lines and graft.* records into terminal lines."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, err=None):
         super().__init__(logging.INFO)
         self.stream = stream
+        self.err = err or sys.stderr  # the terminal's stderr, for errors the user must see
         self.started = time.time()
         self.current = None
         self._component_start = 0.0
@@ -68,6 +69,7 @@ def start(log_path: str, verbose: bool) -> Progress:
         root.addHandler(progress)
         return progress
     terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    terminal_err = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     sys.stdout.flush()
     sys.stderr.flush()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -79,6 +81,6 @@ def start(log_path: str, verbose: bool) -> Progress:
     file_handler = logging.StreamHandler(sys.stderr)  # descriptor 2: the log file
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
-    progress = Progress(terminal)
+    progress = Progress(terminal, terminal_err)
     root.addHandler(progress)
     return progress

@@ -44,7 +44,24 @@ def digits_dir(tmp_path_factory):
     return str(root)
 
 
-def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0):
+def write_digit_pngs(root, classes: dict, per_class: int) -> list:
+    """Writes `per_class` real digit images for each {folder name: digit}; returns the paths."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    paths = []
+    for folder, digit in classes.items():
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+        picked = [i for i, t in enumerate(digits.target) if t == digit][:per_class]
+        for i in picked:
+            path = os.path.join(root, folder, f"{i:04d}.png")
+            Image.fromarray(np.round(digits.images[i] * (255.0 / 16.0)).astype(np.uint8), mode="L").save(path)
+            paths.append(path)
+    return paths
+
+
+def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0, env: dict | None = None):
     """Runs local_runner.py with `config` in a subprocess (the real CLI); returns
     (summary dict or None, stdout + stderr)."""
     import json
@@ -59,7 +76,7 @@ def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0):
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(config_path),
          "--summary-json", str(summary_path)],
-        capture_output=True, text=True, cwd=REPO, timeout=900)
+        capture_output=True, text=True, cwd=REPO, timeout=900, env={**os.environ, **(env or {})})
     output = result.stdout + result.stderr
     assert result.returncode == expect_rc, output
     if not summary_path.exists():

@@ -90,3 +90,31 @@ def test_weights_file_of_another_architecture_is_a_clear_error(tmp_path):
     other.save_weights(path)
     with pytest.raises(backbones.WeightsUnavailableError, match="cannot load weights file .*other.h5 into mobilenet_v2"):
         backbones.build(backbones.get("mobilenet_v2"), 32, path, alpha=0.35)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAtEpoch(keras.callbacks.Callback):
+    def __init__(self, stage_marker, epoch):
+        super().__init__()
+        self.stage_marker, self.epoch = stage_marker, epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.model.get_layer("backbone").trainable and epoch == self.epoch:
+            raise _Killed()
+
+
+def test_interrupted_training_resumes_from_last_completed_epoch(tmp_path):
+    stages = [Stage("head", 1, "none", 1e-3), Stage("all", 3, "all", 1e-4)]
+    backup = str(tmp_path / "backup")
+    model = _tiny_model()
+    with pytest.raises(_Killed):
+        train_stages(model, stages, _data(), _data(seed=1), callbacks=[_KillAtEpoch("all", 2)], backup_dir=backup)
+    weights_at_kill = [w.numpy().copy() for w in model.weights]
+
+    fresh = _tiny_model()  # a new process: nothing in memory
+    history = train_stages(fresh, stages, _data(), _data(seed=1), backup_dir=backup)
+    assert [(r["stage"], r["epoch"]) for r in history] == [("head", 1), ("all", 3)]
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(weights_at_kill, fresh.weights))
