@@ -34,6 +34,7 @@ class GraftConfig:
     data_dir: Optional[str] = None
     tfrecord_dir: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
+    spans: bool = False  # data_dir holds span-<N>/ folders (new data lands as a new span); each run takes the newest
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05
@@ -67,6 +68,8 @@ class GraftConfig:
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
     enable_cache: bool = True
+    beam_pipeline_args: Optional[list] = None  # None: the runner's default (locally DirectRunner in_memory)
+    kubeflow: dict = field(default_factory=dict)  # Kubeflow runner settings: see kubeflow/settings.py
 
     def __post_init__(self):
         self.pipeline_root = self.pipeline_root or os.path.join("tfx_pipeline_output", self.pipeline_name)
@@ -145,6 +148,8 @@ def validate(config: GraftConfig) -> None:
         problems.append("give exactly one of --data-dir (image folders) or --tfrecord-dir")
     for option in ("data_dir", "tfrecord_dir"):
         path = getattr(config, option)
+        if path and "://" in path:
+            continue  # object stores are checked where the pipeline runs
         if path and not os.path.isdir(path):
             problems.append(f"--{option.replace('_', '-')} {path}: no such directory")
         elif path and not os.access(path, os.R_OK | os.X_OK):
@@ -188,6 +193,13 @@ def validate(config: GraftConfig) -> None:
         stages.resolve_stages(config)
     except ConfigError as err:
         problems.append(str(err))
+    if config.kubeflow:
+        from kubeflow.settings import KubeflowSettings
+
+        try:
+            KubeflowSettings.from_dict(config.kubeflow)
+        except ConfigError as err:
+            problems.append(str(err))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -248,6 +260,8 @@ def trainer_settings(config: GraftConfig) -> dict:
 
 
 def beam_args(config: GraftConfig) -> list[str]:
+    if config.beam_pipeline_args is not None:
+        return list(config.beam_pipeline_args)
     workers = config.beam_num_workers or os.cpu_count() or 1
     return [
         f"--direct_running_mode={config.beam_direct_running_mode}",

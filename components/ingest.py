@@ -43,12 +43,44 @@ def _skip_reason(name: str) -> Optional[str]:
     return None
 
 
+def _list_remote(data_root: str, top: str, listing: "Listing") -> "Listing":
+    """list_split for object stores (gs://, s3://...): no symlinks there."""
+    import tensorflow as tf
+
+    def rel(path):
+        return path[len(data_root):].lstrip("/")
+
+    for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(top)):
+        path = f"{top.rstrip('/')}/{name}"
+        if not tf.io.gfile.isdir(path):
+            listing.skipped.append({"path": rel(path), "reason": _skip_reason(name) or "not in a class folder"})
+        elif name.startswith("."):
+            listing.skipped.append({"path": rel(path) + "/", "reason": "hidden folder"})
+        else:
+            found = 0
+            for dirpath, _, filenames in tf.io.gfile.walk(path):
+                for file_name in sorted(filenames):
+                    file_path = f"{dirpath.rstrip('/')}/{file_name}"
+                    reason = _skip_reason(file_name)
+                    if reason:
+                        listing.skipped.append({"path": rel(file_path), "reason": reason})
+                    else:
+                        listing.files.append((rel(file_path), name))
+                        found += 1
+            if not found:
+                listing.empty_classes.append(name)
+    return listing
+
+
 def list_split(data_root: str, split_root: str = "") -> Listing:
     """Walks `data_root/split_root`: each first-level folder is a class; deeper files belong to it.
 
     Symbolic links are followed only where they resolve inside `data_root`; paths are
     reported relative to `data_root` (so the hash split does not depend on where data lives).
     """
+    if "://" in data_root:
+        top = f"{data_root.rstrip('/')}/{split_root}" if split_root else data_root
+        return _list_remote(data_root.rstrip("/") + "/", top, Listing(root=split_root))
     root_real = os.path.realpath(data_root)
     top = os.path.join(data_root, split_root) if split_root else data_root
     listing = Listing(root=split_root)
@@ -87,12 +119,36 @@ def list_split(data_root: str, split_root: str = "") -> Listing:
     return listing
 
 
+def _isdir(path: str) -> bool:
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
 def detect_split_roots(data_root: str) -> Optional[list[str]]:
     """['train', 'eval'] when the data is already split that way, else None (one pool)."""
-    present = [d for d in SPLIT_DIRS if os.path.isdir(os.path.join(data_root, d))]
+    present = [d for d in SPLIT_DIRS if _isdir(os.path.join(data_root, d))]
     if len(present) == len(SPLIT_DIRS):
         return list(SPLIT_DIRS)
     return None
+
+
+SPAN_PREFIX = "span-"
+
+
+def newest_span(data_root: str) -> Optional[str]:
+    """'span-<N>' with the highest N under `data_root`, or None (TFX's {SPAN} convention)."""
+    if "://" in data_root:
+        import tensorflow as tf
+
+        names = [n.rstrip("/") for n in tf.io.gfile.listdir(data_root)]
+    else:
+        names = os.listdir(data_root) if os.path.isdir(data_root) else []
+    spans = [int(n[len(SPAN_PREFIX):]) for n in names
+             if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX):].isdigit() and _isdir(os.path.join(data_root, n))]
+    return f"{SPAN_PREFIX}{max(spans)}" if spans else None
 
 
 def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
@@ -126,6 +182,16 @@ def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     return None
 
 
+def _read(path: str) -> bytes:
+    if "://" in path:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def drop_duplicates(data_root: str, listings: list) -> None:
     """Keeps the first copy of each distinct file (listings in split order, train first; paths
     sorted) and moves later copies to `skipped`: the same image in train and eval would leak
@@ -137,8 +203,7 @@ def drop_duplicates(data_root: str, listings: list) -> None:
         kept = []
         for rel_path, class_name in listing.files:
             try:
-                with open(os.path.join(data_root, rel_path), "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
+                digest = hashlib.sha256(_read(os.path.join(data_root, rel_path))).hexdigest()
             except OSError:
                 kept.append((rel_path, class_name))  # unreadable: the reader quarantines it with the reason
                 continue

@@ -216,6 +216,7 @@ COMMANDS = {
     "backbones": "list the backbones and their input size, preprocessing and size",
     "predict": "classify images with a pushed model (JSON lines)",
     "rollback": "make an earlier serving version the newest again",
+    "kfp": "compile, submit or schedule the pipeline on Kubeflow Pipelines v2",
 }
 
 
@@ -234,4 +235,8 @@ def main(argv=None) -> int:
         import local_runner
 
         return local_runner.main(rest)
+    if command == "kfp":
+        from kubeflow import cli as kfp_cli
+
+        return kfp_cli.main(rest)
     return {"backbones": backbones_command, "predict": predict_command, "rollback": rollback_command}[command](rest)

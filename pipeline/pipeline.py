@@ -37,13 +37,18 @@ def _example_gen(config: cfg.GraftConfig):
             input_base=_abs(config.tfrecord_dir),
             output_config=example_gen_pb2.Output(split_config=eval_split),
         )
-    split_roots = ingest.detect_split_roots(config.data_dir)
+    # With spans, each run takes the newest DIR/span-<N>/ (TFX's {SPAN} pattern, resolved by its driver).
+    span = ingest.newest_span(config.data_dir) if config.spans else None
+    if config.spans and not span:
+        raise ValueError(f"{config.data_dir}: spans is set but there is no span-<N> folder")
+    prefix = f"{ingest.SPAN_PREFIX}{{SPAN}}/" if span else ""
+    split_roots = ingest.detect_split_roots(os.path.join(config.data_dir, span) if span else config.data_dir)
     if split_roots:
         input_config = example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=name, pattern=f"{name}/*/*") for name in split_roots])
+            example_gen_pb2.Input.Split(name=name, pattern=f"{prefix}{name}/*/*") for name in split_roots])
         output_config = example_gen_pb2.Output()
     else:
-        input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*/*")])
+        input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=f"{prefix}*/*")])
         # Deterministic split: TFX hashes the source path (relative to the data root).
         eval_split.partition_feature_name = "path"
         output_config = example_gen_pb2.Output(split_config=eval_split)

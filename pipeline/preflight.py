@@ -92,7 +92,13 @@ def check_serving_classes(config: GraftConfig) -> None:
 def check(config: GraftConfig) -> None:
     """Validates what needs the data or weights, and fills in config.class_names."""
     if config.data_dir:
-        found = check_data_dir(config.data_dir, config.min_images_per_class)
+        data_dir = config.data_dir
+        if config.spans:
+            span = ingest.newest_span(data_dir)
+            if not span:
+                raise ConfigError(f"{data_dir}: spans is set but there is no span-<N> folder")
+            data_dir = os.path.join(data_dir, span)
+        found = check_data_dir(data_dir, config.min_images_per_class)
         if config.class_names and list(config.class_names) != found:
             raise ConfigError(f"class_names {config.class_names} differ from the class folders {found}")
         config.class_names = found

@@ -1,0 +1,74 @@
+"""Kubeflow runner settings: the `kubeflow:` section of the config file, as checked data."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Optional
+
+from components.config import ConfigError
+
+TARGETS = ("kfp", "vertex")
+# Accelerator type names each backend understands.
+DEFAULT_ACCELERATOR = {"kfp": "nvidia.com/gpu", "vertex": "NVIDIA_TESLA_T4"}
+DEFAULT_BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+
+@dataclass
+class KubeflowSettings:
+    target: str = "kfp"  # kfp: open-source Kubeflow Pipelines; vertex: Vertex AI Pipelines
+    image: str = "graft:latest"  # built from kubeflow/Dockerfile
+    trainer_accelerator_type: Optional[str] = None  # default per target (DEFAULT_ACCELERATOR)
+    trainer_accelerator_count: int = 1  # 0: no accelerator
+    trainer_cpu: float = 8
+    trainer_memory_gb: float = 32
+    component_cpu: float = 2  # every other component
+    component_memory_gb: float = 8
+    trainer_node_selector: dict = field(default_factory=dict)  # e.g. {cloud.google.com/gke-accelerator: nvidia-tesla-t4}
+    trainer_tolerations: list = field(default_factory=list)  # e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    beam_pipeline_args: Optional[list] = None  # DirectRunner multi-processing unless given; passed through untouched
+    # Where runs go (submit / schedule).
+    host: Optional[str] = None
+    namespace: str = "kubeflow"
+    experiment: str = "graft"
+    pipeline_name: Optional[str] = None  # default: the GraftConfig pipeline_name
+    output: str = "graft_pipeline.yaml"
+
+    @property
+    def accelerator_type(self) -> str:
+        return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.target]
+
+    @property
+    def beam_args(self) -> list:
+        return list(self.beam_pipeline_args) if self.beam_pipeline_args is not None else list(DEFAULT_BEAM_ARGS)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "KubeflowSettings":
+        values = {k.replace("-", "_"): v for k, v in (values or {}).items()}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            hints = [k + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+                     for k in unknown]
+            raise ConfigError(f"kubeflow: unknown option(s) {', '.join(hints)}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        problems = []
+        if self.target not in TARGETS:
+            problems.append(f"kubeflow.target must be one of {TARGETS} (got {self.target!r})")
+        if self.trainer_accelerator_count < 0:
+            problems.append("kubeflow.trainer_accelerator_count must be >= 0")
+        for name in ("trainer_cpu", "trainer_memory_gb", "component_cpu", "component_memory_gb"):
+            if getattr(self, name) <= 0:
+                problems.append(f"kubeflow.{name} must be > 0")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.trainer_node_selector.items()):
+            problems.append("kubeflow.trainer_node_selector must map label names to label values (strings)")
+        for i, toleration in enumerate(self.trainer_tolerations):
+            if not isinstance(toleration, dict) or not set(toleration) <= {"key", "operator", "value", "effect", "tolerationSeconds"}:
+                problems.append(f"kubeflow.trainer_tolerations[{i}] must be a Kubernetes toleration "
+                                "(key, operator, value, effect, tolerationSeconds)")
+        if problems:
+            raise ConfigError("invalid kubeflow settings:\n  - " + "\n  - ".join(problems))
