@@ -55,7 +55,13 @@ class GraftConfig:
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
     batch_size: int = 32
-    train_batchnorm: bool = False
+    train_batchnorm: bool = False  # False: BatchNorm in inference mode in every stage (see model.py)
+    augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
+    early_stopping_patience: int = 0  # 0: off; else stop a stage after N epochs without val_loss gain, keep the best
+    label_smoothing: float = 0.0
+    class_weights: Optional[str] = None  # "balanced": weights from the training label distribution
+    mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
+    feature_caching: bool = True  # frozen stages without augmentation train the head on features computed once
     batchnorm_momentum: Optional[float] = None  # e.g. 0.9 when training a backbone from scratch
     seed: int = 42
     # Evaluation and promotion.
@@ -193,6 +199,20 @@ def validate(config: GraftConfig) -> None:
         stages.resolve_stages(config)
     except ConfigError as err:
         problems.append(str(err))
+    try:
+        from components import augmentation
+
+        augmentation.resolve(config.augmentation)
+    except ConfigError as err:
+        problems.append(str(err))
+    if not 0 <= config.label_smoothing < 1:
+        problems.append("label_smoothing must be in [0, 1)")
+    if config.class_weights not in (None, "balanced"):
+        problems.append("class_weights must be 'balanced' or unset")
+    if config.mixed_precision not in ("auto", "mixed_float16", "float32"):
+        problems.append("mixed_precision must be auto, mixed_float16 or float32")
+    if config.early_stopping_patience < 0:
+        problems.append("early_stopping_patience must be >= 0")
     if config.kubeflow:
         from kubeflow.settings import KubeflowSettings
 
@@ -213,7 +233,8 @@ def to_json(values: dict) -> str:
 
 _INGEST_CODE = ("ingest", "image_example_gen")
 _TRANSFORM_CODE = ("backbones", "preprocessing", "transform_module")
-_TRAINER_CODE = _TRANSFORM_CODE + ("model", "stages", "training", "trainer_module", "signatures", "serving_check")
+_TRAINER_CODE = _TRANSFORM_CODE + ("model", "stages", "schedules", "augmentation", "training", "trainer_module",
+                                   "signatures", "serving_check")
 
 
 def code_version(modules) -> str:
@@ -253,6 +274,12 @@ def trainer_settings(config: GraftConfig) -> dict:
         "stages": [dataclasses.asdict(s) for s in stages.resolve_stages(config)],
         "batch_size": config.batch_size,
         "train_batchnorm": config.train_batchnorm,
+        "augmentation": config.augmentation,
+        "early_stopping_patience": config.early_stopping_patience,
+        "label_smoothing": config.label_smoothing,
+        "class_weights": config.class_weights,
+        "mixed_precision": config.mixed_precision,
+        "feature_caching": config.feature_caching,
         "batchnorm_momentum": config.batchnorm_momentum,
         "class_names": config.class_names,
         "seed": config.seed,

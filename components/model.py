@@ -59,24 +59,71 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_LAYER)
 
 
-def apply_stage(model: keras.Model, stage: Stage) -> None:
-    """Sets what trains in `stage`: nothing of the backbone, its top N layers, or everything."""
+def first_trainable_layer(base: keras.Model, trainable, backbone: backbones.Backbone | None = None) -> int:
+    """Index of the lowest backbone layer that trains under `trainable` (see stages.py)."""
+    layers = base.layers
+    if trainable == "all":
+        return 0
+    if isinstance(trainable, int):
+        return max(0, len(layers) - trainable)
+    if trainable.startswith("top:"):
+        return len(layers) - max(1, round(float(trainable[4:]) * len(layers)))
+    block = trainable[5:]  # from:<block>
+    names = backbones.blocks(backbone, base) if backbone else []
+    if block not in names:
+        raise ValueError(f"trainable {trainable!r}: no block {block!r} in {base.name}; blocks: {', '.join(names)}")
+    import re
+
+    for index, layer in enumerate(layers):
+        match = re.search(backbone.block_pattern, layer.name)
+        if match and match.group(1) == block:
+            return index
+    raise AssertionError("unreachable: the block was found above")
+
+
+def apply_stage(model: keras.Model, stage: Stage, backbone: backbones.Backbone | None = None) -> None:
+    """Sets what trains in `stage`: nothing of the backbone, its top layers, from a block up, or all."""
     base = backbone_of(model)
     if stage.trainable == "none":
         base.trainable = False
         return
     base.trainable = True
-    if stage.trainable == "all":
-        return
-    for layer in base.layers[: -int(stage.trainable)]:
+    first = first_trainable_layer(base, stage.trainable, backbone)
+    for layer in base.layers[:first]:
         layer.trainable = False
 
 
-def compile_for_stage(model: keras.Model, stage: Stage) -> None:
+def make_optimizer(stage: Stage, steps_per_epoch: int = 1):
+    """The stage's optimizer with its learning-rate schedule. Keras' legacy optimizers: they
+    trace their update in ~1 s where the new ones took ~12 s on 2 CPUs, for the same math."""
+    from components.schedules import make_schedule
+
+    rate = make_schedule(stage.schedule, stage.learning_rate, steps_per_epoch, stage.epochs)
+    if stage.optimizer == "sgd":
+        return keras.optimizers.legacy.SGD(rate, momentum=0.9)
+    if stage.optimizer == "rmsprop":
+        return keras.optimizers.legacy.RMSprop(rate)
+    return keras.optimizers.legacy.Adam(rate)
+
+
+def make_loss(num_classes: int, label_smoothing: float = 0.0):
+    """Sparse labels in; label smoothing needs one-hot targets, so they are made here."""
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy()
+    import tensorflow as tf
+
+    cross_entropy = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def smoothed(y_true, y_pred):
+        return cross_entropy(tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes), y_pred)
+
+    return smoothed
+
+
+def compile_for_stage(model: keras.Model, stage: Stage, steps_per_epoch: int = 1, label_smoothing: float = 0.0) -> None:
     """A fresh optimizer per stage, so no optimizer state leaks from one stage to the next."""
     model.compile(
-        # The legacy Adam traces its update in ~1 s; the new one in ~12 s on 2 CPUs (same math).
-        optimizer=keras.optimizers.legacy.Adam(stage.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=make_optimizer(stage, steps_per_epoch),
+        loss=make_loss(model.output_shape[-1], label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )

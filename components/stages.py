@@ -1,23 +1,41 @@
-"""Fine-tuning stages: what trains, how long, at which learning rate.
+"""Fine-tuning stages: what trains, how long, with which optimizer and learning-rate schedule.
 
 A run is a list of stages. Presets expand to such lists; explicit lists are checked here,
 before the pipeline starts, so a wrong stage is a config error, not a crash in epoch 3.
+
+`trainable` says what of the backbone trains (the new head always does):
+  "none" (frozen), "all", an int N (the top N layers), "top:0.25" (the top quarter of the
+  layers), or "from:<block>" (that registry block and everything above it).
+`schedule` is {"type": constant | exponential | cosine | one_cycle, ...}: see schedules.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from components.config import ConfigError
+
+PRESETS = ("frozen", "two_stage", "progressive", "full")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = {
+    "constant": set(),
+    "exponential": {"decay_steps", "decay_rate"},
+    "cosine": {"warmup_epochs", "alpha"},
+    "one_cycle": {"pct_start", "div_factor", "final_div_factor"},
+}
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     epochs: int
-    # "none": backbone frozen (head only); "all": everything; an int N: the top N backbone layers.
     trainable: Union[str, int]
     learning_rate: float
+    optimizer: str = "adam"
+    schedule: dict = field(default_factory=lambda: {"type": "constant"})
+
+    def __hash__(self):
+        return hash((self.name, self.epochs, str(self.trainable), self.learning_rate))
 
 
 def preset(name: str, config) -> list[Stage]:
@@ -25,33 +43,71 @@ def preset(name: str, config) -> list[Stage]:
     if name == "frozen":
         return [head]
     if name == "two_stage":
-        return [
-            head,
-            Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers,
-                  config.fine_tune_learning_rate),
-        ]
+        return [head, Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers,
+                            config.fine_tune_learning_rate)]
+    if name == "progressive":
+        # Gradual unfreezing: each stage opens more of the backbone at a lower learning rate.
+        return [head,
+                Stage("top_quarter", config.fine_tune_epochs, "top:0.25", config.fine_tune_learning_rate),
+                Stage("top_half", config.fine_tune_epochs, "top:0.5", config.fine_tune_learning_rate / 3)]
     if name == "full":
         return [Stage("full", config.epochs, "all", config.learning_rate)]
-    raise ConfigError(f"stages: unknown preset {name!r}; known: frozen, two_stage, full")
+    raise ConfigError(f"stages: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+
+
+def parse_trainable(value, where: str = "trainable"):
+    """Checks a trainable spec; returns it normalised ("top:<fraction>" as a float)."""
+    if value in ("none", "all") or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    if isinstance(value, str) and value.startswith("top:"):
+        try:
+            fraction = float(value[4:])
+        except ValueError:
+            fraction = -1
+        if 0 < fraction <= 1:
+            return value
+    if isinstance(value, str) and value.startswith("from:") and len(value) > 5:
+        return value
+    raise ConfigError(f"{where} must be 'none', 'all', a positive layer count, 'top:<fraction>' or "
+                      f"'from:<block>' (got {value!r})")
+
+
+def parse_schedule(value, where: str = "schedule") -> dict:
+    if value is None:
+        return {"type": "constant"}
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict) or value.get("type") not in SCHEDULES:
+        raise ConfigError(f"{where} must name a type among {', '.join(SCHEDULES)} (got {value!r})")
+    unknown = set(value) - {"type"} - SCHEDULES[value["type"]]
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {sorted(unknown)} for {value['type']}; "
+                          f"known: {sorted(SCHEDULES[value['type']])}")
+    for key, number in value.items():
+        if key != "type" and (not isinstance(number, (int, float)) or number < 0):
+            raise ConfigError(f"{where}.{key} must be a number >= 0 (got {number!r})")
+    return dict(value)
 
 
 def _parse_stage(index: int, spec) -> Stage:
     where = f"stages[{index}]"
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping with epochs, trainable, learning_rate")
-    unknown = set(spec) - {"name", "epochs", "trainable", "learning_rate"}
+    unknown = set(spec) - {"name", "epochs", "trainable", "learning_rate", "optimizer", "schedule"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
     epochs = spec.get("epochs")
-    if not isinstance(epochs, int) or epochs < 1:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"{where}.epochs must be a positive integer (got {epochs!r})")
-    trainable = spec.get("trainable", "none")
-    if not (trainable in ("none", "all") or (isinstance(trainable, int) and trainable > 0)):
-        raise ConfigError(f"{where}.trainable must be 'none', 'all' or a positive layer count (got {trainable!r})")
+    trainable = parse_trainable(spec.get("trainable", "none"), f"{where}.trainable")
     rate = spec.get("learning_rate", 1e-3)
     if not isinstance(rate, (int, float)) or not 0 < rate < 1:
         raise ConfigError(f"{where}.learning_rate must be in (0, 1) (got {rate!r})")
-    return Stage(str(spec.get("name", f"stage{index + 1}")), epochs, trainable, float(rate))
+    optimizer = spec.get("optimizer", "adam")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
+    return Stage(str(spec.get("name", f"stage{index + 1}")), epochs, trainable, float(rate), optimizer,
+                 parse_schedule(spec.get("schedule"), f"{where}.schedule"))
 
 
 def resolve_stages(config) -> list[Stage]:
@@ -66,3 +122,7 @@ def resolve_stages(config) -> list[Stage]:
         if stage.epochs < 1:
             raise ConfigError(f"stage {stage.name!r}: epochs must be >= 1")
     return stages
+
+
+def stage_from_dict(values: dict) -> Stage:
+    return Stage(**values)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 
@@ -15,13 +16,13 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx_bsl.public import tfxio
 
-from components import backbones
+from components import augmentation, backbones
 from components.image_example_gen import CLASS_NAMES_FILE
 from components.model import build_model
 from components.serving_check import write_check_data
 from components.signatures import make_signatures
 from components.stages import Stage
-from components.training import train_stages
+from components.training import TrainingOptions, balanced_class_weights, train_stages
 from components.transform_module import IMAGE_KEY, LABEL_KEY
 
 log = logging.getLogger("graft.trainer")
@@ -36,8 +37,9 @@ def _count_records(file_patterns) -> int:
 
 
 def make_dataset(file_patterns, data_accessor, tft_output, batch_size: int, image_size: int,
-                 shuffle: bool, seed: int) -> tf.data.Dataset:
-    """(image, label) batches: raw examples -> Transform graph -> optional cache -> batches."""
+                 shuffle: bool, seed: int, augment=None) -> tf.data.Dataset:
+    """(image, label) batches: raw examples -> Transform graph -> optional cache -> batches,
+    with `augment` (training only) applied to each batch after the cache."""
     tft_layer = tft_output.transform_features_layer()
     dataset = data_accessor.tf_dataset_factory(
         file_patterns,
@@ -52,7 +54,32 @@ def make_dataset(file_patterns, data_accessor, tft_output, batch_size: int, imag
         dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def label_counts(file_patterns) -> dict:
+    """{label: examples} over the given split, reading only the label feature."""
+    files = [f for p in file_patterns for f in tf.io.gfile.glob(p)]
+    labels = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+        lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0])
+    counts = {}
+    for label in labels.as_numpy_iterator():
+        counts[int(label)] = counts.get(int(label), 0) + 1
+    return counts
+
+
+def distribution_strategy(mixed_precision: str):
+    """MirroredStrategy across GPUs when there are several; mixed_float16 (with loss scaling,
+    which compile adds) on a GPU when `auto`, float32 on a CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    policy = "mixed_float16" if (mixed_precision == "auto" and gpus) else (
+        "float32" if mixed_precision == "auto" else mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("devices: %d GPU(s); precision %s", len(gpus), policy)
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def read_class_names(train_files, settings: dict) -> list[str]:
@@ -80,17 +107,32 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = read_class_names(fn_args.train_files, settings)
     batch = settings["batch_size"]
-    train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True, settings["seed"])
+    augment = augmentation.build(settings.get("augmentation", "none"), seed=settings["seed"])
+    train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True,
+                            settings["seed"], augment)
     eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch, size, False, settings["seed"])
-
-    model = build_model(backbone, len(class_names), size, settings["weights"], settings["dropout"],
-                        settings["train_batchnorm"], settings["batchnorm_momentum"], settings["backbone_kwargs"])
-    stages = [Stage(**s) for s in settings["stages"]]
-    log.info("training %s (%s parameters) on %d classes at %d px", backbone.name,
-             f"{model.count_params():,}", len(class_names), size)
-    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
-    backup_dir = _backup_dir(fn_args)
-    history = train_stages(model, stages, train_ds, eval_ds, callbacks=[tensorboard], backup_dir=backup_dir)
+    counts = label_counts(fn_args.train_files)
+    options = TrainingOptions(
+        steps_per_epoch=max(1, math.ceil(sum(counts.values()) / batch)),
+        label_smoothing=settings.get("label_smoothing", 0.0),
+        early_stopping_patience=settings.get("early_stopping_patience", 0),
+        class_weight=balanced_class_weights(counts) if settings.get("class_weights") == "balanced" else None,
+        backbone=backbone,
+        feature_caching=settings.get("feature_caching", True),
+        augmented=augment is not None,
+    )
+    strategy = distribution_strategy(settings.get("mixed_precision", "auto"))
+    with strategy.scope():
+        model = build_model(backbone, len(class_names), size, settings["weights"], settings["dropout"],
+                            settings["train_batchnorm"], settings["batchnorm_momentum"], settings["backbone_kwargs"])
+        stages = [Stage(**s) for s in settings["stages"]]
+        log.info("training %s (%s parameters) on %d classes at %d px", backbone.name,
+                 f"{model.count_params():,}", len(class_names), size)
+        tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"),
+                                                  write_graph=False)
+        backup_dir = _backup_dir(fn_args)
+        history = train_stages(model, stages, train_ds, eval_ds, callbacks=[tensorboard], backup_dir=backup_dir,
+                               options=options)
 
     started = time.time()
     export_model(model, tft_output, class_names, fn_args.serving_model_dir)

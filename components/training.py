@@ -5,11 +5,13 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
 
-from components.model import apply_stage, compile_for_stage
+from components.model import _skip_autograph, apply_stage, compile_for_stage
 from components.stages import Stage
 
 log = logging.getLogger("graft.trainer")
@@ -33,18 +35,66 @@ class EpochProgress(keras.callbacks.Callback):
                  epoch + 1, self._stage.epochs, shown, time.time() - self._start)
 
 
+@dataclass
+class TrainingOptions:
+    steps_per_epoch: int = 1  # for the learning-rate schedules
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 0  # 0: off; else stop after this many epochs without val_loss gain
+    class_weight: Optional[dict] = None
+    backbone: Optional[object] = None  # registry entry, for "from:<block>" stages
+    feature_caching: bool = True  # frozen stages on un-augmented data train the head on cached features
+    augmented: bool = False  # whether train_ds applies random augmentation
+
+
+def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(features, head) sharing the model's layers: features = backbone + pooling, head = the
+    rest. Training the head trains the grafted model's own head layers."""
+    from components.model import OUTPUT_LAYER
+
+    names = [layer.name for layer in model.layers]
+    cut = names.index("pool") if "pool" in names else names.index("backbone")
+    features = keras.Model(model.input, model.layers[cut].output, name="features")
+    head_input = keras.Input(model.layers[cut].output.shape[1:], name="features")
+    x = head_input
+    for layer in model.layers[cut + 1:]:
+        x = layer(x)
+    head = keras.Model(head_input, x, name="head")
+    assert head.layers[-1].name == OUTPUT_LAYER
+    _skip_autograph(head)
+    return features, head
+
+
+def cached_features(features: keras.Model, dataset: tf.data.Dataset, shuffle_seed: Optional[int]) -> tf.data.Dataset:
+    """The backbone's pooled features for every example, computed once and kept in memory."""
+    batch = None
+    for images, _ in dataset.take(1):
+        batch = int(images.shape[0])
+    computed = dataset.map(lambda x, y: (features(x, training=False), y)).unbatch().cache()
+    if shuffle_seed is not None:
+        computed = computed.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return computed.batch(batch or 32).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_class_weights(counts: dict) -> dict:
+    """{class index: weight} so that every class weighs as much in the loss (n / (k * n_c))."""
+    total, k = sum(counts.values()), len(counts)
+    return {c: total / (k * n) for c, n in counts.items() if n}
+
+
 def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Dataset,
-                 eval_ds: tf.data.Dataset, callbacks=(), backup_dir: str | None = None) -> list[dict]:
+                 eval_ds: tf.data.Dataset, callbacks=(), backup_dir: str | None = None,
+                 options: TrainingOptions | None = None) -> list[dict]:
     """Trains each stage in turn, recompiling between stages; returns per-epoch history rows.
 
     With `backup_dir`, progress survives a killed process: a finished stage leaves its weights
     and history there (and is skipped on the next call), the running stage resumes from its
     last completed epoch (Keras' BackupAndRestore). The caller removes the folder when done.
     """
+    options = options or TrainingOptions()
     history = []
     for index, stage in enumerate(stages, 1):
-        apply_stage(model, stage)
-        compile_for_stage(model, stage)
+        apply_stage(model, stage, options.backbone)
+        compile_for_stage(model, stage, options.steps_per_epoch, options.label_smoothing)
         stage_dir = os.path.join(backup_dir, f"stage{index}") if backup_dir else None
         if stage_dir and tf.io.gfile.exists(os.path.join(stage_dir, "done.json")):
             model.load_weights(os.path.join(stage_dir, "weights"))
@@ -56,6 +106,9 @@ def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Data
         log.info("stage %d/%d %s: %d epochs, learning rate %g, %s trainable parameters",
                  index, len(stages), stage.name, stage.epochs, stage.learning_rate, f"{trainable:,}")
         stage_callbacks = [EpochProgress(stage, index, len(stages)), *callbacks]
+        if options.early_stopping_patience:
+            stage_callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=options.early_stopping_patience, restore_best_weights=True))
         if stage_dir:
             resume_dir = os.path.join(stage_dir, "resume")
             if tf.io.gfile.exists(resume_dir) and tf.io.gfile.listdir(resume_dir):
@@ -63,12 +116,28 @@ def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Data
                          index, len(stages), stage.name)
             # First in line: an epoch reported as done is already backed up.
             stage_callbacks.insert(0, keras.callbacks.BackupAndRestore(resume_dir))
-        result = model.fit(train_ds, validation_data=eval_ds, epochs=stage.epochs, verbose=0,
-                           callbacks=stage_callbacks)
+        if stage.trainable == "none" and options.feature_caching and not options.augmented:
+            # The frozen backbone gives the same features every epoch: compute them once and
+            # train the head alone on them (the head's layers are the grafted model's own).
+            started = time.time()
+            features, head = split_at_pool(model)
+            head.compile(optimizer=model.optimizer, loss=model.loss,
+                         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+            train_features = cached_features(features, train_ds, shuffle_seed=0)
+            eval_features = cached_features(features, eval_ds, shuffle_seed=None)
+            log.info("stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages),
+                     stage.name)
+            result = head.fit(train_features, validation_data=eval_features, epochs=stage.epochs, verbose=0,
+                              callbacks=stage_callbacks, class_weight=options.class_weight)
+            log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
+        else:
+            result = model.fit(train_ds, validation_data=eval_ds, epochs=stage.epochs, verbose=0,
+                               callbacks=stage_callbacks, class_weight=options.class_weight)
         ran = len(result.history.get("loss", []))
+        first_epoch = getattr(result, "epoch", [0])[0] if getattr(result, "epoch", None) else stage.epochs - ran
         rows = []
         for i in range(ran):
-            row = {"stage": stage.name, "epoch": stage.epochs - ran + i + 1}
+            row = {"stage": stage.name, "epoch": first_epoch + i + 1}
             row.update({k: float(v[i]) for k, v in result.history.items() if i < len(v)})
             rows.append(row)
         history += rows

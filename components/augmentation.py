@@ -1,0 +1,49 @@
+"""Training-time augmentation: Keras preprocessing layers applied in the Trainer's input
+pipeline to training batches only. They are not part of the exported model, so serving never
+sees them."""
+from __future__ import annotations
+
+from components.config import ConfigError
+
+# type -> (keras.layers class name, how it takes the factor); Keras is imported only to build.
+_LAYERS = {
+    "flip": ("RandomFlip", lambda f: {"mode": "horizontal"}),
+    "flip_vertical": ("RandomFlip", lambda f: {"mode": "vertical"}),
+    "rotation": ("RandomRotation", lambda f: {"factor": f, "fill_mode": "reflect"}),
+    "zoom": ("RandomZoom", lambda f: {"height_factor": f, "fill_mode": "reflect"}),
+    "translation": ("RandomTranslation", lambda f: {"height_factor": f, "width_factor": f, "fill_mode": "reflect"}),
+    "contrast": ("RandomContrast", lambda f: {"factor": f}),
+}
+PRESETS = {
+    "none": [],
+    "light": [{"type": "flip"}],
+    "standard": [{"type": "flip"}, {"type": "rotation", "factor": 0.2}, {"type": "zoom", "factor": 0.2},
+                 {"type": "contrast", "factor": 0.1}],
+}
+
+
+def resolve(spec) -> list[dict]:
+    """A preset name or a custom list of {type, factor} as a checked list."""
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ConfigError(f"augmentation: unknown preset {spec!r}; known: {', '.join(PRESETS)} or a list")
+        return PRESETS[spec]
+    if not isinstance(spec, list):
+        raise ConfigError("augmentation must be a preset name or a list of {type, factor}")
+    for i, item in enumerate(spec):
+        if not isinstance(item, dict) or item.get("type") not in _LAYERS:
+            raise ConfigError(f"augmentation[{i}]: type must be one of {', '.join(_LAYERS)}")
+        if item["type"] not in ("flip", "flip_vertical") and not 0 < float(item.get("factor", 0)) <= 1:
+            raise ConfigError(f"augmentation[{i}]: {item['type']} needs a factor in (0, 1]")
+    return spec
+
+
+def build(spec, seed: int | None = None):
+    """A keras.Sequential of the augmentation layers, or None for no augmentation."""
+    import tf_keras as keras
+
+    layers = []
+    for item in resolve(spec):
+        class_name, arguments = _LAYERS[item["type"]]
+        layers.append(getattr(keras.layers, class_name)(**arguments(item.get("factor")), seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None

@@ -1,0 +1,133 @@
+"""Stages, schedules and training options on a tiny model: what trains, at which rate, and
+that the feature-cached frozen stage trains the grafted model's own head."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from components import augmentation, backbones
+from components.config import ConfigError, GraftConfig, load_config
+from components.model import apply_stage, backbone_of, build_model, make_loss
+from components.schedules import make_schedule
+from components.stages import Stage, resolve_stages
+from components.training import TrainingOptions, balanced_class_weights, split_at_pool, train_stages
+
+MOBILENET = backbones.get("mobilenet_v2")
+
+
+def _model():
+    return build_model(MOBILENET, 3, 32, "none", 0.0, backbone_kwargs={"alpha": 0.35})
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.data.Dataset.from_tensor_slices(
+        (rng.uniform(-1, 1, (n, 32, 32, 3)).astype("float32"), rng.integers(0, 3, n))).batch(16)
+
+
+def test_presets():
+    config = GraftConfig(data_dir=".", epochs=2, fine_tune_epochs=1, learning_rate=1e-3, fine_tune_learning_rate=1e-4)
+    assert [s.trainable for s in resolve_stages(GraftConfig(data_dir=".", stages="frozen"))] == ["none"]
+    progressive = resolve_stages(GraftConfig(**{**config.__dict__, "stages": "progressive"}))
+    assert [s.trainable for s in progressive] == ["none", "top:0.25", "top:0.5"]
+    rates = [s.learning_rate for s in progressive]
+    assert rates == sorted(rates, reverse=True) and rates[0] / rates[1] >= 10
+    assert [s.trainable for s in resolve_stages(GraftConfig(data_dir=".", stages="full"))] == ["all"]
+
+
+def test_trainable_fraction_and_block():
+    model = _model()
+    base = backbone_of(model)
+    apply_stage(model, Stage("q", 1, "top:0.25", 1e-3))
+    assert sum(layer.trainable for layer in base.layers) == round(0.25 * len(base.layers))
+    apply_stage(model, Stage("b", 1, "from:block_15", 1e-3), MOBILENET)
+    trainable = [layer.name for layer in base.layers if layer.trainable]
+    assert trainable[0].startswith("block_15_") and "block_14_project" not in trainable
+    assert trainable[-1] == base.layers[-1].name
+    with pytest.raises(ValueError, match="no block 'block_99'.*block_1, block_2"):
+        apply_stage(model, Stage("x", 1, "from:block_99", 1e-3), MOBILENET)
+
+
+def test_schedules_follow_their_formula():
+    assert make_schedule({"type": "constant"}, 0.01, 10, 3) == 0.01
+    exponential = make_schedule({"type": "exponential", "decay_steps": 10, "decay_rate": 0.5}, 0.01, 10, 3)
+    assert float(exponential(20)) == pytest.approx(0.0025)
+    cosine = make_schedule({"type": "cosine", "warmup_epochs": 1}, 0.01, 10, 3)
+    assert float(cosine(0)) == pytest.approx(0.0) and float(cosine(5)) == pytest.approx(0.005)
+    assert float(cosine(10)) == pytest.approx(0.01) and float(cosine(30)) == pytest.approx(0.0, abs=1e-6)
+    cycle = make_schedule({"type": "one_cycle", "pct_start": 0.3, "div_factor": 10, "final_div_factor": 100},
+                          0.01, 10, 1)
+    values = [float(cycle(s)) for s in range(10)]
+    assert values[0] == pytest.approx(0.001) and max(values) == pytest.approx(0.01, rel=1e-3)
+    assert values.index(max(values)) == 3 and values[-1] < values[0]
+
+
+def test_learning_rate_follows_the_schedule_during_training():
+    model = _model()
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            optimizer = self.model.optimizer
+            seen.append(float(optimizer.learning_rate(optimizer.iterations)))
+
+    stage = Stage("head", 2, "none", 0.01, schedule={"type": "exponential", "decay_steps": 1, "decay_rate": 0.5})
+    train_stages(model, [stage], _data(), _data(seed=1), callbacks=[Record()],
+                 options=TrainingOptions(steps_per_epoch=4, feature_caching=False))
+    assert seen == pytest.approx([0.01 * 0.5 ** i for i in range(8)])
+
+
+def test_feature_cached_head_is_the_grafted_models_head():
+    model = _model()
+    before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
+    before_head = model.get_layer("probabilities").kernel.numpy().copy()
+    history = train_stages(model, [Stage("head", 3, "none", 0.01)], _data(), _data(seed=1),
+                           options=TrainingOptions(feature_caching=True))
+    assert len(history) == 3
+    assert not np.allclose(before_head, model.get_layer("probabilities").kernel.numpy())
+    for a, b in zip(before_backbone, backbone_of(model).weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    features, head = split_at_pool(model)
+    images = next(iter(_data()))[0]
+    np.testing.assert_allclose(head(features(images, training=False), training=False).numpy(),
+                               model(images, training=False).numpy(), atol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    model = _model()
+    stage = Stage("all", 15, "all", 0.05)
+    history = train_stages(model, [stage], _data(seed=3), _data(seed=4),
+                           options=TrainingOptions(early_stopping_patience=1, feature_caching=False))
+    assert len(history) < 15  # random labels: validation loss stops improving quickly
+
+
+def test_label_smoothing_and_class_weights():
+    y_true = tf.constant([0, 1])
+    y_pred = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    assert float(make_loss(2, 0.0)(y_true, y_pred)) == pytest.approx(0.0, abs=1e-6)
+    assert float(make_loss(2, 0.2)(y_true, y_pred)) > 1.0
+    assert balanced_class_weights({0: 30, 1: 10}) == pytest.approx({0: 40 / 60, 1: 2.0})
+
+
+def test_augmentation_presets_train_only():
+    assert augmentation.build("none") is None
+    standard = augmentation.build("standard", seed=1)
+    assert [type(l).__name__ for l in standard.layers] == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast"]
+    images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[1, 2])
+    assert not np.allclose(standard(images, training=True).numpy(), images.numpy())
+    np.testing.assert_array_equal(standard(images, training=False).numpy(), images.numpy())
+    assert "augmentation" not in [layer.name for layer in _model().layers]  # never in the served model
+    with pytest.raises(ConfigError, match="rotation needs a factor"):
+        augmentation.resolve([{"type": "rotation"}])
+
+
+def test_training_options_are_validated(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"data_dir": str(tmp_path), "augmentation": "heavy", "label_smoothing": 1.5,
+                           "stages": [{"epochs": 1, "trainable": "top:2"},
+                                      {"epochs": 1, "schedule": {"type": "cosine", "warmup": 1}}]})
+    message = str(info.value)
+    assert "augmentation: unknown preset 'heavy'" in message
+    assert "label_smoothing must be in [0, 1)" in message
+    assert "stages[0].trainable must be" in message
