@@ -62,6 +62,7 @@ class GraftConfig:
     class_weights: Optional[str] = None  # "balanced": weights from the training label distribution
     mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
     feature_caching: bool = True  # frozen stages without augmentation train the head on features computed once
+    discriminative_lr: float = 0.0  # 0: off; f in (0, 1): deepest trainable backbone layer learns at f x the rate
     batchnorm_momentum: Optional[float] = None  # e.g. 0.9 when training a backbone from scratch
     seed: int = 42
     # Evaluation and promotion.
@@ -211,6 +212,8 @@ def validate(config: GraftConfig) -> None:
         problems.append("class_weights must be 'balanced' or unset")
     if config.mixed_precision not in ("auto", "mixed_float16", "float32"):
         problems.append("mixed_precision must be auto, mixed_float16 or float32")
+    if not 0 <= config.discriminative_lr < 1:
+        problems.append("discriminative_lr must be in [0, 1) (0: off)")
     if config.early_stopping_patience < 0:
         problems.append("early_stopping_patience must be >= 0")
     if config.kubeflow:
@@ -280,6 +283,7 @@ def trainer_settings(config: GraftConfig) -> dict:
         "class_weights": config.class_weights,
         "mixed_precision": config.mixed_precision,
         "feature_caching": config.feature_caching,
+        "discriminative_lr": config.discriminative_lr,
         "batchnorm_momentum": config.batchnorm_momentum,
         "class_names": config.class_names,
         "seed": config.seed,

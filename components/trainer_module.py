@@ -120,6 +120,7 @@ def run_fn(fn_args):
         backbone=backbone,
         feature_caching=settings.get("feature_caching", True),
         augmented=augment is not None,
+        discriminative_lr=settings.get("discriminative_lr", 0.0),
     )
     strategy = distribution_strategy(settings.get("mixed_precision", "auto"))
     with strategy.scope():

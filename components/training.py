@@ -44,6 +44,7 @@ class TrainingOptions:
     backbone: Optional[object] = None  # registry entry, for "from:<block>" stages
     feature_caching: bool = True  # frozen stages on un-augmented data train the head on cached features
     augmented: bool = False  # whether train_ds applies random augmentation
+    discriminative_lr: float = 0.0  # see model.compile_for_stage
 
 
 def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -94,7 +95,7 @@ def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Data
     history = []
     for index, stage in enumerate(stages, 1):
         apply_stage(model, stage, options.backbone)
-        compile_for_stage(model, stage, options.steps_per_epoch, options.label_smoothing)
+        compile_for_stage(model, stage, options.steps_per_epoch, options.label_smoothing, options.discriminative_lr)
         stage_dir = os.path.join(backup_dir, f"stage{index}") if backup_dir else None
         if stage_dir and tf.io.gfile.exists(os.path.join(stage_dir, "done.json")):
             model.load_weights(os.path.join(stage_dir, "weights"))

@@ -131,3 +131,26 @@ def test_training_options_are_validated(tmp_path):
     assert "augmentation: unknown preset 'heavy'" in message
     assert "label_smoothing must be in [0, 1)" in message
     assert "stages[0].trainable must be" in message
+
+
+def test_discriminative_learning_rates_scale_each_layers_step():
+    from components.model import compile_for_stage
+
+    model = _model()
+    stage = Stage("all", 1, "all", 0.01, optimizer="sgd")
+    apply_stage(model, stage)
+    compile_for_stage(model, stage, discriminative_lr=0.1)
+    base = backbone_of(model)
+    layers = [l for l in base.layers if l.trainable and l.trainable_weights]
+    deepest, top = layers[0].trainable_weights[0], layers[-1].trainable_weights[0]
+    head = model.get_layer("probabilities").kernel
+    before = {id(v): v.numpy().copy() for v in (deepest, top, head)}
+    images, labels = next(iter(_data()))
+    with tf.GradientTape() as tape:
+        loss = model.compiled_loss(labels, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    grad = {v.ref(): g for g, v in zip(grads, model.trainable_variables)}
+    for variable, multiplier in ((deepest, 0.1), (top, 1.0), (head, 1.0)):
+        step = variable.numpy() - before[id(variable)]
+        np.testing.assert_allclose(step, -0.01 * multiplier * grad[variable.ref()].numpy(), rtol=1e-3, atol=1e-9)
