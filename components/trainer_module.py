@@ -114,6 +114,7 @@ def run_fn(fn_args):
     counts = label_counts(fn_args.train_files)
     options = TrainingOptions(
         steps_per_epoch=max(1, math.ceil(sum(counts.values()) / batch)),
+        batch_size=batch,
         label_smoothing=settings.get("label_smoothing", 0.0),
         early_stopping_patience=settings.get("early_stopping_patience", 0),
         class_weight=balanced_class_weights(counts) if settings.get("class_weights") == "balanced" else None,

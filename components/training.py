@@ -38,6 +38,7 @@ class EpochProgress(keras.callbacks.Callback):
 @dataclass
 class TrainingOptions:
     steps_per_epoch: int = 1  # for the learning-rate schedules
+    batch_size: int = 32  # of the cached-feature batches (as the image batches)
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0  # 0: off; else stop after this many epochs without val_loss gain
     class_weight: Optional[dict] = None
@@ -65,15 +66,13 @@ def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return features, head
 
 
-def cached_features(features: keras.Model, dataset: tf.data.Dataset, shuffle_seed: Optional[int]) -> tf.data.Dataset:
+def cached_features(features: keras.Model, dataset: tf.data.Dataset, batch_size: int,
+                    shuffle_seed: Optional[int]) -> tf.data.Dataset:
     """The backbone's pooled features for every example, computed once and kept in memory."""
-    batch = None
-    for images, _ in dataset.take(1):
-        batch = int(images.shape[0])
     computed = dataset.map(lambda x, y: (features(x, training=False), y)).unbatch().cache()
     if shuffle_seed is not None:
         computed = computed.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return computed.batch(batch or 32).prefetch(tf.data.AUTOTUNE)
+    return computed.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def balanced_class_weights(counts: dict) -> dict:
@@ -124,8 +123,8 @@ def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Data
             features, head = split_at_pool(model)
             head.compile(optimizer=model.optimizer, loss=model.loss,
                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-            train_features = cached_features(features, train_ds, shuffle_seed=0)
-            eval_features = cached_features(features, eval_ds, shuffle_seed=None)
+            train_features = cached_features(features, train_ds, options.batch_size, shuffle_seed=0)
+            eval_features = cached_features(features, eval_ds, options.batch_size, shuffle_seed=None)
             log.info("stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages),
                      stage.name)
             result = head.fit(train_features, validation_data=eval_features, epochs=stage.epochs, verbose=0,

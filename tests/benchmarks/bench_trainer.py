@@ -56,10 +56,10 @@ def run_graft(data_dir, weights_file):
     timings = {}
     stages = [Stage("head", FROZEN_EPOCHS, "none", 1e-3), Stage("fine_tune", FINE_TUNE_EPOCHS, FINE_TUNE_LAYERS, 1e-4)]
     started = time.time()
-    history = train_stages(model, stages[:1], train, evaluation, options=TrainingOptions(feature_caching=True))
+    history = train_stages(model, stages[:1], train, evaluation, options=TrainingOptions(feature_caching=True, batch_size=BATCH))
     timings["frozen_seconds"] = time.time() - started
     started = time.time()
-    history += train_stages(model, stages[1:], train, evaluation, options=TrainingOptions())
+    history += train_stages(model, stages[1:], train, evaluation, options=TrainingOptions(batch_size=BATCH))
     timings["fine_tune_seconds"] = time.time() - started
     return {**timings, "train_images": count, "eval_accuracy": history[-1]["val_accuracy"]}
 
