@@ -52,10 +52,30 @@ def tfrecord_class_names(tfrecord_dir: str) -> list[str]:
     return [str(i) for i in range(highest + 1)]
 
 
+def _h5_weighted_layers(path: str):
+    """How many layers hold weights in a Keras .h5 weights file (None: not such a file)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+            return sum(1 for n in names if len(f[n].attrs["weight_names"]))
+    except (OSError, KeyError, ImportError):
+        return None
+
+
 def check_weights(config: GraftConfig) -> None:
     """ImageNet weights must be in the Keras cache or downloadable; a weights file must fit."""
     if config.weights == "none":
         return
+    entry = config.backbone_entry
+    if os.path.isfile(config.weights) and entry.weighted_layers:
+        # A file for another architecture is refused from its header, before TensorFlow loads.
+        found = _h5_weighted_layers(config.weights)
+        if found is not None and found != entry.weighted_layers:
+            raise ConfigError(
+                f"--weights {config.weights}: a weights file for another architecture: it holds {found} "
+                f"layers with weights, {entry.name} has {entry.weighted_layers}")
     import tf_keras  # noqa: F401  (Keras 2, as in the Trainer)
 
     try:

@@ -50,6 +50,7 @@ def test_builds_runs_and_matches_registry(name):
     size = max(entry.min_size, 32)
     model = backbones.build(entry, size, "none")
     assert model.count_params() == entry.params
+    assert sum(1 for layer in model.layers if layer.weights) == entry.weighted_layers
     out = model(tf.zeros([1, size, size, 3]), training=False)
     assert out.shape[0] == 1 and out.shape[-1] > 0
     assert len(backbones.blocks(entry, model)) >= 5

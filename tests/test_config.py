@@ -119,3 +119,15 @@ def test_help_explains_itself():
     for flag in ("--data-dir", "--tfrecord-dir", "--backbone", "--weights", "--pipeline-root",
                  "--metadata-path", "--serving-dir", "--config", "--summary-json", "--verbose"):
         assert flag in result.stdout
+
+
+def test_weights_file_for_another_architecture_exit_2_fast(tmp_path, digits_dir):
+    from components import backbones
+
+    path = str(tmp_path / "efficientnet.h5")
+    backbones.build(backbones.get("efficientnet_b0"), 32, "none").save_weights(path)
+    result, seconds = _graft_run("--data-dir", digits_dir, "--weights", path, "--backbone", "mobilenet_v2",
+                                 "--pipeline-root", str(tmp_path / "root"))
+    assert result.returncode == 2
+    assert "weights file for another architecture: it holds 131 layers with weights, mobilenet_v2 has 104" in result.stderr
+    assert seconds < 5, seconds

@@ -154,3 +154,20 @@ def test_discriminative_learning_rates_scale_each_layers_step():
     for variable, multiplier in ((deepest, 0.1), (top, 1.0), (head, 1.0)):
         step = variable.numpy() - before[id(variable)]
         np.testing.assert_allclose(step, -0.01 * multiplier * grad[variable.ref()].numpy(), rtol=1e-3, atol=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["frozen", "two_stage", "progressive", "full"])
+def test_each_preset_trains(preset):
+    config = GraftConfig(data_dir=".", stages=preset, epochs=1, fine_tune_epochs=1, fine_tune_layers=10)
+    stages = resolve_stages(config)
+    history = train_stages(_model(), stages, _data(32), _data(16, seed=1), options=TrainingOptions(steps_per_epoch=2))
+    assert [row["stage"] for row in history] == [s.name for s in stages]
+    assert all(np.isfinite(row["loss"]) for row in history)
+
+
+@pytest.mark.parametrize("schedule", [{"type": "constant"}, {"type": "exponential", "decay_steps": 1, "decay_rate": 0.9},
+                                      {"type": "cosine", "warmup_epochs": 1}, {"type": "one_cycle"}])
+def test_each_schedule_trains(schedule):
+    stage = Stage("s", 2, 5, 1e-3, optimizer="sgd", schedule=schedule)
+    history = train_stages(_model(), [stage], _data(32), _data(16, seed=1), options=TrainingOptions(steps_per_epoch=2))
+    assert len(history) == 2 and all(np.isfinite(row["loss"]) for row in history)
