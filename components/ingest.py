@@ -151,6 +151,16 @@ def newest_span(data_root: str) -> Optional[str]:
     return f"{SPAN_PREFIX}{max(spans)}" if spans else None
 
 
+def _tf_message(err) -> str:
+    """TensorFlow's error text without its op-graph decoration ({{function_node ...}}, [Op:...])."""
+    import re
+
+    text = (str(getattr(err, "message", "")) or str(err)).strip()
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]", "", text)
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
 def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     """Why these bytes are not an acceptable image, or None when they are.
 
@@ -175,8 +185,7 @@ def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"not decodable by the serving decoder: {message[:200]}"
+        return f"not decodable by the serving decoder: {_tf_message(err)}"
     if image.shape[0] == 0 or image.shape[1] == 0:
         return "image has no pixels"
     return None
