@@ -43,6 +43,21 @@ def _skip_reason(name: str) -> Optional[str]:
     return None
 
 
+def _add_class(listing: "Listing", class_name: str, files) -> None:
+    """Files of one class folder, given as (relative path, file name, rule reason or None),
+    into `listing`: candidates, or skipped with the rule that skipped them."""
+    found = 0
+    for rel_path, name, reason in files:
+        reason = _skip_reason(name) or reason
+        if reason:
+            listing.skipped.append({"path": rel_path, "reason": reason})
+        else:
+            listing.files.append((rel_path, class_name))
+            found += 1
+    if not found:
+        listing.empty_classes.append(class_name)
+
+
 def _list_remote(data_root: str, top: str, listing: "Listing") -> "Listing":
     """list_split for object stores (gs://, s3://...): no symlinks there."""
     import tensorflow as tf
@@ -57,18 +72,9 @@ def _list_remote(data_root: str, top: str, listing: "Listing") -> "Listing":
         elif name.startswith("."):
             listing.skipped.append({"path": rel(path) + "/", "reason": "hidden folder"})
         else:
-            found = 0
-            for dirpath, _, filenames in tf.io.gfile.walk(path):
-                for file_name in sorted(filenames):
-                    file_path = f"{dirpath.rstrip('/')}/{file_name}"
-                    reason = _skip_reason(file_name)
-                    if reason:
-                        listing.skipped.append({"path": rel(file_path), "reason": reason})
-                    else:
-                        listing.files.append((rel(file_path), name))
-                        found += 1
-            if not found:
-                listing.empty_classes.append(name)
+            _add_class(listing, name, ((rel(f"{dirpath.rstrip('/')}/{file_name}"), file_name, None)
+                                       for dirpath, _, filenames in tf.io.gfile.walk(path)
+                                       for file_name in sorted(filenames)))
     return listing
 
 
@@ -100,22 +106,14 @@ def list_split(data_root: str, split_root: str = "") -> Listing:
         if not _inside(entry.path, root_real):
             listing.skipped.append({"path": rel(entry.path) + "/", "reason": "symlink outside the data root"})
             continue
-        class_name = entry.name
-        found = 0
-        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
-                reason = _skip_reason(name)
-                if reason is None and not _inside(path, root_real):
-                    reason = "symlink outside the data root"
-                if reason:
-                    listing.skipped.append({"path": rel(path), "reason": reason})
-                else:
-                    listing.files.append((rel(path), class_name))
-                    found += 1
-        if not found:
-            listing.empty_classes.append(class_name)
+        def files(top):
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    path = os.path.join(dirpath, name)
+                    yield rel(path), name, None if _inside(path, root_real) else "symlink outside the data root"
+
+        _add_class(listing, entry.name, files(entry.path))
     return listing
 
 
