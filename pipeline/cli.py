@@ -221,6 +221,12 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
+    import warnings
+
+    # Library deprecation chatter (Python 3.10 support notices, TF C++ start-up lines) is not
+    # for the terminal; `graft run` keeps all of it in its log file.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: graft COMMAND [options]   (graft COMMAND --help for its options)\n\ncommands:")
