@@ -109,6 +109,23 @@ def check_serving_classes(config: GraftConfig) -> None:
             "or set allow_class_change: true in the config if this is intended.")
 
 
+def check_blocks(config: GraftConfig) -> None:
+    """Stages that unfreeze 'from:<block>' name blocks this backbone has (checked now, not
+    when the Trainer reaches that stage)."""
+    from components.stages import resolve_stages
+
+    wanted = [s.trainable[5:] for s in resolve_stages(config)
+              if isinstance(s.trainable, str) and s.trainable.startswith("from:")]
+    if not wanted or config.backbone == backbones.HUB.name:
+        return
+    entry = config.backbone_entry
+    names = backbones.blocks(entry, backbones.build(entry, config.input_size, "none", **config.backbone_kwargs))
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ConfigError(f"stages: {config.backbone} has no block(s) {', '.join(missing)}; "
+                          f"its blocks: {', '.join(names)}")
+
+
 def check(config: GraftConfig) -> None:
     """Validates what needs the data or weights, and fills in config.class_names."""
     if config.data_dir:
@@ -126,4 +143,5 @@ def check(config: GraftConfig) -> None:
         config.class_names = tfrecord_class_names(config.tfrecord_dir)
     if not config.allow_class_change:
         check_serving_classes(config)
+    check_blocks(config)
     check_weights(config)

@@ -171,3 +171,15 @@ def test_each_schedule_trains(schedule):
     stage = Stage("s", 2, 5, 1e-3, optimizer="sgd", schedule=schedule)
     history = train_stages(_model(), [stage], _data(32), _data(16, seed=1), options=TrainingOptions(steps_per_epoch=2))
     assert len(history) == 2 and all(np.isfinite(row["loss"]) for row in history)
+
+
+def test_unknown_block_is_refused_before_the_pipeline(tmp_path):
+    from pipeline import preflight
+
+    config = GraftConfig(data_dir=str(tmp_path), weights="none", image_size=32,
+                         stages=[{"epochs": 1, "trainable": "from:block_77"}])
+    config.stages = [{"epochs": 1, "trainable": "from:block_77"}]
+    with pytest.raises(ConfigError, match="mobilenet_v2 has no block\\(s\\) block_77; its blocks: block_1, block_2"):
+        preflight.check_blocks(config)
+    config.stages = [{"epochs": 1, "trainable": "from:block_13"}]
+    preflight.check_blocks(config)
