@@ -178,7 +178,6 @@ def test_unknown_block_is_refused_before_the_pipeline(tmp_path):
 
     config = GraftConfig(data_dir=str(tmp_path), weights="none", image_size=32,
                          stages=[{"epochs": 1, "trainable": "from:block_77"}])
-    config.stages = [{"epochs": 1, "trainable": "from:block_77"}]
     with pytest.raises(ConfigError, match="mobilenet_v2 has no block\\(s\\) block_77; its blocks: block_1, block_2"):
         preflight.check_blocks(config)
     config.stages = [{"epochs": 1, "trainable": "from:block_13"}]
