@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -225,10 +224,6 @@ def validate(config: GraftConfig) -> None:
             problems.append(str(err))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-
-
-def to_json(values: dict) -> str:
-    return json.dumps(values, sort_keys=True)
 
 
 # ---- the slices each component receives (its custom_config): only what it uses, so that a

@@ -122,7 +122,3 @@ def resolve_stages(config) -> list[Stage]:
         if stage.epochs < 1:
             raise ConfigError(f"stage {stage.name!r}: epochs must be >= 1")
     return stages
-
-
-def stage_from_dict(values: dict) -> Stage:
-    return Stage(**values)
