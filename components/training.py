@@ -55,8 +55,10 @@ def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
     names = [layer.name for layer in model.layers]
     cut = names.index("pool") if "pool" in names else names.index("backbone")
-    features = keras.Model(model.input, model.layers[cut].output, name="features")
-    head_input = keras.Input(model.layers[cut].output.shape[1:], name="features")
+    # The last node: a nested backbone (TF Hub) also has a node in its own graph.
+    cut_output = model.layers[cut].get_output_at(-1)
+    features = keras.Model(model.input, cut_output, name="features")
+    head_input = keras.Input(cut_output.shape[1:], name="features")
     x = head_input
     for layer in model.layers[cut + 1:]:
         x = layer(x)

@@ -182,3 +182,15 @@ def test_unknown_block_is_refused_before_the_pipeline(tmp_path):
         preflight.check_blocks(config)
     config.stages = [{"epochs": 1, "trainable": "from:block_13"}]
     preflight.check_blocks(config)
+
+
+def test_feature_caching_with_a_hub_backbone(tmp_path):
+    from tests.conftest import export_tiny_hub_feature_vector
+
+    handle = export_tiny_hub_feature_vector(str(tmp_path / "fv"))
+    model = build_model(backbones.get("hub"), 3, 32, handle)
+    train_stages(model, [Stage("head", 2, "none", 0.01)], _data(), _data(seed=1),
+                 options=TrainingOptions(feature_caching=True))
+    features, head = split_at_pool(model)
+    images = next(iter(_data()))[0]
+    np.testing.assert_allclose(head(features(images)).numpy(), model(images).numpy(), atol=1e-6)
