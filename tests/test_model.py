@@ -102,7 +102,8 @@ class _KillAtEpoch(keras.callbacks.Callback):
         self.stage_marker, self.epoch = stage_marker, epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.model.get_layer("backbone").trainable and epoch == self.epoch:
+        names = [layer.name for layer in self.model.layers]  # the head alone while features are cached
+        if "backbone" in names and self.model.get_layer("backbone").trainable and epoch == self.epoch:
             raise _Killed()
 
 
