@@ -9,7 +9,7 @@ import difflib
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 # How pixels in [0, 255] become the backbone's input (names as in keras.applications):

@@ -37,7 +37,7 @@ def _count_records(file_patterns) -> int:
 
 
 def make_dataset(file_patterns, data_accessor, tft_output, batch_size: int, image_size: int,
-                 shuffle: bool, seed: int, augment=None) -> tf.data.Dataset:
+                 shuffle: bool, seed: int, augment=None, count: int | None = None) -> tf.data.Dataset:
     """(image, label) batches: raw examples -> Transform graph -> optional cache -> batches,
     with `augment` (training only) applied to each batch after the cache."""
     tft_layer = tft_output.transform_features_layer()
@@ -49,7 +49,7 @@ def make_dataset(file_patterns, data_accessor, tft_output, batch_size: int, imag
     dataset = dataset.map(lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
                           num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
-    count = _count_records(file_patterns)
+    count = _count_records(file_patterns) if count is None else count
     if count * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
         dataset = dataset.cache()
     if shuffle:
@@ -89,14 +89,8 @@ def read_class_names(train_files, settings: dict) -> list[str]:
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             return json.load(f)
-    if settings.get("class_names"):
-        return list(settings["class_names"])
-    # TFRecords without names: labels 0..max as their own names.
-    files = [f for p in train_files for f in tf.io.gfile.glob(p)]
-    labels = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
-        lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0])
-    highest = int(labels.reduce(tf.constant(-1, tf.int64), tf.maximum))
-    return [str(i) for i in range(highest + 1)]
+    # TFRecord input: the pre-flight check has filled in class_names (from the config or the labels).
+    return list(settings["class_names"])
 
 
 def run_fn(fn_args):
@@ -108,10 +102,10 @@ def run_fn(fn_args):
     class_names = read_class_names(fn_args.train_files, settings)
     batch = settings["batch_size"]
     augment = augmentation.build(settings.get("augmentation", "none"), seed=settings["seed"])
+    counts = label_counts(fn_args.train_files)  # one pass over the labels serves counts and weights
     train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True,
-                            settings["seed"], augment)
+                            settings["seed"], augment, count=sum(counts.values()))
     eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch, size, False, settings["seed"])
-    counts = label_counts(fn_args.train_files)
     options = TrainingOptions(
         steps_per_epoch=max(1, math.ceil(sum(counts.values()) / batch)),
         batch_size=batch,
