@@ -5,6 +5,7 @@ import, and TF Hub's KerasLayer needs it. Setting the switch here, before any mo
 imports TensorFlow, makes the import order irrelevant (the Makefile also exports it before
 Python starts, so Beam worker processes agree).
 """
+
 import os
 
 if os.environ.get("TF_USE_LEGACY_KERAS") not in (None, "1", "true", "True"):

@@ -1,24 +1,32 @@
 """`graft kfp compile | submit | schedule`: Graft's pipeline on Kubeflow Pipelines v2."""
+
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 
-from components import config as cfg
-
-EXIT_CONFIG = 2
+from components.contract import EXIT_CONFIG, EXIT_OK
+from kubeflow import cron
+from pipeline import config as cfg
+from pipeline import preflight
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graft kfp", description="Compile Graft's pipeline for Kubeflow Pipelines v2 "
-                                "(PipelineSpec YAML, schema 2.1.0), upload and run it, or schedule retraining.")
+    p = argparse.ArgumentParser(
+        prog="graft kfp",
+        description="Compile Graft's pipeline for Kubeflow Pipelines v2 "
+        "(PipelineSpec YAML, schema 2.1.0), upload and run it, or schedule retraining.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q):
-        q.add_argument("--config", required=True, help="Graft config file; its `kubeflow:` section holds runner settings")
+        q.add_argument(
+            "--config", required=True, help="Graft config file; its `kubeflow:` section holds runner settings"
+        )
         q.add_argument("--target", choices=["kfp", "vertex"], help="open-source KFP (default) or Vertex AI Pipelines")
         q.add_argument("--image", help="container image built from kubeflow/Dockerfile")
         q.add_argument("--pipeline-root", help="artifact root, e.g. gs://bucket/graft (overrides the config)")
@@ -26,51 +34,58 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--dry-run", action="store_true", help="print what would be written or sent; change nothing")
 
     common(sub.add_parser("compile", help="write the PipelineSpec YAML"))
-    for name, text in (("submit", "upload the pipeline (or a new version) and start a run"),
-                       ("schedule", "upload the pipeline and create a recurring retraining run")):
+    for name, text in (
+        ("submit", "upload the pipeline (or a new version) and start a run"),
+        ("schedule", "upload the pipeline and create a recurring retraining run"),
+    ):
         q = sub.add_parser(name, help=text)
         common(q)
         q.add_argument("--host", help="KFP API endpoint, e.g. http://localhost:8080")
         q.add_argument("--namespace", help="Kubernetes namespace (default kubeflow)")
         q.add_argument("--experiment", help="experiment name (default graft)")
         if name == "schedule":
-            q.add_argument("--cron", required=True,
-                           help="KFP cron, 6 fields with leading seconds: '0 0 2 * * *' is 02:00 daily")
+            q.add_argument(
+                "--cron", required=True, help="KFP cron, 6 fields with leading seconds: '0 0 2 * * *' is 02:00 daily"
+            )
             q.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at the same time")
-            q.add_argument("--catchup", action="store_true", help="run the schedules missed while paused (off by default)")
-            q.add_argument("--enable-caching", action="store_true",
-                           help="reuse cached steps (off by default: new data behind an unchanged path must be read)")
+            q.add_argument(
+                "--catchup", action="store_true", help="run the schedules missed while paused (off by default)"
+            )
+            q.add_argument(
+                "--enable-caching",
+                action="store_true",
+                help="reuse cached steps (off by default: new data behind an unchanged path must be read)",
+            )
         else:
             q.add_argument("--no-cache", action="store_true", help="run every step even if cached")
     return p
 
 
 def _load(args):
-    from kubeflow.settings import KubeflowSettings
-
-    overrides = {"pipeline_root": args.pipeline_root}
-    config = cfg.load_config(args.config, overrides)
-    kubeflow = dict(config.kubeflow)
-    for key in ("target", "image", "output", "host", "namespace", "experiment"):
-        if getattr(args, key, None) is not None:
-            kubeflow[key] = getattr(args, key)
-    settings = KubeflowSettings.from_dict(kubeflow)
+    """The config (class names filled in by the same pre-flight as `graft run`, spans included)
+    and its kubeflow settings with the command line's overrides."""
+    config = cfg.load_config(args.config, {"pipeline_root": args.pipeline_root})
+    flags = {
+        key: getattr(args, key)
+        for key in ("target", "image", "output", "host", "namespace", "experiment")
+        if getattr(args, key, None) is not None
+    }
+    settings = dataclasses.replace(config.kubeflow_settings, **flags)
+    settings.validate()
     if not config.class_names:
         if config.data_dir and "://" not in config.data_dir:
-            from pipeline import preflight
-
-            config.class_names = preflight.check_data_dir(config.data_dir, config.min_images_per_class)
+            preflight.resolve_class_names(config)
         else:
-            raise cfg.ConfigError("class_names must be set in the config when the data is not on this machine "
-                                  "(the Evaluator's per-class metrics are compiled into the pipeline)")
+            raise cfg.ConfigError(
+                "class_names must be set in the config when the data is not on this machine "
+                "(the Evaluator's per-class metrics are compiled into the pipeline)"
+            )
     return config, settings
 
 
-def _trainer_excerpt(path: str) -> dict:
-    from kubeflow.compiler import TRAINER_ID, executor_label, load_compiled
-
-    spec, platform = load_compiled(path)
-    label = executor_label(TRAINER_ID)
+def _trainer_excerpt(compiler, path: str) -> dict:
+    spec, platform = compiler.load_compiled(path)
+    label = compiler.executor_label(compiler.TRAINER_ID)
     excerpt = {"resources": spec["deploymentSpec"]["executors"][label]["container"].get("resources")}
     if platform:
         excerpt["kubernetes"] = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
@@ -82,13 +97,11 @@ def main(argv=None) -> int:
     try:
         config, settings = _load(args)
         if args.command == "schedule":
-            from kubeflow import cron
-
             cron.parse(args.cron)
     except (cfg.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    from kubeflow import client, compiler
+    from kubeflow import client, compiler  # kfp and TFX: imported once the checks have passed
 
     # Caching is compiled into each task (a run of an uploaded version carries no caching
     # option). Scheduled retraining has it off unless asked: new data behind an unchanged
@@ -102,22 +115,37 @@ def main(argv=None) -> int:
         output = os.path.join(tempfile.mkdtemp(prefix="graft-kfp-"), os.path.basename(output))
     compiler.compile_pipeline(config, settings, output)
     if args.command == "compile":
-        print(json.dumps({"would_write" if args.dry_run else "wrote": settings.output if args.dry_run else output,
-                          "target": settings.target, "schema_version": "2.1.0",
-                          "trainer": _trainer_excerpt(output)}, indent=1))
-        return 0
+        print(
+            json.dumps(
+                {
+                    "would_write" if args.dry_run else "wrote": settings.output if args.dry_run else output,
+                    "target": settings.target,
+                    "schema_version": "2.1.0",
+                    "trainer": _trainer_excerpt(compiler, output),
+                },
+                indent=1,
+            )
+        )
+        return EXIT_OK
     plan = client.make_plan(
-        args.command, output, settings.pipeline_name or config.pipeline_name, settings.host, settings.namespace,
-        settings.experiment, config.pipeline_root,
+        args.command,
+        output,
+        settings.pipeline_name or config.pipeline_name,
+        settings.host,
+        settings.namespace,
+        settings.experiment,
+        config.pipeline_root,
         enable_caching=config.enable_cache,
-        cron_expression=getattr(args, "cron", None), max_concurrency=getattr(args, "max_concurrency", 1),
-        catchup=getattr(args, "catchup", False))
+        cron_expression=getattr(args, "cron", None),
+        max_concurrency=getattr(args, "max_concurrency", 1),
+        catchup=getattr(args, "catchup", False),
+    )
     if args.dry_run:
         print(json.dumps({"dry_run": True, "would_send": plan.describe()}, indent=1))
-        return 0
+        return EXIT_OK
     if not settings.host:
         print("error: --host (or kubeflow.host in the config) is required to reach the KFP server", file=sys.stderr)
         return EXIT_CONFIG
     result = client.execute(plan)
     print(json.dumps({"sent": plan.describe(), "created": result}, indent=1))
-    return 0
+    return EXIT_OK

@@ -3,12 +3,15 @@
 Each action is first described as a plan (what would be sent); `--dry-run` prints the plan
 and contacts nothing.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass
 from typing import Optional
+
+import kfp
 
 from kubeflow import cron
 
@@ -34,14 +37,36 @@ class Plan:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def make_plan(action: str, package: str, pipeline_name: str, host: Optional[str], namespace: str,
-              experiment: str, pipeline_root: Optional[str], enable_caching: bool,
-              cron_expression: Optional[str] = None, max_concurrency: int = 1, catchup: bool = False,
-              now: Optional[dt.datetime] = None) -> Plan:
+def make_plan(
+    action: str,
+    package: str,
+    pipeline_name: str,
+    host: Optional[str],
+    namespace: str,
+    experiment: str,
+    pipeline_root: Optional[str],
+    enable_caching: bool,
+    cron_expression: Optional[str] = None,
+    max_concurrency: int = 1,
+    catchup: bool = False,
+    now: Optional[dt.datetime] = None,
+) -> Plan:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    plan = Plan(action, host, namespace, package, pipeline_name, f"{pipeline_name}-{stamp}", experiment,
-                pipeline_root, enable_caching, f"{pipeline_name}-{'retrain' if cron_expression else 'run'}-{stamp}",
-                cron_expression, max_concurrency, catchup)
+    plan = Plan(
+        action,
+        host,
+        namespace,
+        package,
+        pipeline_name,
+        f"{pipeline_name}-{stamp}",
+        experiment,
+        pipeline_root,
+        enable_caching,
+        f"{pipeline_name}-{'retrain' if cron_expression else 'run'}-{stamp}",
+        cron_expression,
+        max_concurrency,
+        catchup,
+    )
     if cron_expression is not None:
         if max_concurrency < 1:
             raise ValueError("max concurrency must be >= 1")
@@ -56,29 +81,40 @@ def _upload(client, plan: Plan) -> tuple[str, str]:
     if pipeline_id is None:
         pipeline = client.upload_pipeline(plan.package, pipeline_name=plan.pipeline_name)
         pipeline_id = pipeline.pipeline_id
-    version = client.upload_pipeline_version(plan.package, pipeline_version_name=plan.version_name,
-                                             pipeline_id=pipeline_id)
+    version = client.upload_pipeline_version(
+        plan.package, pipeline_version_name=plan.version_name, pipeline_id=pipeline_id
+    )
     return pipeline_id, version.pipeline_version_id
 
 
 def execute(plan: Plan, client=None) -> dict:
     """Carries out the plan against the server; returns the ids created."""
     if client is None:
-        import kfp
-
         client = kfp.Client(host=plan.host, namespace=plan.namespace)
     pipeline_id, version_id = _upload(client, plan)
     experiment = client.create_experiment(plan.experiment, namespace=plan.namespace)
     result = {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment.experiment_id}
     if plan.action == "submit":
-        run = client.run_pipeline(experiment.experiment_id, plan.run_name, pipeline_id=pipeline_id,
-                                  version_id=version_id, pipeline_root=plan.pipeline_root,
-                                  enable_caching=plan.enable_caching)
+        run = client.run_pipeline(
+            experiment.experiment_id,
+            plan.run_name,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            pipeline_root=plan.pipeline_root,
+            enable_caching=plan.enable_caching,
+        )
         result["run_id"] = run.run_id
     else:
         recurring = client.create_recurring_run(
-            experiment.experiment_id, plan.run_name, cron_expression=plan.cron_expression,
-            max_concurrency=plan.max_concurrency, no_catchup=not plan.catchup, pipeline_id=pipeline_id,
-            version_id=version_id, pipeline_root=plan.pipeline_root, enable_caching=plan.enable_caching)
+            experiment.experiment_id,
+            plan.run_name,
+            cron_expression=plan.cron_expression,
+            max_concurrency=plan.max_concurrency,
+            no_catchup=not plan.catchup,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            pipeline_root=plan.pipeline_root,
+            enable_caching=plan.enable_caching,
+        )
         result["recurring_run_id"] = recurring.recurring_run_id
     return result

@@ -5,15 +5,19 @@ KFP server accepts only that, and its client only a bare PipelineSpec). Resource
 `with_platform_config`; the Trainer's node selector and tolerations, which TFX cannot express,
 are added as the Kubernetes platform document that kfp-kubernetes would write.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 
 import yaml
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from components.config import GraftConfig
 from kubeflow.settings import KubeflowSettings
+from pipeline.config import GraftConfig
+from pipeline.pipeline import create_pipeline
 
 TRAINER_ID = "Trainer"
 IMAGE_REPO_DIR = "/graft"  # where kubeflow/Dockerfile puts this repository
@@ -23,10 +27,9 @@ _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _resource_spec(cpu: float, memory_gb: float, accelerator_type: str = "", accelerator_count: int = 0):
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
-        cpu_limit=cpu, memory_limit=memory_gb)
+        cpu_limit=cpu, memory_limit=memory_gb
+    )
     if accelerator_count:
         spec.accelerator.type = accelerator_type
         spec.accelerator.count = accelerator_count
@@ -53,21 +56,24 @@ def _in_image(config: GraftConfig) -> GraftConfig:
     """Paths inside this checkout (the curated schemas) as the image sees them."""
     schema_dir = config.schema_dir
     if schema_dir and os.path.abspath(schema_dir).startswith(_REPO_DIR + os.sep):
-        schema_dir = IMAGE_REPO_DIR + os.path.abspath(schema_dir)[len(_REPO_DIR):]
+        schema_dir = IMAGE_REPO_DIR + os.path.abspath(schema_dir)[len(_REPO_DIR) :]
     return dataclasses.replace(config, schema_dir=schema_dir)
 
 
 def build_pipeline(config: GraftConfig, settings: KubeflowSettings):
     """The local DAG with Kubeflow runner settings: resources per component, the accelerator
     on the Trainer only, Beam arguments from the settings."""
-    from pipeline.pipeline import create_pipeline
-
     tfx_pipeline = create_pipeline(_in_image(config), beam_pipeline_args=settings.beam_args)
     for component in tfx_pipeline.components:
         if component.id == TRAINER_ID:
-            component.with_platform_config(_resource_spec(
-                settings.trainer_cpu, settings.trainer_memory_gb, settings.accelerator_type,
-                settings.trainer_accelerator_count))
+            component.with_platform_config(
+                _resource_spec(
+                    settings.trainer_cpu,
+                    settings.trainer_memory_gb,
+                    settings.accelerator_type,
+                    settings.trainer_accelerator_count,
+                )
+            )
         else:
             component.with_platform_config(_resource_spec(settings.component_cpu, settings.component_memory_gb))
     return tfx_pipeline
@@ -75,15 +81,16 @@ def build_pipeline(config: GraftConfig, settings: KubeflowSettings):
 
 def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_path: str) -> str:
     """Writes the PipelineSpec YAML (plus the platform document) to `output_path`, whole or not at all."""
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
-
     output_path = os.path.abspath(output_path)
     directory, name = os.path.split(output_path)
     staging_name = f".{name}.partial.yaml"
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=settings.image, default_commands=EXECUTOR_COMMAND, use_pipeline_spec_2_1=True),
-        output_dir=directory, output_filename=staging_name)
+            default_image=settings.image, default_commands=EXECUTOR_COMMAND, use_pipeline_spec_2_1=True
+        ),
+        output_dir=directory,
+        output_filename=staging_name,
+    )
     runner.run(build_pipeline(config, settings))
     staging = os.path.join(directory, staging_name)
     with open(staging, encoding="utf-8") as f:
@@ -95,8 +102,10 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container", {})
         if "resources" not in container:
-            container["resources"] = {"cpuLimit": float(settings.component_cpu),
-                                      "memoryLimit": float(settings.component_memory_gb)}
+            container["resources"] = {
+                "cpuLimit": float(settings.component_cpu),
+                "memoryLimit": float(settings.component_memory_gb),
+            }
     documents = [spec]
     platform = platform_document(settings) if settings.target == "kfp" else None
     if platform:

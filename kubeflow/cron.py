@@ -3,13 +3,18 @@
 A five-field expression, valid elsewhere, means something else to KFP, so it is refused with
 the six-field form it probably meant; the next fire times show what an expression does.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 
 FIELDS = (  # name, lowest, highest
-    ("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23),
-    ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6),
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 6),
 )
 _NAMES = {
     4: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
@@ -61,11 +66,13 @@ def parse(expression: str) -> list[set[int]]:
     fields = expression.split()
     if len(fields) == 5:
         raise CronError(
-            f"{expression!r} has 5 fields, but KFP's cron has 6, starting with seconds: "
-            f"did you mean '0 {expression}'?")
+            f"{expression!r} has 5 fields, but KFP's cron has 6, starting with seconds: did you mean '0 {expression}'?"
+        )
     if len(fields) != 6:
-        raise CronError(f"{expression!r} has {len(fields)} fields; KFP's cron needs 6: "
-                        "second minute hour day-of-month month day-of-week")
+        raise CronError(
+            f"{expression!r} has {len(fields)} fields; KFP's cron needs 6: "
+            "second minute hour day-of-month month day-of-week"
+        )
     return [_values(text, i) for i, text in enumerate(fields)]
 
 

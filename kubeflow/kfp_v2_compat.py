@@ -6,10 +6,19 @@ driver hands executors artifacts that TFX's entrypoint does not expect. kubeflow
 which incompatibility it answers; all five known ones apply to TFX 1.16 (its entrypoint code is
 the same as 1.15's and 1.17's).
 """
+
 from __future__ import annotations
 
 import json
 import os
+
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2 import compiler_utils
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor as run_executor
+from tfx.utils import path_utils
 
 _INSTALLED = False
 # Which TFX artifact class an untyped artifact is, from metadata keys only that class writes.
@@ -35,9 +44,6 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    from tfx.orchestration.kubeflow.v2 import compiler_utils
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor as run_executor
 
     # 1. The open-source driver types artifacts with system.* schema titles (system.Model,
     #    system.Artifact, ...), which TFX's title-to-class map lacks: TFX then tries to import
@@ -98,7 +104,6 @@ def install() -> None:
     #    (the image's GRAFT_TARGET=kfp) models live at the URI itself. Vertex AI keeps TFX's
     #    layout (an image built with GRAFT_TARGET=vertex).
     if os.environ.get("GRAFT_TARGET", "kfp") == "kfp":
-        from tfx.utils import path_utils
 
         def serving_model_dir(output_uri, is_old_artifact=False):
             return output_uri
@@ -108,8 +113,6 @@ def install() -> None:
 
 
 def infer_class_path(artifact_pb) -> str | None:
-    from google.protobuf import json_format
-
     keys = set(json_format.MessageToDict(artifact_pb.metadata)) | set(artifact_pb.custom_properties)
     for key, class_path in _CLASS_BY_METADATA_KEY:
         if key in keys:
@@ -118,7 +121,6 @@ def infer_class_path(artifact_pb) -> str | None:
 
 
 def _title_of(class_path: str) -> str:
-    from tfx.orchestration.kubeflow.v2 import compiler_utils
 
     for title, path in compiler_utils.TITLE_TO_CLASS_PATH.items():
         if path == class_path and title.startswith("tfx."):
@@ -127,8 +129,6 @@ def _title_of(class_path: str) -> str:
 
 
 def _type_for(class_path: str):
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
     return pipeline_spec_pb2.ArtifactTypeSchema(instance_schema=f"title: {_title_of(class_path)}\ntype: object\n")
 
 
@@ -143,8 +143,6 @@ def input_types_from_spec(spec_json: str | None) -> dict:
     """{input key: class path} from TFX's serialized ComponentInputsSpec."""
     if not spec_json:
         return {}
-    import yaml
-    from tfx.orchestration.kubeflow.v2 import compiler_utils
 
     result = {}
     for key, value in json.loads(spec_json).get("artifacts", {}).items():

@@ -1,4 +1,5 @@
 """Kubeflow runner settings: the `kubeflow:` section of the config file, as checked data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from components.config import ConfigError
+from components.contract import ConfigError
 
 TARGETS = ("kfp", "vertex")
 # Accelerator type names each backend understands.
@@ -24,8 +25,12 @@ class KubeflowSettings:
     trainer_memory_gb: float = 32
     component_cpu: float = 2  # every other component
     component_memory_gb: float = 8
-    trainer_node_selector: dict = field(default_factory=dict)  # e.g. {cloud.google.com/gke-accelerator: nvidia-tesla-t4}
-    trainer_tolerations: list = field(default_factory=list)  # e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    trainer_node_selector: dict = field(
+        default_factory=dict
+    )  # e.g. {cloud.google.com/gke-accelerator: nvidia-tesla-t4}
+    trainer_tolerations: list = field(
+        default_factory=list
+    )  # e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
     beam_pipeline_args: Optional[list] = None  # DirectRunner multi-processing unless given; passed through untouched
     # Where runs go (submit / schedule).
     host: Optional[str] = None
@@ -43,13 +48,15 @@ class KubeflowSettings:
         return list(self.beam_pipeline_args) if self.beam_pipeline_args is not None else list(DEFAULT_BEAM_ARGS)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "KubeflowSettings":
+    def from_dict(cls, values: dict) -> KubeflowSettings:
         values = {k.replace("-", "_"): v for k, v in (values or {}).items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = [k for k in values if k not in known]
         if unknown:
-            hints = [k + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
-                     for k in unknown]
+            hints = [
+                k + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+                for k in unknown
+            ]
             raise ConfigError(f"kubeflow: unknown option(s) {', '.join(hints)}")
         settings = cls(**values)
         settings.validate()
@@ -67,8 +74,16 @@ class KubeflowSettings:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.trainer_node_selector.items()):
             problems.append("kubeflow.trainer_node_selector must map label names to label values (strings)")
         for i, toleration in enumerate(self.trainer_tolerations):
-            if not isinstance(toleration, dict) or not set(toleration) <= {"key", "operator", "value", "effect", "tolerationSeconds"}:
-                problems.append(f"kubeflow.trainer_tolerations[{i}] must be a Kubernetes toleration "
-                                "(key, operator, value, effect, tolerationSeconds)")
+            if not isinstance(toleration, dict) or not set(toleration) <= {
+                "key",
+                "operator",
+                "value",
+                "effect",
+                "tolerationSeconds",
+            }:
+                problems.append(
+                    f"kubeflow.trainer_tolerations[{i}] must be a Kubernetes toleration "
+                    "(key, operator, value, effect, tolerationSeconds)"
+                )
         if problems:
             raise ConfigError("invalid kubeflow settings:\n  - " + "\n  - ".join(problems))

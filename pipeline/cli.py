@@ -3,38 +3,53 @@
 Flags build one GraftConfig (flags override --config); every configuration problem is
 reported before TFX starts, with exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
+import traceback
+import warnings
 
-from components import config as cfg
+from tqdm import tqdm
 
-EXIT_CONFIG = 2
+from components.backbones import registry
+from components.contract import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from components.serving import serving_dir
+from components.trainer.stages import PRESETS
+from pipeline import config as cfg
+from pipeline import preflight
+from pipeline import progress as progress_view
+from pipeline.report import write_report
 
 
 def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Train a classifier on your images by grafting a new head onto a pretrained "
-                    "backbone, evaluate it, and push it to a serving directory if it is good enough. "
-                    "Runs Graft's TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML "
-                    "Metadata). Re-running with unchanged inputs executes nothing and pushes nothing.",
+        "backbone, evaluate it, and push it to a serving directory if it is good enough. "
+        "Runs Graft's TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML "
+        "Metadata). Re-running with unchanged inputs executes nothing and pushes nothing.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", help="YAML/JSON file with any option below (underscores or dashes); flags override it")
     data = p.add_argument_group("data (one of)")
-    data.add_argument("--data-dir", help="image folders: DIR/<class>/<image>, or DIR/train/<class>/... and DIR/eval/<class>/...")
-    data.add_argument("--tfrecord-dir", help="TFRecord files of tf.Example with 'image' (encoded bytes) and 'label' (int)")
+    data.add_argument(
+        "--data-dir", help="image folders: DIR/<class>/<image>, or DIR/train/<class>/... and DIR/eval/<class>/..."
+    )
+    data.add_argument(
+        "--tfrecord-dir", help="TFRecord files of tf.Example with 'image' (encoded bytes) and 'label' (int)"
+    )
     model = p.add_argument_group("model")
     model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
     model.add_argument("--weights", help="imagenet | none | path to a Keras weights file (default imagenet)")
     model.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
     train = p.add_argument_group("training")
-    train.add_argument("--stages", help="preset: frozen | two_stage | full (default two_stage); lists go in --config")
+    train.add_argument("--stages", help=f"preset: {' | '.join(PRESETS)} (default two_stage); lists go in --config")
     train.add_argument("--epochs", type=int, help="head epochs of the presets (default 5)")
     train.add_argument("--fine-tune-epochs", type=int, help="fine-tuning epochs of two_stage (default 3)")
     train.add_argument("--batch-size", type=int, help="default 32")
@@ -50,13 +65,30 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--summary-json", help="write the end-of-run summary here as JSON")
     out.add_argument("--verbose", action="store_true", help="show every framework log line on the terminal")
-    out.add_argument("--no-cache", action="store_true", help="re-execute every component even if its inputs are unchanged")
+    out.add_argument(
+        "--no-cache", action="store_true", help="re-execute every component even if its inputs are unchanged"
+    )
     return p
 
 
-_CONFIG_FLAGS = ("data_dir", "tfrecord_dir", "backbone", "weights", "image_size", "stages", "epochs",
-                 "fine_tune_epochs", "batch_size", "learning_rate", "min_accuracy", "max_accuracy_drop",
-                 "pipeline_name", "pipeline_root", "metadata_path", "serving_dir")
+_CONFIG_FLAGS = (
+    "data_dir",
+    "tfrecord_dir",
+    "backbone",
+    "weights",
+    "image_size",
+    "stages",
+    "epochs",
+    "fine_tune_epochs",
+    "batch_size",
+    "learning_rate",
+    "min_accuracy",
+    "max_accuracy_drop",
+    "pipeline_name",
+    "pipeline_root",
+    "metadata_path",
+    "serving_dir",
+)
 
 
 def config_from_args(args: argparse.Namespace) -> cfg.GraftConfig:
@@ -70,8 +102,10 @@ def format_summary(summary: dict) -> str:
     lines = ["", "Summary"]
     ingest = summary.get("ingest")
     if ingest:
-        lines.append(f"  images: {ingest['total']} seen, {ingest['accepted']} accepted, "
-                     f"{len(ingest['quarantined'])} quarantined, {ingest['skipped']} skipped by rule")
+        lines.append(
+            f"  images: {ingest['total']} seen, {ingest['accepted']} accepted, "
+            f"{len(ingest['quarantined'])} quarantined, {ingest['skipped']} skipped by rule"
+        )
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")
     metrics = summary.get("metrics", {})
@@ -90,17 +124,14 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_command(argv, runner) -> int:
-    """`graft run`: parse, validate, run with `runner(config, progress)`, report."""
+def run_command(argv) -> int:
+    """`graft run`: parse, validate, run locally, report."""
     args = _run_parser().parse_args(argv)
     try:
         config = config_from_args(args)
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    from pipeline import preflight
-    from pipeline import progress as progress_view
-
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     print(f"Graft: {config.backbone} at {config.input_size}px on {config.data_dir or config.tfrecord_dir}")
     print(f"Full log: {os.path.abspath(log_path)}" if not args.verbose else "Verbose: all logs below")
@@ -112,22 +143,21 @@ def run_command(argv, runner) -> int:
         progress.err.write(f"error: {err}\n")
         return EXIT_CONFIG
     try:
-        summary = runner(config, progress)
-    except Exception as err:  # the run failed: say where and why, keep the traceback in the log
-        import logging
-        import traceback
+        from pipeline.local_dag import run_locally  # TFX: imported only once the checks have passed
 
+        summary = run_locally(config, progress)
+    except Exception as err:  # the run failed: say where and why, keep the traceback in the log
         logging.getLogger("graft.run").debug("run failed", exc_info=True)
         traceback.print_exc()  # to the log file
         where = f" in {progress.current}" if progress.current else ""
         message = str(err).strip() or type(err).__name__
         progress.stream.write(f"\nerror{where}: {message}\nSee the full log: {os.path.abspath(log_path)}\n")
-        return 1
+        return EXIT_FAILED
     summary["log_file"] = os.path.abspath(log_path)
     summary["wall_seconds"] = round(time.time() - progress.started, 1)
-    from pipeline.report import write_report
-
-    report_dir = os.path.join(config.pipeline_root, "reports", time.strftime("run-%Y%m%d-%H%M%S", time.localtime(progress.started)))
+    report_dir = os.path.join(
+        config.pipeline_root, "reports", time.strftime("run-%Y%m%d-%H%M%S", time.localtime(progress.started))
+    )
     summary["report"] = os.path.abspath(write_report(summary, config, report_dir))
     progress.stream.write(format_summary(summary) + f"\n  wall time: {summary['wall_seconds']}s\n")
     for path in filter(None, [os.path.join(report_dir, "summary.json"), args.summary_json]):
@@ -135,7 +165,7 @@ def run_command(argv, runner) -> int:
     progress.stream.write(f"  report: {summary['report']}\n")
     if args.summary_json:
         progress.stream.write(f"  summary: {os.path.abspath(args.summary_json)}\n")
-    return 0
+    return EXIT_OK
 
 
 def _write_json(path: str, data) -> None:
@@ -148,31 +178,37 @@ def _write_json(path: str, data) -> None:
 
 
 def backbones_command(argv) -> int:
-    from components import backbones
-
     p = argparse.ArgumentParser(prog="graft backbones", description="The backbones Graft offers, by name.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
-    rows = [{"name": b.name, "input_size": b.default_size, "preprocessing": b.preprocess, "parameters": b.params,
-             "available": backbones.available(b)}
-            for b in map(backbones.get, backbones.names())]
+    rows = [
+        {
+            "name": b.name,
+            "input_size": b.default_size,
+            "preprocessing": b.preprocess,
+            "parameters": b.params,
+            "available": registry.available(b),
+        }
+        for b in map(registry.get, registry.names())
+    ]
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return EXIT_OK
     print(f"{'name':<22}{'input size':>11}  {'preprocessing':<14}{'parameters':>13}")
     for r in rows:
         params = f"{r['parameters']:>13,}" if r["parameters"] else f"{'(model)':>13}"
         missing = "" if r["available"] else "  (missing from the installed Keras: skipped)"
         print(f"{r['name']:<22}{r['input_size']:>11}  {r['preprocessing']:<14}{params}{missing}")
     print("\nhub: --backbone hub --weights <TF Hub URL or local SavedModel dir> --image-size <its size>")
-    return 0
+    return EXIT_OK
 
 
 def rollback_command(argv) -> int:
-    from components import serving_dir
-
-    p = argparse.ArgumentParser(prog="graft rollback", description="Make an earlier serving version the newest "
-                                "again (copied in as a new version number, so TF Serving switches to it).")
+    p = argparse.ArgumentParser(
+        prog="graft rollback",
+        description="Make an earlier serving version the newest "
+        "again (copied in as a new version number, so TF Serving switches to it).",
+    )
     p.add_argument("--serving-dir", required=True, help="the serving directory (TF Serving layout)")
     p.add_argument("--to", type=int, help="version to restore (default: the one before the newest)")
     args = p.parse_args(argv)
@@ -183,19 +219,22 @@ def rollback_command(argv) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"rolled back: {before} -> {restored}")
-    return 0
+    return EXIT_OK
 
 
 def predict_command(argv) -> int:
-    p = argparse.ArgumentParser(prog="graft predict", description="Classify images with a pushed model; "
-                                "prints one JSON line per image (path, class_name, probability, top_k).")
+    p = argparse.ArgumentParser(
+        prog="graft predict",
+        description="Classify images with a pushed model; "
+        "prints one JSON line per image (path, class_name, probability, top_k).",
+    )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--serving-dir", required=True)
     p.add_argument("--version", type=int, help="model version (default: the newest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--top-k", type=int, default=3)
     args = p.parse_args(argv)
-    from components import predict
+    from components.serving import predict  # here: it loads TensorFlow
 
     try:
         model_dir = predict.resolve_model_dir(args.serving_dir, args.version)
@@ -203,12 +242,10 @@ def predict_command(argv) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     files = predict.expand_inputs(args.inputs)
-    from tqdm import tqdm
-
     with tqdm(total=len(files), unit="img", file=sys.stderr, disable=len(files) < 2 * args.batch_size) as bar:
         for result in predict.predict_files(model_dir, files, args.batch_size, args.top_k, bar.update):
             print(json.dumps(result, ensure_ascii=False), flush=True)
-    return 0
+    return EXIT_OK
 
 
 COMMANDS = {
@@ -221,8 +258,6 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    import warnings
-
     # Library deprecation chatter (Python 3.10 support notices, TF C++ start-up lines) is not
     # for the terminal; `graft run` keeps all of it in its log file.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -235,14 +270,12 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return EXIT_CONFIG
-        return 0
+        return EXIT_OK
     command, rest = argv[0], argv[1:]
     if command == "run":
-        import local_runner
-
-        return local_runner.main(rest)
+        return run_command(rest)
     if command == "kfp":
-        from kubeflow import cli as kfp_cli
+        from kubeflow import cli as kfp_cli  # here: it pulls in kfp
 
         return kfp_cli.main(rest)
     return {"backbones": backbones_command, "predict": predict_command, "rollback": rollback_command}[command](rest)

@@ -4,6 +4,7 @@ Shared by the local runner and the Kubeflow compiler; runners differ only in run
 Functions are referenced by import path (the installed `components` package), never by
 module_file, so nothing is packaged or uploaded at compile time.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,16 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components import config as cfg
-from components import example_validator, image_example_gen, ingest, pusher
-from components.evaluation import build_eval_config
-from components.serving_baseline import ServingBaseline
+from components.evaluator.eval_config import build_eval_config
+from components.example_gen import image_executor, image_ingest
+from components.example_validator.executor import ExampleValidator
+from components.pusher.executor import Pusher
+from components.serving_baseline.component import ServingBaseline
+from pipeline import config as cfg
 
-TRANSFORM_FN = "components.transform_module.preprocessing_fn"
-RUN_FN = "components.trainer_module.run_fn"
+# By import path, never module_file: nothing is packaged or uploaded at compile time.
+TRANSFORM_FN = "components.transform.preprocessing_fn.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn.run_fn"
 
 
 def _abs(path: str) -> str:
@@ -28,24 +32,27 @@ def _abs(path: str) -> str:
 
 
 def _example_gen(config: cfg.GraftConfig):
-    eval_split = example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - config.eval_percent),
-        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_percent),
-    ])
+    eval_split = example_gen_pb2.SplitConfig(
+        splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - config.eval_percent),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_percent),
+        ]
+    )
     if config.tfrecord_dir:
         return tfx.components.ImportExampleGen(
             input_base=_abs(config.tfrecord_dir),
             output_config=example_gen_pb2.Output(split_config=eval_split),
         )
     # With spans, each run takes the newest DIR/span-<N>/ (TFX's {SPAN} pattern, resolved by its driver).
-    span = ingest.newest_span(config.data_dir) if config.spans else None
+    span = image_ingest.newest_span(config.data_dir) if config.spans else None
     if config.spans and not span:
         raise ValueError(f"{config.data_dir}: spans is set but there is no span-<N> folder")
-    prefix = f"{ingest.SPAN_PREFIX}{{SPAN}}/" if span else ""
-    split_roots = ingest.detect_split_roots(os.path.join(config.data_dir, span) if span else config.data_dir)
+    prefix = f"{image_ingest.SPAN_PREFIX}{{SPAN}}/" if span else ""
+    split_roots = image_ingest.detect_split_roots(os.path.join(config.data_dir, span) if span else config.data_dir)
     if split_roots:
-        input_config = example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=name, pattern=f"{prefix}{name}/*/*") for name in split_roots])
+        input_config = example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=f"{prefix}{name}/*/*") for name in split_roots]
+        )
         output_config = example_gen_pb2.Output()
     else:
         input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=f"{prefix}*/*")])
@@ -56,25 +63,24 @@ def _example_gen(config: cfg.GraftConfig):
         input_base=_abs(config.data_dir),
         input_config=input_config,
         output_config=output_config,
-        custom_config=image_example_gen.make_custom_config(cfg.example_gen_settings(config)),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(image_example_gen.Executor),
+        custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config)),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(image_executor.Executor),
     ).with_id("ImageExampleGen")
 
 
-def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[list] = None) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    config: cfg.GraftConfig, metadata_connection_config=None, beam_pipeline_args: Optional[list] = None
+) -> tfx.dsl.Pipeline:
     """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them)."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = _example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_dir:
-        schema_gen = tfx.components.ImportSchemaGen(
-            schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
     else:
-        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                              infer_feature_shape=True)
-    example_validator_ = example_validator.ExampleValidator(
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     )
@@ -82,7 +88,7 @@ def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN,
-        custom_config=cfg.transform_settings(config),
+        custom_config=cfg.transform_settings(config).to_dict(),
         materialize=False,  # decoded floats are ~34x the encoded bytes; the Trainer applies the graph
         disable_statistics=True,
     )
@@ -91,31 +97,46 @@ def create_pipeline(config: cfg.GraftConfig, metadata_connection_config=None,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        custom_config=cfg.trainer_settings(config),
+        custom_config=cfg.trainer_settings(config).to_dict(),
     )
     # Ordering only: never train on data that failed validation.
-    trainer.add_upstream_node(example_validator_)
+    trainer.add_upstream_node(example_validator)
     baseline = ServingBaseline(model=trainer.outputs["model"], serving_dir_path=config.serving_dir)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
-        eval_config=build_eval_config(len(config.class_names), config.min_accuracy, config.max_accuracy_drop,
-                                      config.max_relative_accuracy_drop, config.slice_by_class),
+        eval_config=build_eval_config(
+            len(config.class_names),
+            config.min_accuracy,
+            config.max_accuracy_drop,
+            config.max_relative_accuracy_drop,
+            config.slice_by_class,
+        ),
         example_splits=["eval"],
     )
-    pusher_ = pusher.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        custom_config={"keep_versions": config.keep_versions},
+        custom_config=cfg.pusher_settings(config).to_dict(),
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))),
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))
+        ),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_abs(config.pipeline_root),
-        components=[example_gen, statistics_gen, schema_gen, example_validator_, transform, trainer,
-                    baseline, evaluator, pusher_],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            trainer,
+            baseline,
+            evaluator,
+            pusher,
+        ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or cfg.beam_args(config),

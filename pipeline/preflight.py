@@ -1,41 +1,50 @@
 """Checks that need the data or the weights but not TFX: structural problems fail in seconds,
 with exit code 2, before any heavy work."""
+
 from __future__ import annotations
 
+import glob
+import json
 import os
 
-from components import backbones, ingest
-from components.config import ConfigError, GraftConfig
+from components.backbones import registry
+from components.contract import CLASS_NAMES_FILE, EXTRA_DIR, LABEL_KEY
+from components.example_gen import image_ingest
+from components.serving import serving_dir
+from pipeline.config import ConfigError, GraftConfig
 
 
 def check_data_dir(data_dir: str, min_per_class: int = 1) -> list[str]:
     """The class names (sorted folder names, as ImageExampleGen numbers them), after checking
     the layout: class folders with files, in every split, and enough files per class."""
-    roots = ingest.detect_split_roots(data_dir) or [""]
+    roots = image_ingest.detect_split_roots(data_dir) or [""]
     classes, counts = set(), {}
     for root in roots:
-        listing = ingest.list_split(data_dir, root)
+        listing = image_ingest.list_split(data_dir, root)
         where = os.path.join(data_dir, root) if root else data_dir
         if not listing.files:
-            raise ConfigError(f"{where}: no images found; expected one sub-folder per class holding images"
-                              + (" (this split is empty)" if root else ""))
+            raise ConfigError(
+                f"{where}: no images found; expected one sub-folder per class holding images"
+                + (" (this split is empty)" if root else "")
+            )
         classes |= set(listing.classes)
         for _, name in listing.files:
             counts[name] = counts.get(name, 0) + 1
     if len(classes) < 2:
-        raise ConfigError(f"{data_dir}: found only class {sorted(classes)}; a classifier needs at least 2 class folders")
+        raise ConfigError(
+            f"{data_dir}: found only class {sorted(classes)}; a classifier needs at least 2 class folders"
+        )
     short = sorted(f"{name} ({n})" for name, n in counts.items() if n < min_per_class)
     if short:
-        raise ConfigError(f"{data_dir}: classes with fewer than min_images_per_class={min_per_class} files: "
-                          + ", ".join(short))
+        raise ConfigError(
+            f"{data_dir}: classes with fewer than min_images_per_class={min_per_class} files: " + ", ".join(short)
+        )
     return sorted(classes)
 
 
 def tfrecord_class_names(tfrecord_dir: str) -> list[str]:
     """Labels 0..max found in the records, named by their number (when class_names is unset)."""
-    import glob
-
-    import tensorflow as tf
+    import tensorflow as tf  # here, not above: the checks before it must answer in seconds
 
     files = sorted(f for f in glob.glob(os.path.join(tfrecord_dir, "*")) if os.path.isfile(f))
     if not files:
@@ -43,7 +52,7 @@ def tfrecord_class_names(tfrecord_dir: str) -> list[str]:
     highest = -1
     try:
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP" if files[0].endswith(".gz") else ""):
-            label = tf.train.Example.FromString(record.numpy()).features.feature["label"].int64_list.value
+            label = tf.train.Example.FromString(record.numpy()).features.feature[LABEL_KEY].int64_list.value
             highest = max([highest, *label])
     except tf.errors.DataLossError as err:
         raise ConfigError(f"--tfrecord-dir {tfrecord_dir}: not TFRecord files of tf.Example ({err.message})") from None
@@ -75,25 +84,22 @@ def check_weights(config: GraftConfig) -> None:
         if found is not None and found != entry.weighted_layers:
             raise ConfigError(
                 f"--weights {config.weights}: a weights file for another architecture: it holds {found} "
-                f"layers with weights, {entry.name} has {entry.weighted_layers}")
+                f"layers with weights, {entry.name} has {entry.weighted_layers}"
+            )
     import tf_keras  # noqa: F401  (Keras 2, as in the Trainer)
 
     try:
-        backbones.build(config.backbone_entry, config.input_size, config.weights, **config.backbone_kwargs)
-    except backbones.WeightsUnavailableError as err:
+        registry.build(config.backbone_entry, config.input_size, config.weights, **config.backbone_kwargs)
+    except registry.WeightsUnavailableError as err:
         raise ConfigError(f"--weights: {err}") from None
 
 
 def check_serving_classes(config: GraftConfig) -> None:
     """A new model whose classes differ from the serving model's would break its clients."""
-    import json
-
-    from components import serving_dir
-
     if "://" in config.serving_dir:
         return
     current = serving_dir.newest(config.serving_dir)
-    names_file = os.path.join(current, "assets.extra", "class_names.json") if current else None
+    names_file = os.path.join(current, EXTRA_DIR, CLASS_NAMES_FILE) if current else None
     if not names_file or not os.path.exists(names_file):
         return
     with open(names_file, encoding="utf-8") as f:
@@ -106,32 +112,32 @@ def check_serving_classes(config: GraftConfig) -> None:
             f"added {added or 'none'}, removed {removed or 'none'}"
             + ("" if added or removed else " (same names, different order)")
             + ". Its clients would get different class indices; use a new --serving-dir, "
-            "or set allow_class_change: true in the config if this is intended.")
+            "or set allow_class_change: true in the config if this is intended."
+        )
 
 
 def check_blocks(config: GraftConfig) -> None:
     """Stages that unfreeze 'from:<block>' name blocks this backbone has (checked now, not
     when the Trainer reaches that stage)."""
-    from components.stages import resolve_stages
-
-    wanted = [s.trainable[5:] for s in resolve_stages(config)
-              if isinstance(s.trainable, str) and s.trainable.startswith("from:")]
-    if not wanted or config.backbone == backbones.HUB.name:
+    wanted = [s.from_block for s in config.stage_plan if s.from_block]
+    if not wanted or config.backbone == registry.HUB.name:
         return
     entry = config.backbone_entry
-    names = backbones.blocks(entry, backbones.build(entry, config.input_size, "none", **config.backbone_kwargs))
+    names = registry.blocks(entry, registry.build(entry, config.input_size, "none", **config.backbone_kwargs))
     missing = [w for w in wanted if w not in names]
     if missing:
-        raise ConfigError(f"stages: {config.backbone} has no block(s) {', '.join(missing)}; "
-                          f"its blocks: {', '.join(names)}")
+        raise ConfigError(
+            f"stages: {config.backbone} has no block(s) {', '.join(missing)}; its blocks: {', '.join(names)}"
+        )
 
 
-def check(config: GraftConfig) -> None:
-    """Validates what needs the data or weights, and fills in config.class_names."""
+def resolve_class_names(config: GraftConfig) -> None:
+    """Checks the data layout (the newest span's, with spans) and fills in config.class_names:
+    from the class folders, else from the TFRecords' labels when the config names none."""
     if config.data_dir:
         data_dir = config.data_dir
         if config.spans:
-            span = ingest.newest_span(data_dir)
+            span = image_ingest.newest_span(data_dir)
             if not span:
                 raise ConfigError(f"{data_dir}: spans is set but there is no span-<N> folder")
             data_dir = os.path.join(data_dir, span)
@@ -141,6 +147,11 @@ def check(config: GraftConfig) -> None:
         config.class_names = found
     elif not config.class_names:
         config.class_names = tfrecord_class_names(config.tfrecord_dir)
+
+
+def check(config: GraftConfig) -> None:
+    """Validates what needs the data or weights, and fills in config.class_names."""
+    resolve_class_names(config)
     if not config.allow_class_change:
         check_serving_classes(config)
     check_blocks(config)

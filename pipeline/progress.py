@@ -5,6 +5,7 @@ Unless --verbose, descriptors 1 and 2 are pointed at the log file, and the termi
 component starts and ends (with elapsed time), Graft's own messages (training epochs), and
 the end-of-run summary.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,8 @@ import os
 import re
 import sys
 import time
+
+from absl import logging as absl_logging
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
@@ -43,12 +46,12 @@ class Progress(logging.Handler):
         if record.name.startswith("graft"):
             self.say(f"    {message}")
             return
-        if (match := _RUNNING.search(message)):
+        if match := _RUNNING.search(message):
             self.current, self._component_start, self._cached = match.group(1), time.time(), False
             self.say(f"{self.current} ...")
         elif _CACHED.search(message):
             self._cached = True
-        elif (match := _FINISHED.search(message)):
+        elif match := _FINISHED.search(message):
             took = time.time() - self._component_start
             self.seconds[match.group(1)] = round(took, 1)
             self.say(f"{match.group(1)} {'cached' if self._cached else 'done'} in {took:.1f}s")
@@ -57,8 +60,6 @@ class Progress(logging.Handler):
 
 def start(log_path: str, verbose: bool) -> Progress:
     """Routes logs: everything to `log_path` (or the terminal with verbose); returns the view."""
-    from absl import logging as absl_logging
-
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     absl_logging.set_verbosity(absl_logging.INFO)
     root = logging.getLogger()

@@ -1,6 +1,7 @@
 """The run report: one offline HTML page (plus the same data as JSON and two PNG plots)
 that says what data went in, how training went, how the model scored, and why it was or was
 not promoted."""
+
 from __future__ import annotations
 
 import html
@@ -61,8 +62,15 @@ def _plot_confusion(matrix: list, class_names: list, path: str) -> bool:
     peak = max(max(row) for row in matrix) or 1
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{matrix[i][j]:.0f}", ha="center", va="center",
-                    color="white" if matrix[i][j] > peak / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{matrix[i][j]:.0f}",
+                ha="center",
+                va="center",
+                color="white" if matrix[i][j] > peak / 2 else "black",
+                fontsize=8,
+            )
     fig.colorbar(image, ax=ax)
     ax.set_title("Confusion matrix (eval split)")
     fig.tight_layout()
@@ -90,39 +98,55 @@ def write_report(summary: dict, config, report_dir: str) -> str:
     metrics = summary.get("metrics", {})
     decision = {
         "blessed": summary["blessed"],
-        "thresholds": {"min_accuracy": config.min_accuracy, "max_accuracy_drop": config.max_accuracy_drop,
-                       "max_relative_accuracy_drop": config.max_relative_accuracy_drop},
+        "thresholds": {
+            "min_accuracy": config.min_accuracy,
+            "max_accuracy_drop": config.max_accuracy_drop,
+            "max_relative_accuracy_drop": config.max_relative_accuracy_drop,
+        },
         "failures": summary.get("not_blessed_because", []),
         "pushed_model_dir": summary.get("pushed_model_dir"),
         "push_skipped_reason": summary.get("push_skipped_reason"),
     }
     per_class = []
     for i, name in enumerate(class_names):
-        per_class.append({
-            "class": name,
-            "precision": metrics.get(f"precision/class_{i}"),
-            "recall": metrics.get(f"recall/class_{i}"),
-            "accuracy": summary.get("per_class_metrics", {}).get(name, {}).get("sparse_categorical_accuracy"),
-            "eval_examples": summary.get("per_class_metrics", {}).get(name, {}).get("example_count"),
-        })
+        per_class.append(
+            {
+                "class": name,
+                "precision": metrics.get(f"precision/class_{i}"),
+                "recall": metrics.get(f"recall/class_{i}"),
+                "accuracy": summary.get("per_class_metrics", {}).get(name, {}).get("sparse_categorical_accuracy"),
+                "eval_examples": summary.get("per_class_metrics", {}).get(name, {}).get("example_count"),
+            }
+        )
     data = {
         "dataset": summary.get("ingest"),
         "training_history": summary.get("training_history", []),
         "metrics": metrics,
         "per_class": per_class,
         "confusion_matrix": {"class_names": class_names, "rows_actual_columns_predicted": matrix},
-        "comparison_with_serving": {k: v for k, v in metrics.items() if k.startswith("baseline_") or k.endswith("_change")},
+        "comparison_with_serving": {
+            k: v for k, v in metrics.items() if k.startswith("baseline_") or k.endswith("_change")
+        },
         "decision": decision,
-        "plots": {"training_curves": curves if has_curves else None, "confusion_matrix": heatmap if has_heatmap else None},
+        "plots": {
+            "training_curves": curves if has_curves else None,
+            "confusion_matrix": heatmap if has_heatmap else None,
+        },
     }
     with open(os.path.join(report_dir, "report.json"), "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, ensure_ascii=False)
 
     ingest = summary.get("ingest") or {}
-    split_rows = [[split, name, count] for split, counts in (ingest.get("accepted_per_split") or {}).items()
-                  for name, count in sorted(counts.items())]
-    verdict = "BLESSED and pushed" if summary.get("pushed_model_dir") else (
-        "blessed, not pushed" if summary["blessed"] else "NOT blessed: nothing pushed")
+    split_rows = [
+        [split, name, count]
+        for split, counts in (ingest.get("accepted_per_split") or {}).items()
+        for name, count in sorted(counts.items())
+    ]
+    verdict = (
+        "BLESSED and pushed"
+        if summary.get("pushed_model_dir")
+        else ("blessed, not pushed" if summary["blessed"] else "NOT blessed: nothing pushed")
+    )
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in decision["failures"]) or "<li>all thresholds met</li>"
     comparison = data["comparison_with_serving"]
     parts = [
@@ -140,13 +164,16 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         f"{len(ingest.get('quarantined', []))} quarantined, {ingest.get('skipped')} skipped by rule.</p>",
         _table(["split", "class", "images"], split_rows),
         _table(["quarantined file", "reason"], [[q["path"], q["reason"]] for q in ingest.get("quarantined", [])])
-        if ingest.get("quarantined") else "",
+        if ingest.get("quarantined")
+        else "",
         "<h2>Training</h2>",
         "<img src='training_curves.png' alt='training curves'>" if has_curves else "<p>(no history)</p>",
         "<h2>Evaluation (eval split)</h2>",
         _table(["metric", "value"], sorted((k, v) for k, v in metrics.items() if "/class_" not in k)),
-        _table(["class", "precision", "recall", "accuracy", "eval examples"],
-               [[r["class"], r["precision"], r["recall"], r["accuracy"], r["eval_examples"]] for r in per_class]),
+        _table(
+            ["class", "precision", "recall", "accuracy", "eval examples"],
+            [[r["class"], r["precision"], r["recall"], r["accuracy"], r["eval_examples"]] for r in per_class],
+        ),
         "<img src='confusion_matrix.png' alt='confusion matrix'>" if has_heatmap else "",
     ]
     path = os.path.join(report_dir, "report.html")

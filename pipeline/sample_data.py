@@ -1,19 +1,19 @@
 """The bundled sample: scikit-learn's handwritten digits (1,797 8x8 images, shipped inside
 the package, so no network) written out as PNG files in one folder per class."""
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
 
 DEFAULT_DIR = os.path.join("data", "digits")
 
 
 def write_digits(target: str = DEFAULT_DIR, per_class: int | None = None) -> str:
     """Writes <target>/<digit>/<index>.png once; returns target. `per_class` caps the count."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     marker = target.rstrip("/") + ".complete"  # beside the data, not inside it
     if os.path.exists(marker):
         return target

@@ -3,12 +3,14 @@
 Reading MLMD (not the orchestrator's in-memory state) makes the summary right for cached
 runs too: a cached component's outputs are linked to this run like fresh ones.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 
+import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -26,8 +28,11 @@ def _latest_run_outputs(store, pipeline_name: str):
     if pipeline is None:
         return {}
     pipeline_execution_ids = {e.id for e in store.get_executions_by_context(pipeline.id)}
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
-            if any(e.id in pipeline_execution_ids for e in store.get_executions_by_context(c.id))]
+    runs = [
+        c
+        for c in store.get_contexts_by_type("pipeline_run")
+        if any(e.id in pipeline_execution_ids for e in store.get_executions_by_context(c.id))
+    ]
     if not runs:
         return {}
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
@@ -37,7 +42,7 @@ def _latest_run_outputs(store, pipeline_name: str):
         node_id = None
         for context in store.get_contexts_by_execution(execution.id):
             if context.name.startswith(pipeline_name + ".") and context.type_id != run.type_id:
-                node_id = context.name[len(pipeline_name) + 1:]
+                node_id = context.name[len(pipeline_name) + 1 :]
         if node_id:
             nodes[node_id] = {"execution": execution, "outputs": {}}
     events = store.get_events_by_execution_ids([n["execution"].id for n in nodes.values()])
@@ -89,8 +94,6 @@ def _describe_failure(failure) -> str:
 def _evaluation(uri: str) -> dict:
     """Candidate metrics overall and per class slice, the confusion matrix, and why the
     validation failed (if it did)."""
-    import tensorflow_model_analysis as tfma
-
     overall, per_class, failures, matrix = {}, {}, [], []
     for slice_metrics in tfma.load_metrics(uri):
         values = {}
@@ -124,10 +127,20 @@ def _evaluation(uri: str) -> dict:
 def collect_summary(config, progress=None) -> dict:
     store = _store(config.metadata_path)
     nodes = _latest_run_outputs(store, config.pipeline_name)
-    summary = {"blessed": False, "pushed_model_dir": None, "metrics": {}, "ingest": None,
-               "component_seconds": {}, "component_state": {}, "not_blessed_because": []}
-    states = {metadata_store_pb2.Execution.COMPLETE: "complete", metadata_store_pb2.Execution.CACHED: "cached",
-              metadata_store_pb2.Execution.FAILED: "failed"}
+    summary = {
+        "blessed": False,
+        "pushed_model_dir": None,
+        "metrics": {},
+        "ingest": None,
+        "component_seconds": {},
+        "component_state": {},
+        "not_blessed_because": [],
+    }
+    states = {
+        metadata_store_pb2.Execution.COMPLETE: "complete",
+        metadata_store_pb2.Execution.CACHED: "cached",
+        metadata_store_pb2.Execution.FAILED: "failed",
+    }
     for node_id, node in nodes.items():
         execution = node["execution"]
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
@@ -141,8 +154,10 @@ def collect_summary(config, progress=None) -> dict:
         if os.path.exists(report_path):
             with open(report_path, encoding="utf-8") as f:
                 report = json.load(f)
-            summary["ingest"] = {k: report[k] for k in ("total", "accepted", "quarantined", "skipped",
-                                                        "accepted_per_split", "class_names")}
+            summary["ingest"] = {
+                k: report[k]
+                for k in ("total", "accepted", "quarantined", "skipped", "accepted_per_split", "class_names")
+            }
     evaluator = nodes.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed", 0))

@@ -1,4 +1,5 @@
 """Shared fixtures: real image files written by the tests themselves (no network)."""
+
 import io
 import os
 
@@ -74,9 +75,20 @@ def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0, env
     config_path.write_text(yaml.safe_dump(config))
     summary_path = tmp_path / f"{name}.json"
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(config_path),
-         "--summary-json", str(summary_path)],
-        capture_output=True, text=True, cwd=REPO, timeout=900, env={**os.environ, **(env or {})})
+        [
+            sys.executable,
+            os.path.join(REPO, "local_runner.py"),
+            "--config",
+            str(config_path),
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+        env={**os.environ, **(env or {})},
+    )
     output = result.stdout + result.stderr
     assert result.returncode == expect_rc, output
     if not summary_path.exists():
@@ -122,6 +134,62 @@ def tiny_digits_dir(tmp_path_factory):
         folder.mkdir(exist_ok=True)
         Image.fromarray(np.round(image * (255.0 / 16.0)).astype(np.uint8), mode="L").save(folder / f"{index:04d}.png")
     return str(root)
+
+
+def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: list, size: int) -> None:
+    """The run's Transform graph equals Keras' own preprocess_input for `backbone_name`."""
+    import glob
+
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras as keras
+
+    from components.backbones import registry
+
+    entry = registry.get(backbone_name)
+    images = [open(f, "rb").read() for f in files]
+    [graph_dir] = glob.glob(os.path.join(str(pipeline_root), "Transform", "transform_graph", "*"))
+    transformed = (
+        tft.TFTransformOutput(graph_dir)
+        .transform_features_layer()({"image": tf.constant([[b] for b in images])})["image"]
+        .numpy()
+    )
+    preprocess_input = (
+        getattr(keras.applications, entry.family).preprocess_input if entry.family else lambda x: x / 255.0
+    )
+    for i, data in enumerate(images):
+        resized = tf.image.resize(tf.cast(tf.io.decode_png(data, channels=3), tf.float32), [size, size]).numpy()
+        np.testing.assert_allclose(transformed[i], preprocess_input(resized), atol=1e-4)
+
+
+def assert_signatures_agree(model_dir: str, files: list, num_classes: int) -> None:
+    """Both serving signatures of a pushed model give the same probabilities."""
+    import tensorflow as tf
+
+    images = [open(f, "rb").read() for f in files]
+    served = tf.saved_model.load(model_dir)
+    by_bytes = served.signatures["serving_image_bytes"](image_bytes=tf.constant(images))["probabilities"].numpy()
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(feature={"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))})
+        ).SerializeToString()
+        for b in images
+    ]
+    by_example = served.signatures["serving_default"](examples=tf.constant(examples))["probabilities"].numpy()
+    np.testing.assert_allclose(by_bytes, by_example, atol=1e-6)
+    assert by_bytes.shape == (len(images), num_classes)
+
+
+def tiny_trainer_settings(**overrides):
+    """The Trainer's settings as the pipeline makes them (GraftConfig's defaults, through the
+    real slice), for a slim MobileNetV2 at 32 px unless overridden."""
+    from pipeline.config import GraftConfig, trainer_settings
+
+    values = {"data_dir": ".", "weights": "none", "backbone_kwargs": {"alpha": 0.35}, "image_size": 32, "dropout": 0.0}
+    if overrides.get("backbone") == "hub":
+        values["backbone_kwargs"] = {}
+    values.update(overrides)
+    return trainer_settings(GraftConfig(**values))
 
 
 def export_tiny_hub_feature_vector(path: str, features: int = 16) -> str:

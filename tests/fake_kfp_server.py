@@ -1,5 +1,6 @@
 """A stand-in for the KFP v2 REST API below kfp.Client: it replaces the urllib3 pool that
 kfp_server_api's REST client sends through, records each request, and answers like the server."""
+
 import json
 import re
 import urllib.parse
@@ -34,8 +35,15 @@ class FakeKfpServer:
             for key, value in fields:
                 query.setdefault(key, []).append(value)
         payload = json.loads(body) if isinstance(body, (str, bytes)) and body else body
-        self.requests.append({"method": method, "path": parsed.path, "query": query, "body": payload,
-                              "multipart_fields": [f[0] for f in (fields or [])] if method != "GET" else []})
+        self.requests.append(
+            {
+                "method": method,
+                "path": parsed.path,
+                "query": query,
+                "body": payload,
+                "multipart_fields": [f[0] for f in (fields or [])] if method != "GET" else [],
+            }
+        )
         return _Response(200, self._answer(method, parsed.path, query, payload))
 
     def _answer(self, method, path, query, body):
@@ -43,18 +51,27 @@ class FakeKfpServer:
             return {"multi_user": False}
         if path.endswith("/pipelines") and method == "GET":
             name = _filter_value(query)
-            return {"pipelines": [{"pipeline_id": self.pipelines[name], "display_name": name}]
-                    if name in self.pipelines else [], "total_size": int(name in self.pipelines)}
+            return {
+                "pipelines": [{"pipeline_id": self.pipelines[name], "display_name": name}]
+                if name in self.pipelines
+                else [],
+                "total_size": int(name in self.pipelines),
+            }
         if path.endswith("/pipelines/upload"):
             name = query["name"][0]
             self.pipelines[name] = f"pipeline-{len(self.pipelines) + 1}"
             return {"pipeline_id": self.pipelines[name], "display_name": name}
         if path.endswith("/pipelines/upload_version"):
-            return {"pipeline_id": query["pipelineid"][0], "pipeline_version_id": f"version-{len(self.requests)}",
-                    "display_name": query["name"][0]}
+            return {
+                "pipeline_id": query["pipelineid"][0],
+                "pipeline_version_id": f"version-{len(self.requests)}",
+                "display_name": query["name"][0],
+            }
         if path.endswith("/experiments") and method == "GET":
             name = _filter_value(query)
-            found = [{"experiment_id": self.experiments[name], "display_name": name}] if name in self.experiments else []
+            found = (
+                [{"experiment_id": self.experiments[name], "display_name": name}] if name in self.experiments else []
+            )
             return {"experiments": found, "total_size": len(found)}
         if path.endswith("/experiments") and method == "POST":
             self.experiments[body["display_name"]] = f"experiment-{len(self.experiments) + 1}"

@@ -6,18 +6,35 @@ import sys
 import pytest
 import tensorflow as tf
 
-from components import backbones
-from components.model import apply_stage, backbone_of, build_model
-from components.stages import Stage
-from tests.conftest import REPO, export_tiny_hub_feature_vector
+from components.backbones import registry as backbones
+from components.trainer.model import apply_stage, backbone_of, build_model
+from components.trainer.stages import Stage
+from tests.conftest import REPO, export_tiny_hub_feature_vector, tiny_trainer_settings
 
 KERAS_ENTRIES = [n for n in backbones.names() if n != "hub"]
 EXPECTED = {
-    "vgg16", "vgg19", "resnet50", "resnet101", "resnet152", "resnet50_v2", "inception_v3",
-    "inception_resnet_v2", "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3_small",
-    "mobilenet_v3_large", "densenet121", "densenet169", "densenet201",
-    *(f"efficientnet_b{i}" for i in range(8)), *(f"efficientnet_v2_{v}" for v in ("b0", "b1", "b2", "b3", "s")),
-    "nasnet_mobile", "nasnet_large", "convnext_tiny", "hub",
+    "vgg16",
+    "vgg19",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet50_v2",
+    "inception_v3",
+    "inception_resnet_v2",
+    "xception",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    *(f"efficientnet_b{i}" for i in range(8)),
+    *(f"efficientnet_v2_{v}" for v in ("b0", "b1", "b2", "b3", "s")),
+    "nasnet_mobile",
+    "nasnet_large",
+    "convnext_tiny",
+    "hub",
 }
 
 
@@ -29,7 +46,16 @@ def test_input_sizes_and_modes():
     assert backbones.get("inception_v3").default_size == 299
     assert backbones.get("xception").default_size == 299
     assert backbones.get("nasnet_large").default_size == 331
-    assert [backbones.get(f"efficientnet_b{i}").default_size for i in range(8)] == [224, 240, 260, 300, 380, 456, 528, 600]
+    assert [backbones.get(f"efficientnet_b{i}").default_size for i in range(8)] == [
+        224,
+        240,
+        260,
+        300,
+        380,
+        456,
+        528,
+        600,
+    ]
     modes = {n: backbones.get(n).preprocess for n in backbones.names()}
     assert modes["resnet50"] == modes["vgg16"] == "caffe"
     assert modes["densenet121"] == "torch"
@@ -72,7 +98,7 @@ def test_graft_backbones_table_and_json():
 
 def test_hub_feature_vector_from_local_savedmodel(tmp_path):
     handle = export_tiny_hub_feature_vector(str(tmp_path / "fv"))
-    model = build_model(backbones.get("hub"), 3, 32, handle)
+    model = build_model(tiny_trainer_settings(backbone="hub", weights=handle), 3)
     assert model(tf.zeros([2, 32, 32, 3])).shape == (2, 3)
     apply_stage(model, Stage("head", 1, "none", 1e-3))
     assert {v.name.split("/")[0] for v in model.trainable_variables} == {"probabilities"}
@@ -85,4 +111,6 @@ def test_unreachable_hub_url_fails_fast_with_instructions(monkeypatch):
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("TFHUB_CACHE_DIR", "/nonexistent-cache")
     with pytest.raises(backbones.WeightsUnavailableError, match="pass the local directory as --weights"):
-        backbones.build(backbones.get("hub"), 32, "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
+        backbones.build(
+            backbones.get("hub"), 32, "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+        )

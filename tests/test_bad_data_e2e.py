@@ -1,5 +1,6 @@
 """Messy image folders and faults, through the real pipeline: every file accounted for,
 clear errors, nothing half-done."""
+
 import glob
 import json
 import os
@@ -12,8 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import serving_dir
-from tests.conftest import REPO, encode, random_image, run_graft, small_training_config, write_digit_pngs
+from components.serving import serving_dir
+from tests.conftest import (
+    REPO,
+    assert_signatures_agree,
+    assert_transform_matches_keras,
+    encode,
+    random_image,
+    run_graft,
+    small_training_config,
+    write_digit_pngs,
+)
 
 SECRET = "graft-test-secret-7f3a9c"
 MAX_PIXELS = 1_000_000
@@ -51,8 +61,11 @@ def make_messy_dataset(root, outside):
     put("zero/gray.png", encode(random_image(30, 30, 1), "PNG"), "grayscale PNG")
     put("zero/rgba.png", encode(random_image(30, 30, 4), "PNG"), "RGBA PNG")
     put("zero/palette.png", _pil_bytes(Image.fromarray(random_image(30, 30)).convert("P"), "PNG"), "palette PNG")
-    put("zero/sixteen_bit.png", _pil_bytes(Image.fromarray((random_image(30, 30, 1).astype(np.uint16) * 257), "I;16"), "PNG"),
-        "16-bit PNG")
+    put(
+        "zero/sixteen_bit.png",
+        _pil_bytes(Image.fromarray((random_image(30, 30, 1).astype(np.uint16) * 257), "I;16"), "PNG"),
+        "16-bit PNG",
+    )
     put("zero/cmyk.jpg", _pil_bytes(Image.fromarray(random_image(30, 30)).convert("CMYK"), "JPEG"), "CMYK JPEG")
     frames = [Image.fromarray(random_image(20, 20, 1, seed=s)) for s in range(3)]
     put("zero/animated.gif", _pil_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:]), "animated GIF")
@@ -88,8 +101,19 @@ def _serving_decoder_accepts(path):
 def test_messy_folder_every_file_accounted_for(tmp_path):
     root = tmp_path / "messy"
     cases, good = make_messy_dataset(str(root), str(tmp_path / "outside.png"))
-    config = small_training_config(tmp_path, data_dir=str(root), stages="frozen", epochs=1, min_accuracy=0.0,
-                                   max_image_pixels=MAX_PIXELS)
+    # resnet50: the caffe preprocessing family runs through the pipeline here (see test_backbone_pipelines).
+    config = small_training_config(
+        tmp_path,
+        data_dir=str(root),
+        stages="frozen",
+        epochs=1,
+        min_accuracy=0.0,
+        max_image_pixels=MAX_PIXELS,
+        backbone="resnet50",
+        backbone_kwargs={},
+        train_batchnorm=False,
+        batchnorm_momentum=None,
+    )
     summary, output = run_graft(tmp_path, config, env={"AWS_SECRET_ACCESS_KEY": SECRET, "GRAFT_TEST_TOKEN": SECRET})
     ingest = summary["ingest"]
     files_on_disk = [p for p in glob.glob(str(root) + "/**", recursive=True) if os.path.isfile(p) or os.path.islink(p)]
@@ -100,7 +124,9 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
     quarantined = {q["path"]: q["reason"] for q in ingest["quarantined"]}
     report = json.load(open(os.path.join(os.path.dirname(summary["report"]), "summary.json")))
     skipped = {}
-    with open(glob.glob(str(tmp_path / "root" / "ImageExampleGen" / "examples" / "*" / "ingest" / "report.json"))[0]) as f:
+    with open(
+        glob.glob(str(tmp_path / "root" / "ImageExampleGen" / "examples" / "*" / "ingest" / "report.json"))[0]
+    ) as f:
         skipped = {s["path"]: s["reason"] for s in json.load(f)["skipped_files"]}
     outcomes = {}
     for rel, case in cases.items():
@@ -118,7 +144,9 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
     for case in ("corrupt JPEG", "truncated PNG", "text file named .jpg"):
         assert outcomes[case][0] == "quarantined" and "not decodable" in outcomes[case][1], case
     assert outcomes["decompression bomb (header 1500x1500)"] == (
-        "quarantined", f"image too large: 1500x1500 pixels exceeds max_image_pixels={MAX_PIXELS}")
+        "quarantined",
+        f"image too large: 1500x1500 pixels exceeds max_image_pixels={MAX_PIXELS}",
+    )
     for case in ("grayscale PNG", "RGBA PNG", "palette PNG", "animated GIF", "BMP", "symlink inside the data root"):
         assert outcomes[case][0] == "accepted", case
     for rel in ("zero/cmyk.jpg", "zero/image.webp", "zero/sixteen_bit.png"):  # exactly as serving decodes
@@ -133,6 +161,11 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
     assert ingest["class_names"] == ["digit one", "zero", "zwölf"]  # the empty folder is no class
     assert report["ingest"] == ingest
 
+    # The caffe preprocessing family: Transform is Keras' resnet50 preprocess_input, serving uses it.
+    assert "training resnet50" in output
+    assert_transform_matches_keras(tmp_path / "root", "resnet50", good[::40], 32)
+    assert_signatures_agree(summary["pushed_model_dir"], good[::40], 3)
+
     # The accounting is in ML Metadata too, as properties of the examples artifact.
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -142,8 +175,12 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
     store = metadata_store.MetadataStore(connection)
     [examples] = [a for a in store.get_artifacts_by_type("Examples") if "ImageExampleGen" in a.uri]
     props = {k: v.int_value for k, v in examples.custom_properties.items() if k.startswith("ingest_")}
-    assert props == {"ingest_total": ingest["total"], "ingest_accepted": ingest["accepted"],
-                     "ingest_quarantined": len(ingest["quarantined"]), "ingest_skipped": ingest["skipped"]}
+    assert props == {
+        "ingest_total": ingest["total"],
+        "ingest_accepted": ingest["accepted"],
+        "ingest_quarantined": len(ingest["quarantined"]),
+        "ingest_skipped": ingest["skipped"],
+    }
     assert "zero/notes.jpg" in open(summary["report"], encoding="utf-8").read()
 
     # No credential from the environment leaks into logs, reports or summaries.
@@ -174,8 +211,13 @@ def test_too_much_quarantined_stops_before_training(tmp_path):
 
 def _fast_cli(tmp_path, *args):
     started = time.time()
-    result = subprocess.run([sys.executable, os.path.join(REPO, "local_runner.py"), *args],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     return result, time.time() - started
 
 
@@ -185,8 +227,9 @@ def test_class_set_differing_from_serving_model_is_refused(tmp_path):
     version.mkdir(parents=True)
     (version.parent / "saved_model.pb").write_bytes(b"placeholder")
     (version / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
-    result, seconds = _fast_cli(tmp_path, "--data-dir", str(tmp_path / "data"), "--weights", "none",
-                                "--serving-dir", str(tmp_path / "serving"))
+    result, seconds = _fast_cli(
+        tmp_path, "--data-dir", str(tmp_path / "data"), "--weights", "none", "--serving-dir", str(tmp_path / "serving")
+    )
     assert result.returncode == 2, result.stderr
     assert "added none, removed ['c']" in result.stderr and "allow_class_change" in result.stderr
     assert seconds < 5, seconds
@@ -219,26 +262,31 @@ def test_killed_trainer_resumes_and_finishes(tmp_path, tiny_digits_dir):
     import yaml
 
     config = small_training_config(tmp_path, data_dir=tiny_digits_dir, min_accuracy=0.0)
-    config["stages"] = [{"name": "full", "epochs": 6, "trainable": "all", "learning_rate": 0.002}]
+    config["stages"] = [{"name": "full", "epochs": 4, "trainable": "all", "learning_rate": 0.002}]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen([sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
     seen = []
     for line in process.stdout:
         seen.append(line)
-        if "epoch 3/6" in line:
+        if "epoch 2/4" in line:
             os.killpg(process.pid, signal.SIGKILL)  # as a preempted node would: no clean-up at all
             break
     process.wait(timeout=60)
-    assert any("epoch 3/6" in line for line in seen), "".join(seen)
+    assert any("epoch 2/4" in line for line in seen), "".join(seen)
     assert serving_dir.versions(config["serving_dir"]) == []
 
     summary, output = run_graft(tmp_path, config, "rerun")
     assert "resuming after an interruption" in output
     epochs = [line for line in output.splitlines() if "full: epoch" in line]
-    assert epochs and "epoch 4/6" in epochs[0], epochs  # not from zero
+    assert epochs and "epoch 3/4" in epochs[0], epochs  # not from zero
     assert summary["blessed"] and summary["pushed_model_dir"]
     assert summary["component_state"]["Trainer"] == "complete"
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(summary["pushed_model_dir"]))]

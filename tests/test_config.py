@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from components.config import ConfigError, GraftConfig, load_config, trainer_settings
+from pipeline.config import ConfigError, GraftConfig, load_config, trainer_settings
 from tests.conftest import REPO
 
 
@@ -62,23 +62,31 @@ def test_image_size_too_small_for_backbone(digits_dir):
 
 def test_bad_stage_is_a_config_error(digits_dir):
     with pytest.raises(ConfigError, match=r"stages\[1\].epochs must be a positive integer"):
-        load_config(None, {"data_dir": digits_dir, "weights": "none",
-                           "stages": [{"epochs": 1}, {"epochs": 0, "trainable": "all"}]})
+        load_config(
+            None,
+            {"data_dir": digits_dir, "weights": "none", "stages": [{"epochs": 1}, {"epochs": 0, "trainable": "all"}]},
+        )
 
 
 def test_trainer_settings_carry_resolved_stages(digits_dir):
-    config = load_config(None, {"data_dir": digits_dir, "weights": "none", "stages": "two_stage",
-                                "epochs": 2, "fine_tune_epochs": 1})
-    stages = trainer_settings(config)["stages"]
+    config = load_config(
+        None, {"data_dir": digits_dir, "weights": "none", "stages": "two_stage", "epochs": 2, "fine_tune_epochs": 1}
+    )
+    stages = trainer_settings(config).to_dict()["stages"]  # as the Trainer's custom_config carries them
     assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), (30, 1)]
     assert stages[1]["learning_rate"] == pytest.approx(stages[0]["learning_rate"] / 10)
 
 
 def _graft_run(*args, env=None):
     started = time.time()
-    result = subprocess.run([sys.executable, os.path.join(REPO, "local_runner.py"), *args],
-                            capture_output=True, text=True, cwd=REPO, timeout=120,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     return result, time.time() - started
 
 
@@ -102,10 +110,14 @@ def test_cli_single_class_is_a_clear_error(tmp_path):
 
 def test_offline_imagenet_weights_fail_fast_with_instructions(digits_dir):
     # A dead proxy makes the download fail the same way with or without a network here.
-    dead_proxy = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                  "KERAS_HOME": str(digits_dir) + "-keras-home"}
-    result, seconds = _graft_run("--data-dir", digits_dir, "--weights", "imagenet", "--backbone", "mobilenet_v2",
-                                 env=dead_proxy)
+    dead_proxy = {
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "KERAS_HOME": str(digits_dir) + "-keras-home",
+    }
+    result, seconds = _graft_run(
+        "--data-dir", digits_dir, "--weights", "imagenet", "--backbone", "mobilenet_v2", env=dead_proxy
+    )
     assert result.returncode == 2
     assert "--weights /path/to/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in result.stderr
     assert "-keras-home/models/mobilenet_v2_weights" in result.stderr
@@ -116,18 +128,38 @@ def test_offline_imagenet_weights_fail_fast_with_instructions(digits_dir):
 def test_help_explains_itself():
     result, _ = _graft_run("--help")
     assert result.returncode == 0
-    for flag in ("--data-dir", "--tfrecord-dir", "--backbone", "--weights", "--pipeline-root",
-                 "--metadata-path", "--serving-dir", "--config", "--summary-json", "--verbose"):
+    for flag in (
+        "--data-dir",
+        "--tfrecord-dir",
+        "--backbone",
+        "--weights",
+        "--pipeline-root",
+        "--metadata-path",
+        "--serving-dir",
+        "--config",
+        "--summary-json",
+        "--verbose",
+    ):
         assert flag in result.stdout
 
 
 def test_weights_file_for_another_architecture_exit_2_fast(tmp_path, digits_dir):
-    from components import backbones
+    from components.backbones import registry as backbones
 
     path = str(tmp_path / "efficientnet.h5")
     backbones.build(backbones.get("efficientnet_b0"), 32, "none").save_weights(path)
-    result, seconds = _graft_run("--data-dir", digits_dir, "--weights", path, "--backbone", "mobilenet_v2",
-                                 "--pipeline-root", str(tmp_path / "root"))
+    result, seconds = _graft_run(
+        "--data-dir",
+        digits_dir,
+        "--weights",
+        path,
+        "--backbone",
+        "mobilenet_v2",
+        "--pipeline-root",
+        str(tmp_path / "root"),
+    )
     assert result.returncode == 2
-    assert "weights file for another architecture: it holds 131 layers with weights, mobilenet_v2 has 104" in result.stderr
+    assert (
+        "weights file for another architecture: it holds 131 layers with weights, mobilenet_v2 has 104" in result.stderr
+    )
     assert seconds < 5, seconds

@@ -3,8 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from components import ingest
-from components.image_example_gen import IngestError, check_quarantine, split_root_of
+from components.example_gen import image_ingest as ingest
+from components.example_gen.image_executor import split_root_of
+from components.example_gen.ingest_report import IngestError, check_quarantine
 from tests.conftest import encode, random_image
 
 MAX_PIXELS = 50_000_000

@@ -1,5 +1,6 @@
 """Kubeflow Pipelines v2: the compiled YAML parsed strictly into the KFP protos, the real
 kfp.Client against a recording fake of the server's REST API, cron, and the TFX patches."""
+
 import datetime as dt
 import json
 import os
@@ -10,9 +11,9 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from components.config import GraftConfig
 from kubeflow import client, compiler, cron
 from kubeflow.settings import KubeflowSettings
+from pipeline.config import GraftConfig
 from tests.conftest import REPO
 from tests.fake_kfp_server import FakeKfpServer
 
@@ -22,21 +23,32 @@ NODE_SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
 
 
 def _config():
-    return GraftConfig(pipeline_name="graft-kfp", data_dir="gs://bucket/images", pipeline_root="gs://bucket/root",
-                       serving_dir="gs://bucket/serving", class_names=["cat", "dog", "fox"], weights="imagenet")
+    return GraftConfig(
+        pipeline_name="graft-kfp",
+        data_dir="gs://bucket/images",
+        pipeline_root="gs://bucket/root",
+        serving_dir="gs://bucket/serving",
+        class_names=["cat", "dog", "fox"],
+        weights="imagenet",
+    )
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     os.environ["GRAFT_TEST_CREDENTIAL"] = SECRET
     out = tmp_path_factory.mktemp("kfp")
-    settings = KubeflowSettings.from_dict({
-        "image": "registry.example/graft:1", "trainer_node_selector": NODE_SELECTOR,
-        "trainer_tolerations": [TOLERATION],
-        "beam_pipeline_args": ["--runner=DataflowRunner", "--project=p", "--region=europe-west4"]})
+    settings = KubeflowSettings.from_dict(
+        {
+            "image": "registry.example/graft:1",
+            "trainer_node_selector": NODE_SELECTOR,
+            "trainer_tolerations": [TOLERATION],
+            "beam_pipeline_args": ["--runner=DataflowRunner", "--project=p", "--region=europe-west4"],
+        }
+    )
     path = compiler.compile_pipeline(_config(), settings, str(out / "graft.yaml"))
-    vertex = compiler.compile_pipeline(_config(), KubeflowSettings.from_dict({"target": "vertex"}),
-                                       str(out / "vertex.yaml"))
+    vertex = compiler.compile_pipeline(
+        _config(), KubeflowSettings.from_dict({"target": "vertex"}), str(out / "vertex.yaml")
+    )
     return path, vertex
 
 
@@ -82,7 +94,7 @@ def test_beam_args_pass_through_and_nothing_is_packaged_or_leaked(compiled):
     assert transform_args[-3:] == ["--runner=DataflowRunner", "--project=p", "--region=europe-west4"]
     text = open(compiled[0]).read()
     assert ".whl" not in text and "module_file" not in text.replace('"module_file": ""', "")
-    assert "components.trainer_module.run_fn" in text  # referenced by import path
+    assert "components.trainer.run_fn.run_fn" in text  # referenced by import path
     assert "/graft/schemas/image_classification/schema.pbtxt" in text  # the image's path
     assert SECRET not in text
 
@@ -96,7 +108,7 @@ def test_vertex_target_names_vertex_accelerators(compiled):
 
 
 def test_unknown_kubeflow_option_is_a_config_error():
-    from components.config import ConfigError
+    from components.contract import ConfigError
 
     with pytest.raises(ConfigError, match="did you mean 'trainer_tolerations'"):
         KubeflowSettings.from_dict({"trainer_toleration": []})
@@ -114,8 +126,16 @@ def fake_server(monkeypatch):
 
 
 def test_submit_uploads_then_versions_and_starts_a_run(compiled, fake_server):
-    plan = client.make_plan("submit", compiled[0], "graft-kfp", "http://kfp.test:8080", "team-ns", "nightly",
-                            "gs://bucket/root", enable_caching=True)
+    plan = client.make_plan(
+        "submit",
+        compiled[0],
+        "graft-kfp",
+        "http://kfp.test:8080",
+        "team-ns",
+        "nightly",
+        "gs://bucket/root",
+        enable_caching=True,
+    )
     first = client.execute(plan)
     second = client.execute(plan)
     assert first["pipeline_id"] == second["pipeline_id"] == "pipeline-1"
@@ -133,11 +153,24 @@ def test_submit_uploads_then_versions_and_starts_a_run(compiled, fake_server):
 
 
 def test_schedule_creates_a_recurring_run_without_catchup_or_cache(compiled, fake_server):
-    plan = client.make_plan("schedule", compiled[0], "graft-kfp", "http://kfp.test:8080", "kubeflow", "retrain",
-                            "gs://bucket/root", enable_caching=False, cron_expression="0 0 2 * * *",
-                            max_concurrency=1, now=dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.timezone.utc))
-    assert plan.next_fire_times == ["2026-11-28T02:00:00+00:00", "2026-11-29T02:00:00+00:00",
-                                    "2026-11-30T02:00:00+00:00"]
+    plan = client.make_plan(
+        "schedule",
+        compiled[0],
+        "graft-kfp",
+        "http://kfp.test:8080",
+        "kubeflow",
+        "retrain",
+        "gs://bucket/root",
+        enable_caching=False,
+        cron_expression="0 0 2 * * *",
+        max_concurrency=1,
+        now=dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.timezone.utc),
+    )
+    assert plan.next_fire_times == [
+        "2026-11-28T02:00:00+00:00",
+        "2026-11-29T02:00:00+00:00",
+        "2026-11-30T02:00:00+00:00",
+    ]
     result = client.execute(plan)
     assert result["recurring_run_id"] == "recurring-1"
     body = [r for r in fake_server.requests if r["path"].endswith("/recurringruns")][0]["body"]
@@ -148,26 +181,32 @@ def test_schedule_creates_a_recurring_run_without_catchup_or_cache(compiled, fak
     assert body["runtime_config"]["pipeline_root"] == "gs://bucket/root"
 
 
-@pytest.mark.parametrize("expression,first", [
-    ("0 0 2 * * *", "2026-11-28T02:00:00"),
-    ("0 30 */6 * * *", "2026-11-28T06:30:00"),
-    ("15 0 9 * * mon-fri", "2026-11-30T09:00:15"),  # 2026-11-28 is a Saturday
-    ("0 0 0 1 jan,jul *", "2027-01-01T00:00:00"),
-])
+@pytest.mark.parametrize(
+    "expression,first",
+    [
+        ("0 0 2 * * *", "2026-11-28T02:00:00"),
+        ("0 30 */6 * * *", "2026-11-28T06:30:00"),
+        ("15 0 9 * * mon-fri", "2026-11-30T09:00:15"),  # 2026-11-28 is a Saturday
+        ("0 0 0 1 jan,jul *", "2027-01-01T00:00:00"),
+    ],
+)
 def test_cron_next_fire_times(expression, first):
     times = cron.next_fire_times(expression, dt.datetime(2026, 11, 28, 1, 0), 3)
     assert times[0].isoformat() == first
     assert len(times) == 3 and times[0] < times[1] < times[2]
 
 
-@pytest.mark.parametrize("expression,message", [
-    ("0 2 * * *", "did you mean '0 0 2 * * *'"),
-    ("0 0 25 * * *", "hour field: '25' is outside 0-23"),
-    ("0 0 2 * *", "has 5 fields"),
-    ("0 0 2 31 feb *", "never fires"),
-    ("x 0 2 * * *", "second field: 'x' is not a number"),
-    ("0 0 2 * * * *", "has 7 fields"),
-])
+@pytest.mark.parametrize(
+    "expression,message",
+    [
+        ("0 2 * * *", "did you mean '0 0 2 * * *'"),
+        ("0 0 25 * * *", "hour field: '25' is outside 0-23"),
+        ("0 0 2 * *", "has 5 fields"),
+        ("0 0 2 31 feb *", "never fires"),
+        ("x 0 2 * * *", "second field: 'x' is not a number"),
+        ("0 0 2 * * * *", "has 7 fields"),
+    ],
+)
 def test_cron_rejects_with_a_reason(expression, message):
     with pytest.raises(cron.CronError, match=message.replace("*", r"\*").replace("(", r"\(")):
         cron.next_fire_times(expression, dt.datetime(2026, 11, 28), 3)
@@ -175,23 +214,43 @@ def test_cron_rejects_with_a_reason(expression, message):
 
 def test_cli_dry_runs_print_what_would_be_sent(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "pipeline_name": "graft-kfp", "data_dir": "gs://bucket/images", "pipeline_root": "gs://bucket/root",
-        "serving_dir": "gs://bucket/serving", "class_names": ["a", "b"],
-        "kubeflow": {"output": str(tmp_path / "never.yaml"), "host": "http://kfp.test:8080"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline_name": "graft-kfp",
+                "data_dir": "gs://bucket/images",
+                "pipeline_root": "gs://bucket/root",
+                "serving_dir": "gs://bucket/serving",
+                "class_names": ["a", "b"],
+                "kubeflow": {"output": str(tmp_path / "never.yaml"), "host": "http://kfp.test:8080"},
+            }
+        )
+    )
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
-    result = subprocess.run([graft, "kfp", "schedule", "--config", str(config), "--cron", "0 0 2 * * *", "--dry-run"],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [graft, "kfp", "schedule", "--config", str(config), "--cron", "0 0 2 * * *", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    sent = json.loads(result.stdout[result.stdout.index("{"):])["would_send"]
+    sent = json.loads(result.stdout[result.stdout.index("{") :])["would_send"]
     assert sent["cron_expression"] == "0 0 2 * * *" and len(sent["next_fire_times"]) == 3
     assert sent["catchup"] is False and sent["enable_caching"] is False
     assert not (tmp_path / "never.yaml").exists()
     # Caching off is compiled into every task: a version reference carries no caching option.
     spec, _ = compiler.load_compiled(sent["package"])
-    assert {t.get("cachingOptions", {}).get("enableCache", False) for t in spec["root"]["dag"]["tasks"].values()} == {False}
-    bad = subprocess.run([graft, "kfp", "schedule", "--config", str(config), "--cron", "0 2 * * *", "--dry-run"],
-                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert {t.get("cachingOptions", {}).get("enableCache", False) for t in spec["root"]["dag"]["tasks"].values()} == {
+        False
+    }
+    bad = subprocess.run(
+        [graft, "kfp", "schedule", "--config", str(config), "--cron", "0 2 * * *", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "did you mean '0 0 2 * * *'" in bad.stderr
 
 
@@ -207,21 +266,35 @@ def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
     original_dir = path_utils.serving_model_dir
     try:
         kfp_v2_compat.install()
-        artifacts = pipeline_spec_pb2.ArtifactList(artifacts=[
-            pipeline_spec_pb2.RuntimeArtifact(  # 1: system.* title
-                name="m", uri="gs://b/model", type=pipeline_spec_pb2.ArtifactTypeSchema(schema_title="system.Model")),
-        ])
+        artifacts = pipeline_spec_pb2.ArtifactList(
+            artifacts=[
+                pipeline_spec_pb2.RuntimeArtifact(  # 1: system.* title
+                    name="m", uri="gs://b/model", type=pipeline_spec_pb2.ArtifactTypeSchema(schema_title="system.Model")
+                ),
+            ]
+        )
         untyped = pipeline_spec_pb2.RuntimeArtifact(  # 2 + 3: empty instance schema, metadata says Examples
-            name="e", uri="gs://b/examples", type=pipeline_spec_pb2.ArtifactTypeSchema(instance_schema=""))
+            name="e", uri="gs://b/examples", type=pipeline_spec_pb2.ArtifactTypeSchema(instance_schema="")
+        )
         untyped.metadata.update({"split_names": '["train", "eval"]'})
         declared = pipeline_spec_pb2.RuntimeArtifact(  # 4: typed by the component's inputs spec
-            name="s", uri="gs://b/schema", type=pipeline_spec_pb2.ArtifactTypeSchema(schema_title="system.Artifact"))
+            name="s", uri="gs://b/schema", type=pipeline_spec_pb2.ArtifactTypeSchema(schema_title="system.Artifact")
+        )
         kfp_v2_compat._inputs_spec_types.clear()
-        kfp_v2_compat._inputs_spec_types.update(kfp_v2_compat.input_types_from_spec(json.dumps(
-            {"artifacts": {"schema": {"artifactType": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}}}})))
-        parsed = entrypoint.parse_raw_artifact_dict({
-            "model": artifacts, "examples": pipeline_spec_pb2.ArtifactList(artifacts=[untyped]),
-            "schema": pipeline_spec_pb2.ArtifactList(artifacts=[declared])})
+        kfp_v2_compat._inputs_spec_types.update(
+            kfp_v2_compat.input_types_from_spec(
+                json.dumps(
+                    {"artifacts": {"schema": {"artifactType": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}}}}
+                )
+            )
+        )
+        parsed = entrypoint.parse_raw_artifact_dict(
+            {
+                "model": artifacts,
+                "examples": pipeline_spec_pb2.ArtifactList(artifacts=[untyped]),
+                "schema": pipeline_spec_pb2.ArtifactList(artifacts=[declared]),
+            }
+        )
         assert isinstance(parsed["model"][0], standard_artifacts.Model)
         assert isinstance(parsed["examples"][0], standard_artifacts.Examples)
         assert parsed["examples"][0].split_names == '["train", "eval"]'

@@ -3,15 +3,18 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import backbones
-from components.model import apply_stage, backbone_of, build_model, compile_for_stage
-from components.stages import Stage
-from components.training import train_stages
+from components.backbones import registry as backbones
+from components.trainer.model import apply_stage, backbone_of, build_model
+from components.trainer.optimizers import compile_for_stage
+from components.trainer.stages import Stage
+from components.trainer.training import TrainingOptions, train_stages
+from tests.conftest import tiny_trainer_settings
+
+OPTIONS = TrainingOptions(tiny_trainer_settings())
 
 
 def _tiny_model(**kwargs):
-    return build_model(backbones.get("mobilenet_v2"), 3, 32, "none", 0.0,
-                       backbone_kwargs={"alpha": 0.35}, **kwargs)
+    return build_model(tiny_trainer_settings(**kwargs), 3)
 
 
 def _data(n=64, seed=0):
@@ -32,7 +35,7 @@ def test_head_stage_trains_only_the_head_and_bn_statistics_stay():
     assert {v.name.split("/")[0] for v in model.trainable_variables} == {"probabilities"}
     before_bn = _bn_moving_stats(model)
     before_backbone = [v.numpy().copy() for v in backbone_of(model).weights]
-    train_stages(model, [stage], _data(), _data(seed=1))
+    train_stages(model, [stage], _data(), _data(seed=1), OPTIONS)
     for a, b in zip(before_bn, _bn_moving_stats(model)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(before_backbone, backbone_of(model).weights):
@@ -43,17 +46,17 @@ def test_top_n_stage_unfreezes_exactly_the_top_layers():
     model = _tiny_model()
     apply_stage(model, Stage("ft", 1, 5, 1e-4))
     base = backbone_of(model)
-    assert [l.trainable for l in base.layers[-5:]] == [True] * 5
-    assert not any(l.trainable for l in base.layers[:-5])
+    assert [layer.trainable for layer in base.layers[-5:]] == [True] * 5
+    assert not any(layer.trainable for layer in base.layers[:-5])
     trainable_layers = {v.name.split("/")[0] for v in base.trainable_variables}
-    assert trainable_layers <= {l.name for l in base.layers[-5:]}
+    assert trainable_layers <= {layer.name for layer in base.layers[-5:]}
     assert trainable_layers
 
 
 def test_bn_stays_in_inference_mode_when_unfrozen_by_default():
     model = _tiny_model()
     before = _bn_moving_stats(model)
-    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1))
+    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1), OPTIONS)
     for a, b in zip(before, _bn_moving_stats(model)):
         np.testing.assert_array_equal(a, b)
 
@@ -61,7 +64,7 @@ def test_bn_stays_in_inference_mode_when_unfrozen_by_default():
 def test_train_batchnorm_option_updates_statistics():
     model = _tiny_model(train_batchnorm=True, batchnorm_momentum=0.9)
     before = _bn_moving_stats(model)
-    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1))
+    train_stages(model, [Stage("all", 1, "all", 1e-3)], _data(), _data(seed=1), OPTIONS)
     assert any(not np.array_equal(a, b) for a, b in zip(before, _bn_moving_stats(model)))
 
 
@@ -88,7 +91,9 @@ def test_weights_file_of_another_architecture_is_a_clear_error(tmp_path):
     other = backbones.build(backbones.get("efficientnet_b0"), 32, "none")
     path = str(tmp_path / "other.h5")
     other.save_weights(path)
-    with pytest.raises(backbones.WeightsUnavailableError, match="cannot load weights file .*other.h5 into mobilenet_v2"):
+    with pytest.raises(
+        backbones.WeightsUnavailableError, match="cannot load weights file .*other.h5 into mobilenet_v2"
+    ):
         backbones.build(backbones.get("mobilenet_v2"), 32, path, alpha=0.35)
 
 
@@ -112,10 +117,12 @@ def test_interrupted_training_resumes_from_last_completed_epoch(tmp_path):
     backup = str(tmp_path / "backup")
     model = _tiny_model()
     with pytest.raises(_Killed):
-        train_stages(model, stages, _data(), _data(seed=1), callbacks=[_KillAtEpoch("all", 2)], backup_dir=backup)
+        train_stages(
+            model, stages, _data(), _data(seed=1), OPTIONS, callbacks=[_KillAtEpoch("all", 2)], backup_dir=backup
+        )
     weights_at_kill = [w.numpy().copy() for w in model.weights]
 
     fresh = _tiny_model()  # a new process: nothing in memory
-    history = train_stages(fresh, stages, _data(), _data(seed=1), backup_dir=backup)
+    history = train_stages(fresh, stages, _data(), _data(seed=1), OPTIONS, backup_dir=backup)
     assert [(r["stage"], r["epoch"]) for r in history] == [("head", 1), ("all", 3)]
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(weights_at_kill, fresh.weights))

@@ -1,4 +1,5 @@
 """The whole DAG, for real: LocalDagRunner, Beam DirectRunner, SQLite MLMD, through the CLI."""
+
 import glob
 import json
 import os
@@ -10,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from components import serving_check, serving_dir
+from components.contract import EXTRA_DIR, SERVING_CHECK_FILE
+from components.serving import check as serving_check
+from components.serving import serving_dir
 from tests.conftest import run_graft, small_training_config
-
 
 _CHECK_SERVING = r"""
 import json, sys, os
@@ -45,21 +47,33 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     assert ingest["total"] == ingest["accepted"] == len(images)
     assert ingest["class_names"] == ["digit_0", "digit_1", "digit_7"]
     assert sum(sum(c.values()) for c in ingest["accepted_per_split"].values()) == len(images)
-    assert set(first["component_seconds"]) >= {"ImageExampleGen", "StatisticsGen", "Transform", "Trainer",
-                                               "Evaluator", "Pusher"}
+    assert set(first["component_seconds"]) >= {
+        "ImageExampleGen",
+        "StatisticsGen",
+        "Transform",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    }
 
     # Transform does not materialise decoded images: its outputs stay small next to the raw examples.
     def size(pattern):
-        return sum(os.path.getsize(f) for d in glob.glob(pattern) for f in glob.glob(d + "/**", recursive=True)
-                   if os.path.isfile(f))
+        return sum(
+            os.path.getsize(f)
+            for d in glob.glob(pattern)
+            for f in glob.glob(d + "/**", recursive=True)
+            if os.path.isfile(f)
+        )
+
     raw = size(str(tmp_path / "root" / "ImageExampleGen" / "examples" / "*"))
     transformed = size(str(tmp_path / "root" / "Transform" / "*" / "*"))
     assert transformed <= 2 * raw, (transformed, raw)
 
     # A fresh process loads the pushed model; raw bytes and tf.Example give identical answers.
     sample = sorted(images)[::60][:8]
-    result = subprocess.run([sys.executable, "-c", _CHECK_SERVING, pushed, *sample],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHECK_SERVING, pushed, *sample], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(served["probabilities"]["bytes"], served["probabilities"]["example"], atol=1e-6)
@@ -81,8 +95,9 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
 
     # graft predict agrees with the signature on the same images.
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
-    predicted = subprocess.run([graft, "predict", "--serving-dir", config["serving_dir"], *sample],
-                               capture_output=True, text=True, timeout=300)
+    predicted = subprocess.run(
+        [graft, "predict", "--serving-dir", config["serving_dir"], *sample], capture_output=True, text=True, timeout=300
+    )
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == sample
@@ -93,7 +108,7 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     # The serving check catches a model that answers differently from the Trainer's.
     tampered = str(tmp_path / "tampered")
     shutil.copytree(pushed, tampered)
-    check_file = os.path.join(tampered, "assets.extra", serving_check.CHECK_FILE)
+    check_file = os.path.join(tampered, EXTRA_DIR, SERVING_CHECK_FILE)
     with open(check_file) as f:
         data = json.load(f)
     data["probabilities"][0] = data["probabilities"][0][::-1]

@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import backbones
-from components.preprocessing import preprocess_image_bytes
+from components.backbones import registry as backbones
+from components.backbones.preprocessing import preprocess_image_bytes
 from tests.conftest import encode, random_image
 
 SIZES = [(17, 23), (64, 64), (100, 41)]
@@ -13,8 +13,9 @@ SIZES = [(17, 23), (64, 64), (100, 41)]
 @pytest.mark.parametrize("name", backbones.names())
 def test_matches_keras_preprocess_input(name):
     entry = backbones.get(name)
-    preprocess_input = (getattr(keras.applications, entry.family).preprocess_input if entry.family
-                        else lambda x: x / 255.0)  # TF Hub image models take [0, 1]
+    preprocess_input = (
+        getattr(keras.applications, entry.family).preprocess_input if entry.family else lambda x: x / 255.0
+    )  # TF Hub image models take [0, 1]
     size = 48
     encoded = [encode(random_image(h, w, seed=h * w), "PNG") for h, w in SIZES]
     ours = preprocess_image_bytes(tf.constant(encoded), entry, size).numpy()

@@ -1,9 +1,10 @@
 """Serving directory mechanics on real files: atomic versions, pruning, rollback."""
+
 import os
 
 import pytest
 
-from components import serving_dir
+from components.serving import serving_dir
 
 
 def _model(tmp_path, name, content=b"model"):

@@ -1,4 +1,5 @@
 """TFRecord input (--tfrecord-dir) through the real pipeline, and ExampleValidator stopping it."""
+
 import glob
 import os
 
@@ -26,16 +27,24 @@ def _write_tfrecords(path, digits_dir, drop_label_every=0):
 def test_tfrecords_train_and_anomalies_stop_the_run(tmp_path, digits_dir):
     bad_dir = tmp_path / "bad"
     _write_tfrecords(str(bad_dir / "data.tfrecord"), digits_dir, drop_label_every=10)
-    summary, output = run_graft(tmp_path, small_training_config(tmp_path, tfrecord_dir=str(bad_dir),
-                                                                pipeline_name="bad"), "bad", expect_rc=1)
+    summary, output = run_graft(
+        tmp_path, small_training_config(tmp_path, tfrecord_dir=str(bad_dir), pipeline_name="bad"), "bad", expect_rc=1
+    )
     assert "error in ExampleValidator" in output
     assert "feature 'label'" in output
     assert "Traceback" not in output.split("error in ExampleValidator")[1]
 
     good_dir = tmp_path / "good"
     count = _write_tfrecords(str(good_dir / "data.tfrecord"), digits_dir)
-    config = small_training_config(tmp_path, tfrecord_dir=str(good_dir), pipeline_name="good",
-                                   class_names=["zero", "one", "seven"])
+    config = small_training_config(
+        tmp_path,
+        tfrecord_dir=str(good_dir),
+        pipeline_name="good",
+        class_names=["zero", "one", "seven"],
+        stages="frozen",
+        epochs=2,
+        min_accuracy=0.0,
+    )
     summary, output = run_graft(tmp_path, config, "good")
     assert summary["blessed"] is True
     assert 0 < summary["metrics"]["example_count"] < count

@@ -1,28 +1,33 @@
 """Stages, schedules and training options on a tiny model: what trains, at which rate, and
 that the feature-cached frozen stage trains the grafted model's own head."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import augmentation, backbones
-from components.config import ConfigError, GraftConfig, load_config
-from components.model import apply_stage, backbone_of, build_model, make_loss
-from components.schedules import make_schedule
-from components.stages import Stage, resolve_stages
-from components.training import TrainingOptions, balanced_class_weights, split_at_pool, train_stages
+from components.backbones import registry as backbones
+from components.trainer import augmentation
+from components.trainer.model import apply_stage, backbone_of, build_model
+from components.trainer.optimizers import make_loss
+from components.trainer.schedules import make_schedule
+from components.trainer.stages import Stage, resolve_stages
+from components.trainer.training import TrainingOptions, balanced_class_weights, split_at_pool, train_stages
+from pipeline.config import ConfigError, GraftConfig, load_config
+from tests.conftest import tiny_trainer_settings
 
 MOBILENET = backbones.get("mobilenet_v2")
 
 
 def _model():
-    return build_model(MOBILENET, 3, 32, "none", 0.0, backbone_kwargs={"alpha": 0.35})
+    return build_model(tiny_trainer_settings(), 3)
 
 
 def _data(n=64, seed=0):
     rng = np.random.default_rng(seed)
     return tf.data.Dataset.from_tensor_slices(
-        (rng.uniform(-1, 1, (n, 32, 32, 3)).astype("float32"), rng.integers(0, 3, n))).batch(16)
+        (rng.uniform(-1, 1, (n, 32, 32, 3)).astype("float32"), rng.integers(0, 3, n))
+    ).batch(16)
 
 
 def test_presets():
@@ -55,8 +60,9 @@ def test_schedules_follow_their_formula():
     cosine = make_schedule({"type": "cosine", "warmup_epochs": 1}, 0.01, 10, 3)
     assert float(cosine(0)) == pytest.approx(0.0) and float(cosine(5)) == pytest.approx(0.005)
     assert float(cosine(10)) == pytest.approx(0.01) and float(cosine(30)) == pytest.approx(0.0, abs=1e-6)
-    cycle = make_schedule({"type": "one_cycle", "pct_start": 0.3, "div_factor": 10, "final_div_factor": 100},
-                          0.01, 10, 1)
+    cycle = make_schedule(
+        {"type": "one_cycle", "pct_start": 0.3, "div_factor": 10, "final_div_factor": 100}, 0.01, 10, 1
+    )
     values = [float(cycle(s)) for s in range(10)]
     assert values[0] == pytest.approx(0.001) and max(values) == pytest.approx(0.01, rel=1e-3)
     assert values.index(max(values)) == 3 and values[-1] < values[0]
@@ -72,32 +78,49 @@ def test_learning_rate_follows_the_schedule_during_training():
             seen.append(float(optimizer.learning_rate(optimizer.iterations)))
 
     stage = Stage("head", 2, "none", 0.01, schedule={"type": "exponential", "decay_steps": 1, "decay_rate": 0.5})
-    train_stages(model, [stage], _data(), _data(seed=1), callbacks=[Record()],
-                 options=TrainingOptions(steps_per_epoch=4, feature_caching=False))
-    assert seen == pytest.approx([0.01 * 0.5 ** i for i in range(8)])
+    train_stages(
+        model,
+        [stage],
+        _data(),
+        _data(seed=1),
+        callbacks=[Record()],
+        options=TrainingOptions(tiny_trainer_settings(feature_caching=False), steps_per_epoch=4),
+    )
+    assert seen == pytest.approx([0.01 * 0.5**i for i in range(8)])
 
 
 def test_feature_cached_head_is_the_grafted_models_head():
     model = _model()
     before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
     before_head = model.get_layer("probabilities").kernel.numpy().copy()
-    history = train_stages(model, [Stage("head", 3, "none", 0.01)], _data(), _data(seed=1),
-                           options=TrainingOptions(feature_caching=True))
+    history = train_stages(
+        model,
+        [Stage("head", 3, "none", 0.01)],
+        _data(),
+        _data(seed=1),
+        options=TrainingOptions(tiny_trainer_settings(feature_caching=True)),
+    )
     assert len(history) == 3
     assert not np.allclose(before_head, model.get_layer("probabilities").kernel.numpy())
     for a, b in zip(before_backbone, backbone_of(model).weights):
         np.testing.assert_array_equal(a, b.numpy())
     features, head = split_at_pool(model)
     images = next(iter(_data()))[0]
-    np.testing.assert_allclose(head(features(images, training=False), training=False).numpy(),
-                               model(images, training=False).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        head(features(images, training=False), training=False).numpy(), model(images, training=False).numpy(), atol=1e-6
+    )
 
 
 def test_early_stopping_keeps_the_best_epoch():
     model = _model()
     stage = Stage("all", 15, "all", 0.05)
-    history = train_stages(model, [stage], _data(seed=3), _data(seed=4),
-                           options=TrainingOptions(early_stopping_patience=1, feature_caching=False))
+    history = train_stages(
+        model,
+        [stage],
+        _data(seed=3),
+        _data(seed=4),
+        options=TrainingOptions(tiny_trainer_settings(early_stopping_patience=1, feature_caching=False)),
+    )
     assert len(history) < 15  # random labels: validation loss stops improving quickly
 
 
@@ -110,9 +133,14 @@ def test_label_smoothing_and_class_weights():
 
 
 def test_augmentation_presets_train_only():
-    assert augmentation.build("none") is None
-    standard = augmentation.build("standard", seed=1)
-    assert [type(l).__name__ for l in standard.layers] == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast"]
+    assert augmentation.build(augmentation.resolve("none")) is None
+    standard = augmentation.build(augmentation.resolve("standard"), seed=1)
+    assert [type(layer).__name__ for layer in standard.layers] == [
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomContrast",
+    ]
     images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[1, 2])
     assert not np.allclose(standard(images, training=True).numpy(), images.numpy())
     np.testing.assert_array_equal(standard(images, training=False).numpy(), images.numpy())
@@ -124,9 +152,18 @@ def test_augmentation_presets_train_only():
 def test_training_options_are_validated(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(ConfigError) as info:
-        load_config(None, {"data_dir": str(tmp_path), "augmentation": "heavy", "label_smoothing": 1.5,
-                           "stages": [{"epochs": 1, "trainable": "top:2"},
-                                      {"epochs": 1, "schedule": {"type": "cosine", "warmup": 1}}]})
+        load_config(
+            None,
+            {
+                "data_dir": str(tmp_path),
+                "augmentation": "heavy",
+                "label_smoothing": 1.5,
+                "stages": [
+                    {"epochs": 1, "trainable": "top:2"},
+                    {"epochs": 1, "schedule": {"type": "cosine", "warmup": 1}},
+                ],
+            },
+        )
     message = str(info.value)
     assert "augmentation: unknown preset 'heavy'" in message
     assert "label_smoothing must be in [0, 1)" in message
@@ -134,14 +171,14 @@ def test_training_options_are_validated(tmp_path):
 
 
 def test_discriminative_learning_rates_scale_each_layers_step():
-    from components.model import compile_for_stage
+    from components.trainer.optimizers import compile_for_stage
 
     model = _model()
     stage = Stage("all", 1, "all", 0.01, optimizer="sgd")
     apply_stage(model, stage)
     compile_for_stage(model, stage, discriminative_lr=0.1)
     base = backbone_of(model)
-    layers = [l for l in base.layers if l.trainable and l.trainable_weights]
+    layers = [layer for layer in base.layers if layer.trainable and layer.trainable_weights]
     deepest, top = layers[0].trainable_weights[0], layers[-1].trainable_weights[0]
     head = model.get_layer("probabilities").kernel
     before = {id(v): v.numpy().copy() for v in (deepest, top, head)}
@@ -160,37 +197,58 @@ def test_discriminative_learning_rates_scale_each_layers_step():
 def test_each_preset_trains(preset):
     config = GraftConfig(data_dir=".", stages=preset, epochs=1, fine_tune_epochs=1, fine_tune_layers=10)
     stages = resolve_stages(config)
-    history = train_stages(_model(), stages, _data(32), _data(16, seed=1), options=TrainingOptions(steps_per_epoch=2))
+    history = train_stages(
+        _model(),
+        stages,
+        _data(32),
+        _data(16, seed=1),
+        options=TrainingOptions(tiny_trainer_settings(), steps_per_epoch=2),
+    )
     assert [row["stage"] for row in history] == [s.name for s in stages]
     assert all(np.isfinite(row["loss"]) for row in history)
 
 
-@pytest.mark.parametrize("schedule", [{"type": "constant"}, {"type": "exponential", "decay_steps": 1, "decay_rate": 0.9},
-                                      {"type": "cosine", "warmup_epochs": 1}, {"type": "one_cycle"}])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"type": "constant"},
+        {"type": "exponential", "decay_steps": 1, "decay_rate": 0.9},
+        {"type": "cosine", "warmup_epochs": 1},
+        {"type": "one_cycle"},
+    ],
+)
 def test_each_schedule_trains(schedule):
     stage = Stage("s", 2, 5, 1e-3, optimizer="sgd", schedule=schedule)
-    history = train_stages(_model(), [stage], _data(32), _data(16, seed=1), options=TrainingOptions(steps_per_epoch=2))
+    history = train_stages(
+        _model(),
+        [stage],
+        _data(32),
+        _data(16, seed=1),
+        options=TrainingOptions(tiny_trainer_settings(), steps_per_epoch=2),
+    )
     assert len(history) == 2 and all(np.isfinite(row["loss"]) for row in history)
 
 
 def test_unknown_block_is_refused_before_the_pipeline(tmp_path):
     from pipeline import preflight
 
-    config = GraftConfig(data_dir=str(tmp_path), weights="none", image_size=32,
-                         stages=[{"epochs": 1, "trainable": "from:block_77"}])
+    def config(block):
+        return GraftConfig(
+            data_dir=str(tmp_path), weights="none", image_size=32, stages=[{"epochs": 1, "trainable": f"from:{block}"}]
+        )
+
     with pytest.raises(ConfigError, match="mobilenet_v2 has no block\\(s\\) block_77; its blocks: block_1, block_2"):
-        preflight.check_blocks(config)
-    config.stages = [{"epochs": 1, "trainable": "from:block_13"}]
-    preflight.check_blocks(config)
+        preflight.check_blocks(config("block_77"))
+    preflight.check_blocks(config("block_13"))
 
 
 def test_feature_caching_with_a_hub_backbone(tmp_path):
     from tests.conftest import export_tiny_hub_feature_vector
 
     handle = export_tiny_hub_feature_vector(str(tmp_path / "fv"))
-    model = build_model(backbones.get("hub"), 3, 32, handle)
-    train_stages(model, [Stage("head", 2, "none", 0.01)], _data(), _data(seed=1),
-                 options=TrainingOptions(feature_caching=True))
+    settings = tiny_trainer_settings(backbone="hub", weights=handle, feature_caching=True)
+    model = build_model(settings, 3)
+    train_stages(model, [Stage("head", 2, "none", 0.01)], _data(), _data(seed=1), options=TrainingOptions(settings))
     features, head = split_at_pool(model)
     images = next(iter(_data()))[0]
     np.testing.assert_allclose(head(features(images)).numpy(), model(images).numpy(), atol=1e-6)

@@ -4,14 +4,24 @@ image_dataset_from_directory, the backbone's preprocess_input, a frozen backbone
 head trained by model.fit, then the top layers unfrozen and trained at a lower rate. Used by
 bench_trainer.py with the same data, backbone, image size, batch size and epochs as Graft.
 """
+
 import time
 
 import tensorflow as tf
 import tf_keras as keras
 
 
-def run(data_dir, image_size, batch_size, frozen_epochs, fine_tune_epochs, fine_tune_layers, weights_file,
-        learning_rate=1e-3, seed=42):
+def run(
+    data_dir,
+    image_size,
+    batch_size,
+    frozen_epochs,
+    fine_tune_epochs,
+    fine_tune_layers,
+    weights_file,
+    learning_rate=1e-3,
+    seed=42,
+):
     keras.utils.set_random_seed(seed)
     common = dict(validation_split=0.2, seed=seed, image_size=(image_size, image_size), batch_size=batch_size)
     train = keras.utils.image_dataset_from_directory(data_dir, subset="training", **common)
@@ -30,8 +40,9 @@ def run(data_dir, image_size, batch_size, frozen_epochs, fine_tune_epochs, fine_
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"]
+    )
     started = time.time()
     model.fit(train, validation_data=val, epochs=frozen_epochs, verbose=0)
     frozen_seconds = time.time() - started
@@ -39,11 +50,16 @@ def run(data_dir, image_size, batch_size, frozen_epochs, fine_tune_epochs, fine_
     base.trainable = True
     for layer in base.layers[:-fine_tune_layers]:
         layer.trainable = False
-    model.compile(keras.optimizers.Adam(learning_rate / 10), keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(learning_rate / 10), keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"]
+    )
     started = time.time()
     history = model.fit(train, validation_data=val, epochs=fine_tune_epochs, verbose=0)
     fine_tune_seconds = time.time() - started
     images = sum(int(x.shape[0]) for x, _ in train)
-    return {"frozen_seconds": frozen_seconds, "fine_tune_seconds": fine_tune_seconds,
-            "train_images": images, "eval_accuracy": float(history.history["val_accuracy"][-1])}
+    return {
+        "frozen_seconds": frozen_seconds,
+        "fine_tune_seconds": fine_tune_seconds,
+        "train_images": images,
+        "eval_accuracy": float(history.history["val_accuracy"][-1]),
+    }

@@ -4,6 +4,7 @@ Plain functions, used by the ExampleGen executor (inside Beam) and by the pre-fl
 that runs before TFX starts. Every file seen ends up accepted, quarantined (with its reason)
 or skipped by a rule (with the rule), so nothing is dropped silently.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,7 @@ def _inside(path: str, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real + os.sep)
 
 
-def _skip_reason(name: str) -> Optional[str]:
+def skip_reason(name: str) -> Optional[str]:
     if name.lower() in METADATA_FILES:
         return "OS metadata file"
     if name.startswith("."):
@@ -43,12 +44,12 @@ def _skip_reason(name: str) -> Optional[str]:
     return None
 
 
-def _add_class(listing: "Listing", class_name: str, files) -> None:
+def _add_class(listing: Listing, class_name: str, files) -> None:
     """Files of one class folder, given as (relative path, file name, rule reason or None),
     into `listing`: candidates, or skipped with the rule that skipped them."""
     found = 0
     for rel_path, name, reason in files:
-        reason = _skip_reason(name) or reason
+        reason = skip_reason(name) or reason
         if reason:
             listing.skipped.append({"path": rel_path, "reason": reason})
         else:
@@ -58,23 +59,29 @@ def _add_class(listing: "Listing", class_name: str, files) -> None:
         listing.empty_classes.append(class_name)
 
 
-def _list_remote(data_root: str, top: str, listing: "Listing") -> "Listing":
+def _list_remote(data_root: str, top: str, listing: Listing) -> Listing:
     """list_split for object stores (gs://, s3://...): no symlinks there."""
     import tensorflow as tf
 
     def rel(path):
-        return path[len(data_root):].lstrip("/")
+        return path[len(data_root) :].lstrip("/")
 
     for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(top)):
         path = f"{top.rstrip('/')}/{name}"
         if not tf.io.gfile.isdir(path):
-            listing.skipped.append({"path": rel(path), "reason": _skip_reason(name) or "not in a class folder"})
+            listing.skipped.append({"path": rel(path), "reason": skip_reason(name) or "not in a class folder"})
         elif name.startswith("."):
             listing.skipped.append({"path": rel(path) + "/", "reason": "hidden folder"})
         else:
-            _add_class(listing, name, ((rel(f"{dirpath.rstrip('/')}/{file_name}"), file_name, None)
-                                       for dirpath, _, filenames in tf.io.gfile.walk(path)
-                                       for file_name in sorted(filenames)))
+            _add_class(
+                listing,
+                name,
+                (
+                    (rel(f"{dirpath.rstrip('/')}/{file_name}"), file_name, None)
+                    for dirpath, _, filenames in tf.io.gfile.walk(path)
+                    for file_name in sorted(filenames)
+                ),
+            )
     return listing
 
 
@@ -96,7 +103,9 @@ def list_split(data_root: str, split_root: str = "") -> Listing:
 
     for entry in sorted(os.scandir(top), key=lambda e: e.name):
         if entry.is_file():
-            listing.skipped.append({"path": rel(entry.path), "reason": _skip_reason(entry.name) or "not in a class folder"})
+            listing.skipped.append(
+                {"path": rel(entry.path), "reason": skip_reason(entry.name) or "not in a class folder"}
+            )
             continue
         if not entry.is_dir():
             continue
@@ -106,6 +115,7 @@ def list_split(data_root: str, split_root: str = "") -> Listing:
         if not _inside(entry.path, root_real):
             listing.skipped.append({"path": rel(entry.path) + "/", "reason": "symlink outside the data root"})
             continue
+
         def files(top):
             for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -144,8 +154,11 @@ def newest_span(data_root: str) -> Optional[str]:
         names = [n.rstrip("/") for n in tf.io.gfile.listdir(data_root)]
     else:
         names = os.listdir(data_root) if os.path.isdir(data_root) else []
-    spans = [int(n[len(SPAN_PREFIX):]) for n in names
-             if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX):].isdigit() and _isdir(os.path.join(data_root, n))]
+    spans = [
+        int(n[len(SPAN_PREFIX) :])
+        for n in names
+        if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX) :].isdigit() and _isdir(os.path.join(data_root, n))
+    ]
     return f"{SPAN_PREFIX}{max(spans)}" if spans else None
 
 

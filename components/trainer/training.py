@@ -1,4 +1,5 @@
 """Running the stages: plain Keras, testable without TFX."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,10 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from components.model import _skip_autograph, apply_stage, compile_for_stage
-from components.stages import Stage
+from components.trainer.model import OUTPUT_LAYER, apply_stage, skip_autograph
+from components.trainer.optimizers import compile_for_stage
+from components.trainer.settings import TrainerSettings
+from components.trainer.stages import Stage
 
 log = logging.getLogger("graft.trainer")
 
@@ -30,29 +33,35 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-        log.info("stage %d/%d %s: epoch %d/%d %s (%.1fs)", self._index, self._count, self._stage.name,
-                 epoch + 1, self._stage.epochs, shown, time.time() - self._start)
+        shown = " ".join(
+            f"{k}={v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+        )
+        log.info(
+            "stage %d/%d %s: epoch %d/%d %s (%.1fs)",
+            self._index,
+            self._count,
+            self._stage.name,
+            epoch + 1,
+            self._stage.epochs,
+            shown,
+            time.time() - self._start,
+        )
 
 
 @dataclass
 class TrainingOptions:
-    steps_per_epoch: int = 1  # for the learning-rate schedules
-    batch_size: int = 32  # of the cached-feature batches (as the image batches)
-    label_smoothing: float = 0.0
-    early_stopping_patience: int = 0  # 0: off; else stop after this many epochs without val_loss gain
+    """What train_stages needs beside the model and data: the Trainer's settings, and what the
+    run measured (steps per epoch for the schedules, class weights, augmented data or not)."""
+
+    settings: TrainerSettings
+    steps_per_epoch: int = 1
     class_weight: Optional[dict] = None
-    backbone: Optional[object] = None  # registry entry, for "from:<block>" stages
-    feature_caching: bool = True  # frozen stages on un-augmented data train the head on cached features
-    augmented: bool = False  # whether train_ds applies random augmentation
-    discriminative_lr: float = 0.0  # see model.compile_for_stage
+    augmented: bool = False  # whether train_ds applies random augmentation (no feature caching then)
 
 
 def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(features, head) sharing the model's layers: features = backbone + pooling, head = the
     rest. Training the head trains the grafted model's own head layers."""
-    from components.model import OUTPUT_LAYER
-
     names = [layer.name for layer in model.layers]
     cut = names.index("pool") if "pool" in names else names.index("backbone")
     # The last node: a nested backbone (TF Hub) also has a node in its own graph.
@@ -60,16 +69,17 @@ def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     features = keras.Model(model.input, cut_output, name="features")
     head_input = keras.Input(cut_output.shape[1:], name="features")
     x = head_input
-    for layer in model.layers[cut + 1:]:
+    for layer in model.layers[cut + 1 :]:
         x = layer(x)
     head = keras.Model(head_input, x, name="head")
     assert head.layers[-1].name == OUTPUT_LAYER
-    _skip_autograph(head)
+    skip_autograph(head)
     return features, head
 
 
-def cached_features(features: keras.Model, dataset: tf.data.Dataset, batch_size: int,
-                    shuffle_seed: Optional[int]) -> tf.data.Dataset:
+def cached_features(
+    features: keras.Model, dataset: tf.data.Dataset, batch_size: int, shuffle_seed: Optional[int]
+) -> tf.data.Dataset:
     """The backbone's pooled features for every example, computed once and kept in memory."""
     computed = dataset.map(lambda x, y: (features(x, training=False), y)).unbatch().cache()
     if shuffle_seed is not None:
@@ -83,20 +93,26 @@ def balanced_class_weights(counts: dict) -> dict:
     return {c: total / (k * n) for c, n in counts.items() if n}
 
 
-def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Dataset,
-                 eval_ds: tf.data.Dataset, callbacks=(), backup_dir: str | None = None,
-                 options: TrainingOptions | None = None) -> list[dict]:
+def train_stages(
+    model: keras.Model,
+    stages: list[Stage],
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    options: TrainingOptions,
+    callbacks=(),
+    backup_dir: str | None = None,
+) -> list[dict]:
     """Trains each stage in turn, recompiling between stages; returns per-epoch history rows.
 
     With `backup_dir`, progress survives a killed process: a finished stage leaves its weights
     and history there (and is skipped on the next call), the running stage resumes from its
     last completed epoch (Keras' BackupAndRestore). The caller removes the folder when done.
     """
-    options = options or TrainingOptions()
+    settings = options.settings
     history = []
     for index, stage in enumerate(stages, 1):
-        apply_stage(model, stage, options.backbone)
-        compile_for_stage(model, stage, options.steps_per_epoch, options.label_smoothing, options.discriminative_lr)
+        apply_stage(model, stage, settings.backbone_entry)
+        compile_for_stage(model, stage, options.steps_per_epoch, settings.label_smoothing, settings.discriminative_lr)
         stage_dir = os.path.join(backup_dir, f"stage{index}") if backup_dir else None
         if stage_dir and tf.io.gfile.exists(os.path.join(stage_dir, "done.json")):
             model.load_weights(os.path.join(stage_dir, "weights"))
@@ -105,36 +121,66 @@ def train_stages(model: keras.Model, stages: list[Stage], train_ds: tf.data.Data
             log.info("stage %d/%d %s: completed before an interruption; restored", index, len(stages), stage.name)
             continue
         trainable = sum(int(tf.size(v)) for v in model.trainable_variables)
-        log.info("stage %d/%d %s: %d epochs, learning rate %g, %s trainable parameters",
-                 index, len(stages), stage.name, stage.epochs, stage.learning_rate, f"{trainable:,}")
+        log.info(
+            "stage %d/%d %s: %d epochs, learning rate %g, %s trainable parameters",
+            index,
+            len(stages),
+            stage.name,
+            stage.epochs,
+            stage.learning_rate,
+            f"{trainable:,}",
+        )
         stage_callbacks = [EpochProgress(stage, index, len(stages)), *callbacks]
-        if options.early_stopping_patience:
-            stage_callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=options.early_stopping_patience, restore_best_weights=True))
+        if settings.early_stopping_patience:
+            stage_callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+                )
+            )
         if stage_dir:
             resume_dir = os.path.join(stage_dir, "resume")
             if tf.io.gfile.exists(resume_dir) and tf.io.gfile.listdir(resume_dir):
-                log.info("stage %d/%d %s: resuming after an interruption from the last completed epoch",
-                         index, len(stages), stage.name)
+                log.info(
+                    "stage %d/%d %s: resuming after an interruption from the last completed epoch",
+                    index,
+                    len(stages),
+                    stage.name,
+                )
             # First in line: an epoch reported as done is already backed up.
             stage_callbacks.insert(0, keras.callbacks.BackupAndRestore(resume_dir))
-        if stage.trainable == "none" and options.feature_caching and not options.augmented:
+        if stage.trainable == "none" and settings.feature_caching and not options.augmented:
             # The frozen backbone gives the same features every epoch: compute them once and
             # train the head alone on them (the head's layers are the grafted model's own).
             started = time.time()
             features, head = split_at_pool(model)
-            head.compile(optimizer=model.optimizer, loss=model.loss,
-                         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-            train_features = cached_features(features, train_ds, options.batch_size, shuffle_seed=0)
-            eval_features = cached_features(features, eval_ds, options.batch_size, shuffle_seed=None)
-            log.info("stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages),
-                     stage.name)
-            result = head.fit(train_features, validation_data=eval_features, epochs=stage.epochs, verbose=0,
-                              callbacks=stage_callbacks, class_weight=options.class_weight)
+            head.compile(
+                optimizer=model.optimizer,
+                loss=model.loss,
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            )
+            train_features = cached_features(features, train_ds, settings.batch_size, shuffle_seed=0)
+            eval_features = cached_features(features, eval_ds, settings.batch_size, shuffle_seed=None)
+            log.info(
+                "stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages), stage.name
+            )
+            result = head.fit(
+                train_features,
+                validation_data=eval_features,
+                epochs=stage.epochs,
+                verbose=0,
+                callbacks=stage_callbacks,
+                class_weight=options.class_weight,
+            )
             log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
         else:
-            result = model.fit(train_ds, validation_data=eval_ds, epochs=stage.epochs, verbose=0,
-                               callbacks=stage_callbacks, class_weight=options.class_weight)
+            result = model.fit(
+                train_ds,
+                validation_data=eval_ds,
+                epochs=stage.epochs,
+                verbose=0,
+                callbacks=stage_callbacks,
+                class_weight=options.class_weight,
+            )
         ran = len(result.history.get("loss", []))
         first_epoch = getattr(result, "epoch", [0])[0] if getattr(result, "epoch", None) else stage.epochs - ran
         rows = []

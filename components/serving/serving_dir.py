@@ -3,13 +3,14 @@
 A version appears whole or not at all: it is copied under a hidden temporary name (which
 TF Serving ignores) and renamed into place.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from typing import Optional
 
-SOURCE_FILE = "graft_source.txt"  # inside assets.extra: the model artifact a version came from
+from components.contract import EXTRA_DIR, SAVED_MODEL_FILE, SOURCE_FILE
 
 
 def versions(serving_dir: str) -> list[int]:
@@ -26,7 +27,7 @@ def versions(serving_dir: str) -> list[int]:
     found = []
     for name in listdir(serving_dir):
         name = name.rstrip("/")
-        if name.isdigit() and exists(os.path.join(serving_dir, name, "saved_model.pb")):
+        if name.isdigit() and exists(os.path.join(serving_dir, name, SAVED_MODEL_FILE)):
             found.append(int(name))
     return sorted(found)
 
@@ -77,8 +78,8 @@ def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> s
         tf.io.gfile.rmtree(staging)  # left by a push that was killed mid-copy
     copy_tree(model_dir, staging)
     if source:
-        tf.io.gfile.makedirs(os.path.join(staging, "assets.extra"))
-        with tf.io.gfile.GFile(os.path.join(staging, "assets.extra", SOURCE_FILE), "w") as f:
+        tf.io.gfile.makedirs(os.path.join(staging, EXTRA_DIR))
+        with tf.io.gfile.GFile(os.path.join(staging, EXTRA_DIR, SOURCE_FILE), "w") as f:
             f.write(source)
     if check is not None:
         try:

@@ -8,6 +8,7 @@ candidate (otherwise its cached result stands, and so do the Evaluator's and the
 and it reads the serving directory, which is the truth about what serves.
 With nothing serving it publishes no artifact, and the Evaluator judges on absolute bounds.
 """
+
 import os
 
 from absl import logging
@@ -17,7 +18,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
-from components import serving_dir
+from components.serving import serving_dir
 
 SERVING_DIR_KEY = "serving_dir"
 MODEL_KEY = "model"
@@ -49,8 +50,10 @@ class ServingBaseline(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model: types.BaseChannel, serving_dir_path: str):
-        super().__init__(spec=ServingBaselineSpec(
-            model=model,
-            serving_dir=os.path.abspath(serving_dir_path) if "://" not in serving_dir_path else serving_dir_path,
-            baseline_model=types.Channel(type=standard_artifacts.Model),
-        ))
+        super().__init__(
+            spec=ServingBaselineSpec(
+                model=model,
+                serving_dir=os.path.abspath(serving_dir_path) if "://" not in serving_dir_path else serving_dir_path,
+                baseline_model=types.Channel(type=standard_artifacts.Model),
+            )
+        )

@@ -5,8 +5,9 @@ The Trainer stores those images and its predictions in the SavedModel's assets.e
 (ignored by TF Serving); the Pusher runs this module on the staged copy before the version
 becomes visible, so a model that does not load or answers differently is never served.
 
-    python -m components.serving_check MODEL_DIR
+    python -m components.serving.check MODEL_DIR
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,7 +16,20 @@ import os
 import subprocess
 import sys
 
-CHECK_FILE = "graft_check.json"
+import numpy as np
+import tensorflow as tf
+
+from components.contract import (
+    EXAMPLES_INPUT,
+    EXAMPLES_SIGNATURE,
+    EXTRA_DIR,
+    IMAGE_BYTES_INPUT,
+    IMAGE_BYTES_SIGNATURE,
+    IMAGE_KEY,
+    PROBABILITIES,
+    SERVING_CHECK_FILE,
+)
+
 TOLERANCE = 1e-4
 
 
@@ -24,35 +38,34 @@ class ServingCheckError(RuntimeError):
 
 
 def write_check_data(export_dir: str, images: list, probabilities) -> None:
-    import tensorflow as tf
-
-    extra = os.path.join(export_dir, "assets.extra")
+    extra = os.path.join(export_dir, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, CHECK_FILE), "w") as f:
-        json.dump({"images_b64": [base64.b64encode(b).decode() for b in images],
-                   "probabilities": [[float(p) for p in row] for row in probabilities]}, f)
+    with tf.io.gfile.GFile(os.path.join(extra, SERVING_CHECK_FILE), "w") as f:
+        json.dump(
+            {
+                "images_b64": [base64.b64encode(b).decode() for b in images],
+                "probabilities": [[float(p) for p in row] for row in probabilities],
+            },
+            f,
+        )
 
 
 def _example(image: bytes) -> bytes:
-    import tensorflow as tf
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(feature={IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})
+    ).SerializeToString()
 
 
 def check_in_this_process(model_dir: str) -> dict:
     """Loads `model_dir`, calls both signatures, compares with the Trainer's predictions."""
-    import numpy as np
-    import tensorflow as tf
-
-    with open(os.path.join(model_dir, "assets.extra", CHECK_FILE)) as f:
+    with open(os.path.join(model_dir, EXTRA_DIR, SERVING_CHECK_FILE)) as f:
         data = json.load(f)
     images = [base64.b64decode(b) for b in data["images_b64"]]
     expected = np.array(data["probabilities"])
     model = tf.saved_model.load(model_dir)
-    by_bytes = model.signatures["serving_image_bytes"](image_bytes=tf.constant(images))["probabilities"].numpy()
-    by_example = model.signatures["serving_default"](
-        examples=tf.constant([_example(b) for b in images]))["probabilities"].numpy()
+    by_bytes = model.signatures[IMAGE_BYTES_SIGNATURE](**{IMAGE_BYTES_INPUT: tf.constant(images)})
+    by_example = model.signatures[EXAMPLES_SIGNATURE](**{EXAMPLES_INPUT: tf.constant([_example(b) for b in images])})
+    by_bytes, by_example = by_bytes[PROBABILITIES].numpy(), by_example[PROBABILITIES].numpy()
     worst = float(max(np.abs(by_bytes - expected).max(), np.abs(by_example - expected).max()))
     return {"images": len(images), "max_abs_difference": worst, "ok": worst <= TOLERANCE}
 
@@ -60,23 +73,24 @@ def check_in_this_process(model_dir: str) -> dict:
 def check_in_fresh_process(model_dir: str) -> dict:
     """Runs the check in a new Python process, as a model server would load the model."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-m", "components.serving_check", model_dir],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", __name__, model_dir], capture_output=True, text=True, env=env, timeout=600
+    )
     lines = result.stdout.strip().splitlines()
     if result.returncode not in (0, 1) or not lines:
-        raise ServingCheckError(f"the model in {model_dir} failed to load and serve in a fresh process:\n"
-                                + result.stderr[-2000:])
+        raise ServingCheckError(
+            f"the model in {model_dir} failed to load and serve in a fresh process:\n" + result.stderr[-2000:]
+        )
     outcome = json.loads(lines[-1])
     if not outcome["ok"]:
         raise ServingCheckError(
             f"the served model answers differently from the Trainer's model: max difference "
-            f"{outcome['max_abs_difference']:.2e} > {TOLERANCE} on {outcome['images']} eval images")
+            f"{outcome['max_abs_difference']:.2e} > {TOLERANCE} on {outcome['images']} eval images"
+        )
     return outcome
 
 
-if __name__ == "__main__":
-    import components  # noqa: F401  (Keras 2 before TensorFlow)
-
+if __name__ == "__main__":  # the package's __init__ has set Keras 2 before TensorFlow loaded
     outcome = check_in_this_process(sys.argv[1])
     print(json.dumps(outcome))
     sys.exit(0 if outcome["ok"] else 1)

@@ -3,6 +3,7 @@
 TFX's filesystem Pusher copies straight into the version folder (a crash leaves a partial
 version TF Serving may load) and pushes a model again even when it is what serving has.
 """
+
 import json
 
 from absl import logging
@@ -13,11 +14,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import serving_check, serving_dir
+from components.pusher.settings import PusherSettings
+from components.serving import check, serving_dir
 
 
 def _serving_check(staged_dir: str) -> None:
-    outcome = serving_check.check_in_fresh_process(staged_dir)
+    outcome = check.check_in_fresh_process(staged_dir)
     logging.info("Serving check passed: %s", outcome)
 
 
@@ -40,10 +42,10 @@ class Executor(tfx_pusher.Executor):
             return
         pushed = serving_dir.publish(model_path, base, source=model_path, check=_serving_check)
         logging.info("Model pushed to %s.", pushed)
-        custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
-        removed = serving_dir.prune(base, int(custom.get("keep_versions", 5)))
+        settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
+        removed = serving_dir.prune(base, settings.keep_versions)
         if removed:
-            logging.info("Removed old serving versions %s (keep_versions=%s).", removed, custom.get("keep_versions"))
+            logging.info("Removed old serving versions %s (keep_versions=%d).", removed, settings.keep_versions)
         self._MarkPushed(model_push, pushed_destination=pushed, pushed_version=pushed.rstrip("/").rsplit("/", 1)[-1])
 
 

@@ -1,9 +1,10 @@
 """Training-time augmentation: Keras preprocessing layers applied in the Trainer's input
 pipeline to training batches only. They are not part of the exported model, so serving never
 sees them."""
+
 from __future__ import annotations
 
-from components.config import ConfigError
+from components.contract import ConfigError
 
 # type -> (keras.layers class name, how it takes the factor); Keras is imported only to build.
 _LAYERS = {
@@ -17,8 +18,12 @@ _LAYERS = {
 PRESETS = {
     "none": [],
     "light": [{"type": "flip"}],
-    "standard": [{"type": "flip"}, {"type": "rotation", "factor": 0.2}, {"type": "zoom", "factor": 0.2},
-                 {"type": "contrast", "factor": 0.1}],
+    "standard": [
+        {"type": "flip"},
+        {"type": "rotation", "factor": 0.2},
+        {"type": "zoom", "factor": 0.2},
+        {"type": "contrast", "factor": 0.1},
+    ],
 }
 
 
@@ -38,12 +43,13 @@ def resolve(spec) -> list[dict]:
     return spec
 
 
-def build(spec, seed: int | None = None):
-    """A keras.Sequential of the augmentation layers, or None for no augmentation."""
+def build(items: list[dict], seed: int | None = None):
+    """A keras.Sequential of resolved augmentation items, or None for no augmentation.
+    (Keras is imported here, not above: `resolve` runs in the command line's fast checks.)"""
     import tf_keras as keras
 
     layers = []
-    for item in resolve(spec):
+    for item in items:
         class_name, arguments = _LAYERS[item["type"]]
         layers.append(getattr(keras.layers, class_name)(**arguments(item.get("factor")), seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None

@@ -1,11 +1,24 @@
 """Batch prediction with a pushed model, through its raw-bytes signature (as clients call it)."""
+
 from __future__ import annotations
 
+import json
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
-from components import serving_dir
-from components.ingest import _skip_reason
+import numpy as np
+import tensorflow as tf
+
+from components.contract import (
+    CLASS_NAME,
+    CLASS_NAMES_FILE,
+    EXTRA_DIR,
+    IMAGE_BYTES_INPUT,
+    IMAGE_BYTES_SIGNATURE,
+    PROBABILITIES,
+)
+from components.example_gen.image_ingest import skip_reason
+from components.serving import serving_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
@@ -17,8 +30,11 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
         if os.path.isdir(path):
             for dirpath, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found += [os.path.join(dirpath, n) for n in sorted(filenames)
-                          if n.lower().endswith(IMAGE_EXTENSIONS) and not _skip_reason(n)]
+                found += [
+                    os.path.join(dirpath, n)
+                    for n in sorted(filenames)
+                    if n.lower().endswith(IMAGE_EXTENSIONS) and not skip_reason(n)
+                ]
         else:
             found.append(path)
     return found
@@ -36,18 +52,16 @@ def resolve_model_dir(serving: str, version: int | None = None) -> str:
     return path
 
 
-def predict_files(model_dir: str, files: list[str], batch_size: int = 64, top_k: int = 3,
-                  progress=None) -> Iterator[dict]:
+def predict_files(
+    model_dir: str, files: list[str], batch_size: int = 64, top_k: int = 3, progress=None
+) -> Iterator[dict]:
     """One result per file: path, class name, probability, top-k; unreadable or undecodable
     files yield an `error` instead (the batch goes on)."""
-    import numpy as np
-    import tensorflow as tf
-
     model = tf.saved_model.load(model_dir)
-    predict = model.signatures["serving_image_bytes"]
+    predict = model.signatures[IMAGE_BYTES_SIGNATURE]
     names = None
     for start in range(0, len(files), batch_size):
-        batch = files[start:start + batch_size]
+        batch = files[start : start + batch_size]
         images, ok, errors = [], [], {}
         for path in batch:
             try:
@@ -58,7 +72,7 @@ def predict_files(model_dir: str, files: list[str], batch_size: int = 64, top_k:
                 ok.append(path)
             except (OSError, tf.errors.InvalidArgumentError) as err:
                 errors[path] = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        outputs = predict(image_bytes=tf.constant(images)) if images else None
+        outputs = predict(**{IMAGE_BYTES_INPUT: tf.constant(images)}) if images else None
         if outputs is not None and names is None:
             names = _class_names(model_dir, outputs)
         row = {p: i for i, p in enumerate(ok)}
@@ -66,20 +80,23 @@ def predict_files(model_dir: str, files: list[str], batch_size: int = 64, top_k:
             if path in errors:
                 yield {"path": path, "error": errors[path]}
                 continue
-            probabilities = outputs["probabilities"].numpy()[row[path]]
+            probabilities = outputs[PROBABILITIES].numpy()[row[path]]
             order = np.argsort(-probabilities)[:top_k]
-            yield {"path": path, "class_name": outputs["class_name"].numpy()[row[path]].decode("utf-8"),
-                   "probability": round(float(probabilities[order[0]]), 6),
-                   "top_k": [{"class_name": names[i] if names else str(i), "probability": round(float(probabilities[i]), 6)}
-                             for i in order]}
+            yield {
+                "path": path,
+                "class_name": outputs[CLASS_NAME].numpy()[row[path]].decode("utf-8"),
+                "probability": round(float(probabilities[order[0]]), 6),
+                "top_k": [
+                    {"class_name": names[i] if names else str(i), "probability": round(float(probabilities[i]), 6)}
+                    for i in order
+                ],
+            }
         if progress:
             progress(len(batch))
 
 
 def _class_names(model_dir: str, outputs) -> list[str] | None:
-    import json
-
-    path = os.path.join(model_dir, "assets.extra", "class_names.json")
+    path = os.path.join(model_dir, EXTRA_DIR, CLASS_NAMES_FILE)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)

@@ -4,16 +4,16 @@ The model is evaluated as a generic SavedModel through its serving_default signa
 the prediction output named explicitly: TFMA's Keras path reloads the model with Keras and
 recomputes the compiled loss, which measured ~5x slower on the same data.
 """
+
 import json
 
 import tensorflow_model_analysis as tfma
 
-from components.signatures import PROBABILITIES
-from components.transform_module import LABEL_KEY
+from components.contract import EXAMPLES_SIGNATURE, LABEL_KEY, LABEL_NAME_KEY, PROBABILITIES
 
 ACCURACY = "sparse_categorical_accuracy"
 TOP_K_ACCURACY = "top_k_accuracy"
-SLICE_FEATURE = "label_name"
+SLICE_FEATURE = LABEL_NAME_KEY
 
 
 def top_k(num_classes: int) -> int:
@@ -21,13 +21,17 @@ def top_k(num_classes: int) -> int:
     return min(5, num_classes - 1) if num_classes > 2 else 0
 
 
-def build_eval_config(num_classes: int, min_accuracy: float, max_accuracy_drop: float,
-                      max_relative_accuracy_drop: float | None = None, slice_by_class: bool = True) -> tfma.EvalConfig:
+def build_eval_config(
+    num_classes: int,
+    min_accuracy: float,
+    max_accuracy_drop: float,
+    max_relative_accuracy_drop: float | None = None,
+    slice_by_class: bool = True,
+) -> tfma.EvalConfig:
     """Accuracy must reach `min_accuracy` and not fall more than `max_accuracy_drop` (absolute)
     or `max_relative_accuracy_drop` (fraction) below the model now serving; TFMA ignores the
     change bound when there is no baseline, so a first run is judged on the absolute bound."""
-    change = {"direction": tfma.MetricDirection.HIGHER_IS_BETTER,
-              "absolute": {"value": -max_accuracy_drop - 1e-10}}
+    change = {"direction": tfma.MetricDirection.HIGHER_IS_BETTER, "absolute": {"value": -max_accuracy_drop - 1e-10}}
     if max_relative_accuracy_drop is not None:
         change["relative"] = {"value": -max_relative_accuracy_drop - 1e-10}
     accuracy_threshold = tfma.MetricThreshold(
@@ -37,32 +41,53 @@ def build_eval_config(num_classes: int, min_accuracy: float, max_accuracy_drop: 
     overall = [
         tfma.MetricConfig(class_name="ExampleCount"),
         # Judged on the overall slice only: per-class slices are reported, not gated.
-        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
-            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]),
+        tfma.MetricConfig(
+            class_name="SparseCategoricalAccuracy",
+            per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)
+            ],
+        ),
         tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
     ]
     k = top_k(num_classes)
     if k:
-        overall.append(tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy",
-                                         config=json.dumps({"k": k, "name": TOP_K_ACCURACY})))
+        overall.append(
+            tfma.MetricConfig(
+                class_name="SparseTopKCategoricalAccuracy", config=json.dumps({"k": k, "name": TOP_K_ACCURACY})
+            )
+        )
     classes = tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))})
     specs = [
         tfma.MetricsSpec(metrics=overall),
-        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
-                         binarize=classes),
-        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="F1Score")], binarize=classes,
-                         aggregate=tfma.AggregationOptions(
-                             macro_average=True, class_weights={i: 1.0 for i in range(num_classes)})),
+        tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
+            binarize=classes,
+        ),
+        tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="F1Score")],
+            binarize=classes,
+            aggregate=tfma.AggregationOptions(macro_average=True, class_weights={i: 1.0 for i in range(num_classes)}),
+        ),
     ]
     if num_classes == 2:
-        specs.append(tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="AUC")],
-                                      binarize=tfma.BinarizationOptions(class_ids={"values": [1]})))
+        specs.append(
+            tfma.MetricsSpec(
+                metrics=[tfma.MetricConfig(class_name="AUC")],
+                binarize=tfma.BinarizationOptions(class_ids={"values": [1]}),
+            )
+        )
     slices = [tfma.SlicingSpec()]
     if slice_by_class:
         slices.append(tfma.SlicingSpec(feature_keys=[SLICE_FEATURE]))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
-                                    prediction_key=PROBABILITIES, model_type="tf_generic")],
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=EXAMPLES_SIGNATURE,
+                label_key=LABEL_KEY,
+                prediction_key=PROBABILITIES,
+                model_type="tf_generic",
+            )
+        ],
         slicing_specs=slices,
         metrics_specs=specs,
     )

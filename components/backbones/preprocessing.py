@@ -4,11 +4,12 @@ The Transform preprocessing_fn and both serving signatures call `preprocess_imag
 training and serving cannot drift apart. Decoding uses `tf.io.decode_image`, the decoder
 that serving has, which is also the decoder ingestion uses to accept or quarantine a file.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
 
-from components import backbones
+from components.backbones import registry
 
 _IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
 _IMAGENET_RGB_MEANS = (0.485, 0.456, 0.406)
@@ -40,7 +41,7 @@ def scale_pixels(images: tf.Tensor, mode: str) -> tf.Tensor:
         return images / 255.0
     if mode == "none":
         return images
-    raise ValueError(f"unknown preprocessing mode {mode!r}; known: {backbones.PREPROCESS_MODES}")
+    raise ValueError(f"unknown preprocessing mode {mode!r}; known: {registry.PREPROCESS_MODES}")
 
 
 def preprocess_image_bytes(image_bytes: tf.Tensor, backbone, image_size: int | None = None) -> tf.Tensor:
@@ -49,7 +50,7 @@ def preprocess_image_bytes(image_bytes: tf.Tensor, backbone, image_size: int | N
     `backbone` is a registry name or entry; `image_size` defaults to its default size.
     """
     if isinstance(backbone, str):
-        backbone = backbones.get(backbone)
+        backbone = registry.get(backbone)
     size = image_size or backbone.default_size
     images = tf.map_fn(
         lambda b: resize(decode_image(b), size),

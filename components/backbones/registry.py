@@ -3,6 +3,7 @@
 Adding a backbone is one `Backbone(...)` entry in `_REGISTRY`; preprocessing, model building,
 validation and `graft backbones` all read from here.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -50,42 +51,151 @@ def _entries():
     yield B("vgg16", "VGG16", "vgg16", "caffe", 224, 32, 14_714_688, r"^(block\d+)_", weighted_layers=13)
     yield B("vgg19", "VGG19", "vgg19", "caffe", 224, 32, 20_024_384, r"^(block\d+)_", weighted_layers=16)
     for depth, params, weighted in ((50, 23_587_712, 106), (101, 42_658_176, 208), (152, 58_370_944, 310)):
-        yield B(f"resnet{depth}", f"ResNet{depth}", "resnet", "caffe", 224, 32, params, r"^(conv\d_block\d+)_",
-                weighted_layers=weighted)
-    yield B("resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, 32, 23_564_800, r"^(conv\d_block\d+)_",
-            weighted_layers=102)
-    yield B("inception_v3", "InceptionV3", "inception_v3", "tf", 299, 75, 21_802_784, r"^(mixed\d+)",
-            weighted_layers=188)
-    yield B("inception_resnet_v2", "InceptionResNetV2", "inception_resnet_v2", "tf", 299, 75, 54_336_736,
-            r"^(mixed_\w+|block\d+_\d+)", weighted_layers=448)
+        yield B(
+            f"resnet{depth}",
+            f"ResNet{depth}",
+            "resnet",
+            "caffe",
+            224,
+            32,
+            params,
+            r"^(conv\d_block\d+)_",
+            weighted_layers=weighted,
+        )
+    yield B(
+        "resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, 32, 23_564_800, r"^(conv\d_block\d+)_", weighted_layers=102
+    )
+    yield B(
+        "inception_v3", "InceptionV3", "inception_v3", "tf", 299, 75, 21_802_784, r"^(mixed\d+)", weighted_layers=188
+    )
+    yield B(
+        "inception_resnet_v2",
+        "InceptionResNetV2",
+        "inception_resnet_v2",
+        "tf",
+        299,
+        75,
+        54_336_736,
+        r"^(mixed_\w+|block\d+_\d+)",
+        weighted_layers=448,
+    )
     yield B("xception", "Xception", "xception", "tf", 299, 71, 20_861_480, r"^(block\d+)_", weighted_layers=80)
-    yield B("mobilenet", "MobileNet", "mobilenet", "tf", 224, 32, 3_228_864, r"^conv_(?:dw|pw)_(\d+)",
-            weighted_layers=54)
-    yield B("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 32, 2_257_984, r"^(block_\d+)_",
-            weighted_layers=104)
-    yield B("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3", "none", 224, 32, 939_120,
-            r"^(expanded_conv(?:_\d+)?)/", weighted_layers=86)
-    yield B("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3", "none", 224, 32, 2_996_352,
-            r"^(expanded_conv(?:_\d+)?)/", weighted_layers=108)
+    yield B(
+        "mobilenet", "MobileNet", "mobilenet", "tf", 224, 32, 3_228_864, r"^conv_(?:dw|pw)_(\d+)", weighted_layers=54
+    )
+    yield B(
+        "mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 32, 2_257_984, r"^(block_\d+)_", weighted_layers=104
+    )
+    yield B(
+        "mobilenet_v3_small",
+        "MobileNetV3Small",
+        "mobilenet_v3",
+        "none",
+        224,
+        32,
+        939_120,
+        r"^(expanded_conv(?:_\d+)?)/",
+        weighted_layers=86,
+    )
+    yield B(
+        "mobilenet_v3_large",
+        "MobileNetV3Large",
+        "mobilenet_v3",
+        "none",
+        224,
+        32,
+        2_996_352,
+        r"^(expanded_conv(?:_\d+)?)/",
+        weighted_layers=108,
+    )
     for depth, params, weighted in ((121, 7_037_504, 241), (169, 12_642_880, 337), (201, 18_321_984, 401)):
-        yield B(f"densenet{depth}", f"DenseNet{depth}", "densenet", "torch", 224, 32, params, r"^(conv\d_block\d+)_",
-                weighted_layers=weighted)
-    for i, (size, params, weighted) in enumerate([
-            (224, 4_049_571, 131), (240, 6_575_239, 185), (260, 7_768_569, 185), (300, 10_783_535, 209),
-            (380, 17_673_823, 257), (456, 28_513_527, 311), (528, 40_960_143, 359), (600, 64_097_687, 437)]):
-        yield B(f"efficientnet_b{i}", f"EfficientNetB{i}", "efficientnet", "none", size, 32, params, r"^(block\d+[a-z])_",
-                weighted_layers=weighted)
-    for variant, size, params, weighted in (("b0", 224, 5_919_312, 150), ("b1", 240, 6_931_124, 184),
-                                            ("b2", 260, 8_769_374, 192), ("b3", 300, 12_930_622, 224),
-                                            ("s", 384, 20_331_360, 280)):
-        yield B(f"efficientnet_v2_{variant}", f"EfficientNetV2{variant.upper()}", "efficientnet_v2", "none", size, 32,
-                params, r"^(block\d+[a-z])_", weighted_layers=weighted)
-    yield B("nasnet_mobile", "NASNetMobile", "nasnet", "tf", 224, 32, 4_269_716, _NASNET_CELL, imagenet_size_only=True,
-            weighted_layers=388)
-    yield B("nasnet_large", "NASNetLarge", "nasnet", "tf", 331, 32, 84_916_818, _NASNET_CELL, imagenet_size_only=True,
-            weighted_layers=532)
-    yield B("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 32, 27_820_128, r"_(stage_\d+_block_\d+)_",
-            weighted_layers=95)
+        yield B(
+            f"densenet{depth}",
+            f"DenseNet{depth}",
+            "densenet",
+            "torch",
+            224,
+            32,
+            params,
+            r"^(conv\d_block\d+)_",
+            weighted_layers=weighted,
+        )
+    for i, (size, params, weighted) in enumerate(
+        [
+            (224, 4_049_571, 131),
+            (240, 6_575_239, 185),
+            (260, 7_768_569, 185),
+            (300, 10_783_535, 209),
+            (380, 17_673_823, 257),
+            (456, 28_513_527, 311),
+            (528, 40_960_143, 359),
+            (600, 64_097_687, 437),
+        ]
+    ):
+        yield B(
+            f"efficientnet_b{i}",
+            f"EfficientNetB{i}",
+            "efficientnet",
+            "none",
+            size,
+            32,
+            params,
+            r"^(block\d+[a-z])_",
+            weighted_layers=weighted,
+        )
+    for variant, size, params, weighted in (
+        ("b0", 224, 5_919_312, 150),
+        ("b1", 240, 6_931_124, 184),
+        ("b2", 260, 8_769_374, 192),
+        ("b3", 300, 12_930_622, 224),
+        ("s", 384, 20_331_360, 280),
+    ):
+        yield B(
+            f"efficientnet_v2_{variant}",
+            f"EfficientNetV2{variant.upper()}",
+            "efficientnet_v2",
+            "none",
+            size,
+            32,
+            params,
+            r"^(block\d+[a-z])_",
+            weighted_layers=weighted,
+        )
+    yield B(
+        "nasnet_mobile",
+        "NASNetMobile",
+        "nasnet",
+        "tf",
+        224,
+        32,
+        4_269_716,
+        _NASNET_CELL,
+        imagenet_size_only=True,
+        weighted_layers=388,
+    )
+    yield B(
+        "nasnet_large",
+        "NASNetLarge",
+        "nasnet",
+        "tf",
+        331,
+        32,
+        84_916_818,
+        _NASNET_CELL,
+        imagenet_size_only=True,
+        weighted_layers=532,
+    )
+    yield B(
+        "convnext_tiny",
+        "ConvNeXtTiny",
+        "convnext",
+        "none",
+        224,
+        32,
+        27_820_128,
+        r"_(stage_\d+_block_\d+)_",
+        weighted_layers=95,
+    )
 
 
 # TF Hub image feature vectors: `--backbone hub --weights <URL or SavedModel dir> --image-size N`.
@@ -110,8 +220,7 @@ def get(name: str) -> Backbone:
         close = difflib.get_close_matches(name.lower(), _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownBackboneError(
-            f"unknown backbone {name!r}.{hint} Known: {', '.join(names())} "
-            "(see `graft backbones`)."
+            f"unknown backbone {name!r}.{hint} Known: {', '.join(names())} (see `graft backbones`)."
         ) from None
 
 
@@ -155,7 +264,8 @@ def _build_hub(handle: str, image_size: int):
         raise WeightsUnavailableError(
             f"cannot load TF Hub handle {handle}: {str(err).splitlines()[0][:200]}\n"
             "  Offline: download the model where there is a network, unpack it, and pass the local "
-            "directory as --weights (or set TFHUB_CACHE_DIR to a populated cache).") from None
+            "directory as --weights (or set TFHUB_CACHE_DIR to a populated cache)."
+        ) from None
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     return keras.Model(inputs, layer(inputs), name="hub")
 

@@ -6,6 +6,7 @@
 - one_cycle: rises from lr / div_factor to lr over the first `pct_start` of the stage, then
   falls (cosine) to lr / (div_factor * final_div_factor), as in the one-cycle policy.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,20 @@ import tf_keras as keras
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4):
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ):
         self.max_lr, self.total_steps = float(max_lr), max(1, int(total_steps))
-        self.pct_start, self.div_factor, self.final_div_factor = float(pct_start), float(div_factor), float(final_div_factor)
+        self.pct_start, self.div_factor, self.final_div_factor = (
+            float(pct_start),
+            float(div_factor),
+            float(final_div_factor),
+        )
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -33,8 +44,13 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return tf.where(step < up, anneal(start, self.max_lr, step / up), anneal(self.max_lr, end, (step - up) / down))
 
     def get_config(self):
-        return {"max_lr": self.max_lr, "total_steps": self.total_steps, "pct_start": self.pct_start,
-                "div_factor": self.div_factor, "final_div_factor": self.final_div_factor}
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+        }
 
 
 def make_schedule(spec: dict, learning_rate: float, steps_per_epoch: int, epochs: int):
@@ -45,13 +61,23 @@ def make_schedule(spec: dict, learning_rate: float, steps_per_epoch: int, epochs
         return learning_rate
     if kind == "exponential":
         return keras.optimizers.schedules.ExponentialDecay(
-            learning_rate, decay_steps=spec.get("decay_steps", steps_per_epoch), decay_rate=spec.get("decay_rate", 0.9))
+            learning_rate, decay_steps=spec.get("decay_steps", steps_per_epoch), decay_rate=spec.get("decay_rate", 0.9)
+        )
     if kind == "cosine":
         warmup = int(spec.get("warmup_epochs", 0) * steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else learning_rate, decay_steps=max(1, total - warmup), alpha=spec.get("alpha", 0.0),
-            warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
+            0.0 if warmup else learning_rate,
+            decay_steps=max(1, total - warmup),
+            alpha=spec.get("alpha", 0.0),
+            warmup_target=learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
     if kind == "one_cycle":
-        return OneCycle(learning_rate, total, spec.get("pct_start", 0.3), spec.get("div_factor", 25.0),
-                        spec.get("final_div_factor", 1e4))
+        return OneCycle(
+            learning_rate,
+            total,
+            spec.get("pct_start", 0.3),
+            spec.get("div_factor", 25.0),
+            spec.get("final_div_factor", 1e4),
+        )
     raise ValueError(f"unknown schedule {kind!r}")

@@ -3,11 +3,12 @@
 TFX's ExampleValidator only records anomalies (and a `blessed` property nothing downstream
 checks by default); training on data that broke the schema is never what a user wants.
 """
+
 import os
 
+from tfx.components.example_validator import component as tfx_component
 from tfx.components.example_validator import executor as tfx_validator
 from tfx.components.example_validator import labels
-from tfx.components.example_validator import component as tfx_component
 from tfx.dsl.components.base import executor_spec
 
 
@@ -21,8 +22,10 @@ class Executor(tfx_validator.Executor):
         result = super().Do(input_dict, output_dict, exec_properties)
         if self._found:
             raise DataAnomalyError(
-                "ExampleValidator found data that breaks the schema:\n  - " + "\n  - ".join(self._found)
-                + "\nFix the data, or review and update the curated schema (schema_dir) if the change is intended.")
+                "ExampleValidator found data that breaks the schema:\n  - "
+                + "\n  - ".join(self._found)
+                + "\nFix the data, or review and update the curated schema (schema_dir) if the change is intended."
+            )
         return result
 
     def _Validate(self, inputs, outputs):

@@ -1,25 +1,36 @@
 """GraftConfig: the one settings object, from config file and flags to every component.
 
-It is plain data. `load_config` reads a YAML/JSON file as data (yaml.safe_load: no code is
-ever executed), flags override the file, and `validate` reports every problem at once,
-before TFX starts. Components receive slices of it through their custom_config.
+The schema and every default live here, once. `load_config` reads a YAML/JSON file as data
+(yaml.safe_load: no code is ever executed), flags override the file, and `validate` reports
+every problem at once, before TFX starts. Stages, augmentation and the `kubeflow:` section are
+parsed once (cached on the config); each component receives its typed slice
+(`trainer_settings()` and so on) through its custom_config.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import yaml
 
-STAGE_PRESETS = ("frozen", "two_stage", "full")
+from components.backbones import registry
+from components.contract import ConfigError
+from components.example_gen.settings import ExampleGenSettings
+from components.pusher.settings import PusherSettings
+from components.settings import code_version
+from components.trainer import augmentation
+from components.trainer.settings import TrainerSettings
+from components.trainer.stages import Stage, resolve_stages
+from components.transform.settings import TransformSettings
+from kubeflow.settings import KubeflowSettings
+
+__all__ = ["ConfigError", "GraftConfig", "load_config", "load_config_file", "validate"]
 _REPO_SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message names the option or file."""
 
 
 @dataclass
@@ -79,30 +90,41 @@ class GraftConfig:
 
     def __post_init__(self):
         self.pipeline_root = self.pipeline_root or os.path.join("tfx_pipeline_output", self.pipeline_name)
-        self.metadata_path = self.metadata_path or os.path.join(
-            "tfx_metadata", self.pipeline_name, "metadata.db"
-        )
+        self.metadata_path = self.metadata_path or os.path.join("tfx_metadata", self.pipeline_name, "metadata.db")
         self.serving_dir = self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
         if self.schema_dir == "auto":
             kind = "image_classification_tfrecord" if self.tfrecord_dir else "image_classification"
             self.schema_dir = os.path.join(_REPO_SCHEMAS, kind)
 
-    # ---- derived settings, computed in one place ----
+    # ---- derived settings, computed (and parsed) once ----
     @property
-    def backbone_entry(self):
-        from components import backbones
-
-        return backbones.get(self.backbone)
+    def backbone_entry(self) -> registry.Backbone:
+        return registry.get(self.backbone)
 
     @property
     def input_size(self) -> int:
         return self.image_size or self.backbone_entry.default_size
 
+    @functools.cached_property
+    def stage_plan(self) -> tuple[Stage, ...]:
+        """`stages` (a preset or a list) as checked Stage objects; raises ConfigError."""
+        return tuple(resolve_stages(self))
+
+    @functools.cached_property
+    def augmentation_plan(self) -> list:
+        """`augmentation` (a preset or a list) as checked {type, factor} items; raises ConfigError."""
+        return augmentation.resolve(self.augmentation)
+
+    @functools.cached_property
+    def kubeflow_settings(self) -> KubeflowSettings:
+        """The `kubeflow:` section, checked; raises ConfigError."""
+        return KubeflowSettings.from_dict(self.kubeflow)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "GraftConfig":
+    def from_dict(cls, values: dict, source: str = "config") -> GraftConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = [k for k in values if k not in known]
         if unknown:
@@ -147,8 +169,6 @@ def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
 
 def validate(config: GraftConfig) -> None:
     """Raises ConfigError listing every problem found; cheap checks only (no TFX, no TF)."""
-    from components import backbones, stages
-
     problems = []
     if bool(config.data_dir) == bool(config.tfrecord_dir):
         problems.append("give exactly one of --data-dir (image folders) or --tfrecord-dir")
@@ -163,16 +183,18 @@ def validate(config: GraftConfig) -> None:
     if config.schema_dir and not os.path.isfile(os.path.join(config.schema_dir, "schema.pbtxt")):
         problems.append(f"schema_dir {config.schema_dir}: no schema.pbtxt there")
     try:
-        entry = backbones.get(config.backbone)
+        entry = registry.get(config.backbone)
         reason = entry.check_size(config.input_size, config.weights)
         if reason:
             problems.append(f"--image-size: {reason}")
-    except backbones.UnknownBackboneError as err:
+    except registry.UnknownBackboneError as err:
         problems.append(f"--backbone: {err}")
-    if config.backbone == backbones.HUB.name:
-        if not backbones.is_hub_handle(config.weights):
-            problems.append(f"--weights {config.weights}: the hub backbone needs a TF Hub handle "
-                            "(https://... URL or a local TF2 SavedModel directory)")
+    if config.backbone == registry.HUB.name:
+        if not registry.is_hub_handle(config.weights):
+            problems.append(
+                f"--weights {config.weights}: the hub backbone needs a TF Hub handle "
+                "(https://... URL or a local TF2 SavedModel directory)"
+            )
     elif config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
         problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
     if not 0 <= config.max_quarantine_fraction <= 1:
@@ -195,16 +217,11 @@ def validate(config: GraftConfig) -> None:
         problems.append("dropout must be in [0, 1)")
     if config.beam_direct_running_mode not in ("in_memory", "multi_processing", "multi_threading"):
         problems.append("beam_direct_running_mode must be in_memory, multi_processing or multi_threading")
-    try:
-        stages.resolve_stages(config)
-    except ConfigError as err:
-        problems.append(str(err))
-    try:
-        from components import augmentation
-
-        augmentation.resolve(config.augmentation)
-    except ConfigError as err:
-        problems.append(str(err))
+    for parsed in ("stage_plan", "augmentation_plan", "kubeflow_settings"):
+        try:
+            getattr(config, parsed)
+        except ConfigError as err:
+            problems.append(str(err))
     if not 0 <= config.label_smoothing < 1:
         problems.append("label_smoothing must be in [0, 1)")
     if config.class_weights not in (None, "balanced"):
@@ -215,13 +232,6 @@ def validate(config: GraftConfig) -> None:
         problems.append("discriminative_lr must be in [0, 1) (0: off)")
     if config.early_stopping_patience < 0:
         problems.append("early_stopping_patience must be >= 0")
-    if config.kubeflow:
-        from kubeflow.settings import KubeflowSettings
-
-        try:
-            KubeflowSettings.from_dict(config.kubeflow)
-        except ConfigError as err:
-            problems.append(str(err))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -229,60 +239,48 @@ def validate(config: GraftConfig) -> None:
 # ---- the slices each component receives (its custom_config): only what it uses, so that a
 # change to, say, epochs does not invalidate the cached ExampleGen or Transform ----
 
-_INGEST_CODE = ("ingest", "image_example_gen")
-_TRANSFORM_CODE = ("backbones", "preprocessing", "transform_module")
-_TRAINER_CODE = _TRANSFORM_CODE + ("model", "stages", "schedules", "augmentation", "training", "trainer_module",
-                                   "signatures", "serving_check")
+
+def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
+    return ExampleGenSettings(
+        code_version=code_version("example_gen"),
+        max_image_pixels=config.max_image_pixels,
+        max_quarantine_fraction=config.max_quarantine_fraction,
+        min_images_per_class=config.min_images_per_class,
+    )
 
 
-def code_version(modules) -> str:
-    """A digest of the component code a step runs. It travels in that step's custom_config:
-    TFX's cache keys on inputs and properties, not on code referenced by import path, so
-    without it an upgraded Graft would reuse results computed by the old code."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(modules):
-        with open(os.path.join(here, name + ".py"), "rb") as f:
-            digest.update(name.encode() + b"\0" + f.read())
-    return digest.hexdigest()[:12]
+def transform_settings(config: GraftConfig) -> TransformSettings:
+    return TransformSettings(
+        code_version=code_version("transform"), backbone=config.backbone, image_size=config.input_size
+    )
 
 
-def example_gen_settings(config: GraftConfig) -> dict:
-    return {"code_version": code_version(_INGEST_CODE), "max_image_pixels": config.max_image_pixels,
-            "max_quarantine_fraction": config.max_quarantine_fraction,
-            "min_images_per_class": config.min_images_per_class}
+def trainer_settings(config: GraftConfig) -> TrainerSettings:
+    return TrainerSettings(
+        code_version=code_version("trainer"),
+        backbone=config.backbone,
+        image_size=config.input_size,
+        weights=os.path.abspath(config.weights) if os.path.exists(config.weights) else config.weights,
+        backbone_kwargs=dict(config.backbone_kwargs),
+        dropout=config.dropout,
+        stages=config.stage_plan,
+        batch_size=config.batch_size,
+        train_batchnorm=config.train_batchnorm,
+        batchnorm_momentum=config.batchnorm_momentum,
+        augmentation=config.augmentation_plan,
+        early_stopping_patience=config.early_stopping_patience,
+        label_smoothing=config.label_smoothing,
+        class_weights=config.class_weights,
+        mixed_precision=config.mixed_precision,
+        feature_caching=config.feature_caching,
+        discriminative_lr=config.discriminative_lr,
+        class_names=config.class_names,
+        seed=config.seed,
+    )
 
 
-def transform_settings(config: GraftConfig) -> dict:
-    return {"code_version": code_version(_TRANSFORM_CODE), "backbone": config.backbone, "image_size": config.input_size}
-
-
-def trainer_settings(config: GraftConfig) -> dict:
-    from components import stages
-
-    return {
-        "code_version": code_version(_TRAINER_CODE),
-        "backbone": config.backbone,
-        "image_size": config.input_size,
-        "weights": os.path.abspath(config.weights) if os.path.exists(config.weights) else config.weights,
-        "backbone_kwargs": dict(config.backbone_kwargs),
-        "dropout": config.dropout,
-        "stages": [dataclasses.asdict(s) for s in stages.resolve_stages(config)],
-        "batch_size": config.batch_size,
-        "train_batchnorm": config.train_batchnorm,
-        "augmentation": config.augmentation,
-        "early_stopping_patience": config.early_stopping_patience,
-        "label_smoothing": config.label_smoothing,
-        "class_weights": config.class_weights,
-        "mixed_precision": config.mixed_precision,
-        "feature_caching": config.feature_caching,
-        "discriminative_lr": config.discriminative_lr,
-        "batchnorm_momentum": config.batchnorm_momentum,
-        "class_names": config.class_names,
-        "seed": config.seed,
-    }
+def pusher_settings(config: GraftConfig) -> PusherSettings:
+    return PusherSettings(keep_versions=config.keep_versions)
 
 
 def beam_args(config: GraftConfig) -> list[str]:

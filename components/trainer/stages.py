@@ -8,13 +8,15 @@ before the pipeline starts, so a wrong stage is a config error, not a crash in e
   layers), or "from:<block>" (that registry block and everything above it).
 `schedule` is {"type": constant | exponential | cosine | one_cycle, ...}: see schedules.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Optional, Union
 
-from components.config import ConfigError
+from components.contract import ConfigError
 
+_TOP, _FROM = "top:", "from:"
 PRESETS = ("frozen", "two_stage", "progressive", "full")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = {
@@ -37,19 +39,37 @@ class Stage:
     def __hash__(self):
         return hash((self.name, self.epochs, str(self.trainable), self.learning_rate))
 
+    @property
+    def top_fraction(self) -> Optional[float]:
+        """f of a "top:<f>" stage, else None."""
+        if isinstance(self.trainable, str) and self.trainable.startswith(_TOP):
+            return float(self.trainable[len(_TOP) :])
+        return None
+
+    @property
+    def from_block(self) -> Optional[str]:
+        """<block> of a "from:<block>" stage, else None."""
+        if isinstance(self.trainable, str) and self.trainable.startswith(_FROM):
+            return self.trainable[len(_FROM) :]
+        return None
+
 
 def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.learning_rate)
     if name == "frozen":
         return [head]
     if name == "two_stage":
-        return [head, Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers,
-                            config.fine_tune_learning_rate)]
+        return [
+            head,
+            Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers, config.fine_tune_learning_rate),
+        ]
     if name == "progressive":
         # Gradual unfreezing: each stage opens more of the backbone at a lower learning rate.
-        return [head,
-                Stage("top_quarter", config.fine_tune_epochs, "top:0.25", config.fine_tune_learning_rate),
-                Stage("top_half", config.fine_tune_epochs, "top:0.5", config.fine_tune_learning_rate / 3)]
+        return [
+            head,
+            Stage("top_quarter", config.fine_tune_epochs, "top:0.25", config.fine_tune_learning_rate),
+            Stage("top_half", config.fine_tune_epochs, "top:0.5", config.fine_tune_learning_rate / 3),
+        ]
     if name == "full":
         return [Stage("full", config.epochs, "all", config.learning_rate)]
     raise ConfigError(f"stages: unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -59,17 +79,18 @@ def parse_trainable(value, where: str = "trainable"):
     """Checks a trainable spec; returns it normalised ("top:<fraction>" as a float)."""
     if value in ("none", "all") or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    if isinstance(value, str) and value.startswith("top:"):
+    if isinstance(value, str) and value.startswith(_TOP):
         try:
-            fraction = float(value[4:])
+            fraction = float(value[len(_TOP) :])
         except ValueError:
             fraction = -1
         if 0 < fraction <= 1:
             return value
-    if isinstance(value, str) and value.startswith("from:") and len(value) > 5:
+    if isinstance(value, str) and value.startswith(_FROM) and len(value) > len(_FROM):
         return value
-    raise ConfigError(f"{where} must be 'none', 'all', a positive layer count, 'top:<fraction>' or "
-                      f"'from:<block>' (got {value!r})")
+    raise ConfigError(
+        f"{where} must be 'none', 'all', a positive layer count, 'top:<fraction>' or 'from:<block>' (got {value!r})"
+    )
 
 
 def parse_schedule(value, where: str = "schedule") -> dict:
@@ -81,8 +102,10 @@ def parse_schedule(value, where: str = "schedule") -> dict:
         raise ConfigError(f"{where} must name a type among {', '.join(SCHEDULES)} (got {value!r})")
     unknown = set(value) - {"type"} - SCHEDULES[value["type"]]
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {sorted(unknown)} for {value['type']}; "
-                          f"known: {sorted(SCHEDULES[value['type']])}")
+        raise ConfigError(
+            f"{where}: unknown option(s) {sorted(unknown)} for {value['type']}; "
+            f"known: {sorted(SCHEDULES[value['type']])}"
+        )
     for key, number in value.items():
         if key != "type" and (not isinstance(number, (int, float)) or number < 0):
             raise ConfigError(f"{where}.{key} must be a number >= 0 (got {number!r})")
@@ -106,8 +129,14 @@ def _parse_stage(index: int, spec) -> Stage:
     optimizer = spec.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
-    return Stage(str(spec.get("name", f"stage{index + 1}")), epochs, trainable, float(rate), optimizer,
-                 parse_schedule(spec.get("schedule"), f"{where}.schedule"))
+    return Stage(
+        str(spec.get("name", f"stage{index + 1}")),
+        epochs,
+        trainable,
+        float(rate),
+        optimizer,
+        parse_schedule(spec.get("schedule"), f"{where}.schedule"),
+    )
 
 
 def resolve_stages(config) -> list[Stage]:

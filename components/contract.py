@@ -1,0 +1,39 @@
+"""Names that several stages, the command line and serving clients must agree on.
+
+One module, so that a feature key, an artifact file name or a signature name is written once
+(as the TFX taxi template keeps its feature keys in `features.py`). Plain constants: no imports.
+"""
+
+# tf.Example features written by ExampleGen and read by Transform, Trainer and Evaluator.
+IMAGE_KEY = "image"  # encoded image bytes
+LABEL_KEY = "label"  # int64 class index (sorted class names)
+LABEL_NAME_KEY = "label_name"  # class name, for slicing the evaluation by class
+PATH_KEY = "path"  # source path relative to the data root; hashed for the train/eval split
+
+# Files inside artifacts and model exports.
+CLASS_NAMES_FILE = "class_names.json"  # examples artifact and the model's assets.extra
+INGEST_DIR = "ingest"  # examples artifact: the ingestion accounting
+INGEST_REPORT_FILE = "report.json"
+HISTORY_FILE = "history.json"  # Trainer's model_run: per-epoch history
+EXTRA_DIR = "assets.extra"  # inside a SavedModel; TF Serving ignores it
+SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predictions on eval images
+SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from
+SAVED_MODEL_FILE = "saved_model.pb"
+
+# The exported model's serving interface.
+EXAMPLES_SIGNATURE = "serving_default"  # serialized tf.Example in (input `examples`)
+IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded image bytes in (input `image_bytes`)
+EXAMPLES_INPUT = "examples"
+IMAGE_BYTES_INPUT = "image_bytes"
+PROBABILITIES = "probabilities"
+CLASS_ID = "class_id"
+CLASS_NAME = "class_name"
+
+# Exit codes of `graft` and local_runner.py.
+EXIT_OK = 0  # done, blessed or not
+EXIT_FAILED = 1  # the run failed; the message names the component
+EXIT_CONFIG = 2  # a configuration or data-layout problem found before anything ran
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the option or file."""

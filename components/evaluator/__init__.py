@@ -1,0 +1,1 @@
+"""Evaluator: the TFMA configuration that decides blessing (TFX's own Evaluator runs it)."""

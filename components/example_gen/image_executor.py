@@ -1,0 +1,216 @@
+"""ExampleGen executor for folders of images: one tf.Example per accepted image.
+
+A FileBasedExampleGen executor, so TFX's input patterns (with {SPAN}/{VERSION}), input
+fingerprints (caching) and hash splits keep working. Each example holds the encoded `image`
+bytes, integer `label` (index in sorted class names), `label_name` and the source `path`
+relative to the data root. Files the serving decoder cannot read are quarantined with their
+reason; the accounting is written to `<examples>/ingest/report.json` and as artifact
+properties, and the class names to `<examples>/class_names.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from google.protobuf import json_format, struct_pb2
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.contract import (
+    CLASS_NAMES_FILE,
+    IMAGE_KEY,
+    INGEST_DIR,
+    INGEST_REPORT_FILE,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    PATH_KEY,
+)
+from components.example_gen import image_ingest
+from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
+from components.example_gen.settings import ExampleGenSettings
+
+_STATE_KEY = "_graft_ingest"
+
+
+def make_custom_config(settings: ExampleGenSettings) -> example_gen_pb2.CustomConfig:
+    """Packs the settings into the CustomConfig proto FileBasedExampleGen carries."""
+    struct = struct_pb2.Struct()
+    struct.update(settings.to_dict())
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def read_settings(exec_properties: dict[str, Any]) -> ExampleGenSettings:
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], config)
+    struct = struct_pb2.Struct()
+    config.custom_config.Unpack(struct)
+    return ExampleGenSettings.from_dict(json_format.MessageToDict(struct))
+
+
+def split_root_of(pattern: str) -> str:
+    """'train/*/*' -> 'train'; '*/*' -> '': the folder whose sub-folders are the classes."""
+    parts = pattern.split("/")
+    while parts and "*" in parts[-1]:
+        parts.pop()
+    return "/".join(parts)
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+class _InspectAndConvert(beam.DoFn):
+    """Reads one file; emits its tf.Example, or a quarantine record to the side output."""
+
+    QUARANTINE = "quarantined"
+
+    def __init__(self, data_root: str, class_index: dict, max_pixels: int):
+        self._data_root = data_root
+        self._class_index = class_index
+        self._max_pixels = max_pixels
+
+    def process(self, item):
+        rel_path, class_name = item
+        try:
+            with tf.io.gfile.GFile(os.path.join(self._data_root, rel_path), "rb") as f:
+                data = f.read()
+        except (OSError, tf.errors.OpError) as err:
+            yield beam.pvalue.TaggedOutput(
+                self.QUARANTINE, {"path": rel_path, "class": class_name, "reason": f"unreadable: {err}"}
+            )
+            return
+        reason = image_ingest.inspect_image(data, self._max_pixels)
+        if reason:
+            yield beam.pvalue.TaggedOutput(self.QUARANTINE, {"path": rel_path, "class": class_name, "reason": reason})
+            return
+        yield tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    IMAGE_KEY: _bytes_feature(data),
+                    LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[self._class_index[class_name]])),
+                    LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
+                    PATH_KEY: _bytes_feature(rel_path.encode("utf-8")),
+                }
+            )
+        )
+
+
+def _label_name(example: tf.train.Example) -> str:
+    return example.features.feature[LABEL_NAME_KEY].bytes_list.value[0].decode("utf-8")
+
+
+def _write_jsonl(pcoll, path: str, label: str):
+    return (
+        pcoll
+        | f"ToJson[{label}]" >> beam.Map(json.dumps, ensure_ascii=False, sort_keys=True)
+        | f"Write[{label}]" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
+    )
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Image folders to tf.Examples, with every file accounted for."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        @beam.ptransform_fn
+        def ImagesToExample(pipeline, exec_properties, split_pattern):
+            state = exec_properties[_STATE_KEY]
+            split = state["splits"][split_pattern]
+            outputs = (
+                pipeline
+                | "ListFiles" >> beam.Create(split["files"])
+                | "Reshuffle" >> beam.Reshuffle()
+                | "InspectAndConvert"
+                >> beam.ParDo(
+                    _InspectAndConvert(exec_properties["input_base"], state["class_index"], state["max_pixels"])
+                ).with_outputs(_InspectAndConvert.QUARANTINE, main="examples")
+            )
+            _write_jsonl(
+                outputs[_InspectAndConvert.QUARANTINE],
+                os.path.join(state["ingest_dir"], f"quarantine-{split['index']}.jsonl"),
+                "Quarantine",
+            )
+            return outputs["examples"]
+
+        return ImagesToExample
+
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        """The base class's splits, plus a count of accepted images per split and class."""
+        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        ingest_dir = exec_properties[_STATE_KEY]["ingest_dir"]
+        for split_name, examples in splits.items():
+            counts = (
+                examples
+                | f"LabelName[{split_name}]" >> beam.Map(_label_name)
+                | f"CountPerClass[{split_name}]" >> beam.combiners.Count.PerElement()
+            )
+            _write_jsonl(counts, os.path.join(ingest_dir, f"accepted-{split_name}.jsonl"), f"Accepted[{split_name}]")
+        return splits
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        settings = read_settings(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        data_root = exec_properties["input_base"]
+
+        listings = {}
+        for index, split in enumerate(input_config.splits):
+            root = split_root_of(split.pattern)
+            if not os.path.isdir(os.path.join(data_root, root)):
+                raise IngestError(f"split {split.name!r}: folder {os.path.join(data_root, root)} does not exist")
+            listings[split.pattern] = (index, split.name, image_ingest.list_split(data_root, root))
+        image_ingest.drop_duplicates(data_root, [listing for _, _, listing in listings.values()])
+        class_names = sorted({c for _, _, listing in listings.values() for c in listing.classes})
+        if len(class_names) < 2:
+            raise IngestError(
+                f"{data_root}: found {len(class_names)} class folder(s) with images "
+                f"({', '.join(class_names) or 'none'}); a classifier needs at least 2, one sub-folder per class"
+            )
+
+        ingest_dir = os.path.join(examples.uri, INGEST_DIR)
+        tf.io.gfile.makedirs(ingest_dir)
+        exec_properties = dict(exec_properties)
+        exec_properties[_STATE_KEY] = {
+            "ingest_dir": ingest_dir,
+            "class_index": {name: i for i, name in enumerate(class_names)},
+            "max_pixels": settings.max_image_pixels,
+            "splits": {
+                pattern: {"index": index, "files": listing.files} for pattern, (index, _, listing) in listings.items()
+            },
+        }
+        logging.info(
+            "Ingesting %d files in %d classes from %s",
+            sum(len(split_listing.files) for _, _, split_listing in listings.values()),
+            len(class_names),
+            data_root,
+        )
+        super().Do(input_dict, output_dict, exec_properties)
+
+        with tf.io.gfile.GFile(os.path.join(examples.uri, CLASS_NAMES_FILE), "w") as f:
+            json.dump(class_names, f, ensure_ascii=False)
+        report = build_report(
+            ingest_dir, listings, class_names, artifact_utils.decode_split_names(examples.split_names)
+        )
+        with tf.io.gfile.GFile(os.path.join(ingest_dir, INGEST_REPORT_FILE), "w") as f:
+            json.dump(report, f, ensure_ascii=False, indent=1, sort_keys=True)
+        examples.set_string_custom_property("class_names", json.dumps(class_names, ensure_ascii=False))
+        for key in ("total", "accepted", "skipped"):
+            examples.set_int_custom_property(f"ingest_{key}", report[key])
+        examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
+        check_quarantine(report, settings.max_quarantine_fraction)
+        check_counts(report, settings.min_images_per_class)

@@ -1,0 +1,15 @@
+"""ImageExampleGen's slice of GraftConfig (its custom_config), typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.settings import ComponentSettings
+
+
+@dataclass(frozen=True)
+class ExampleGenSettings(ComponentSettings):
+    code_version: str
+    max_image_pixels: int
+    max_quarantine_fraction: float
+    min_images_per_class: int

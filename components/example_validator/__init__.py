@@ -1,0 +1,1 @@
+"""ExampleValidator whose anomalies stop the run (TFX adapter)."""

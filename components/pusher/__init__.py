@@ -1,0 +1,1 @@
+"""Pusher: only blessed, new models reach serving, as complete versions (TFX adapter)."""

@@ -1,0 +1,12 @@
+"""The Pusher's slice of GraftConfig (its custom_config), typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.settings import ComponentSettings
+
+
+@dataclass(frozen=True)
+class PusherSettings(ComponentSettings):
+    keep_versions: int

@@ -1,0 +1,104 @@
+"""Typed settings slices: what each component receives from the one GraftConfig.
+
+Each component declares a frozen dataclass of exactly the settings it reads, without defaults
+(GraftConfig holds every default, once). The slice travels in the component's custom_config
+as plain data (`to_dict`) and is read back typed (`from_dict`) where the component runs, so
+`run_fn` reads `settings.batch_size`, never `settings.get("batch_size", 32)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import os
+import typing
+
+_COMPONENTS_DIR = os.path.dirname(os.path.abspath(__file__))
+_REPO_DIR = os.path.dirname(_COMPONENTS_DIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSettings:
+    """Base of the per-component slices: conversion to and from custom_config data."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The slice from custom_config data. Numbers that crossed a protobuf Struct come back
+        as floats; fields typed int are restored, and nested dataclass lists rebuilt."""
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(f"{cls.__name__}: custom_config lacks {missing}: it was made by another Graft version")
+        return cls(**{name: _coerce(hints[name], values[name]) for name in names})
+
+
+def _coerce(hint, value):
+    if value is None:
+        return None
+    if hint is int or (
+        typing.get_origin(hint) is typing.Union and int in typing.get_args(hint) and float not in typing.get_args(hint)
+    ):
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+    if typing.get_origin(hint) in (list, tuple) and typing.get_args(hint):
+        item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            return tuple(v if isinstance(v, item) else item(**v) for v in value)
+    return value
+
+
+def _module_files(module: str) -> list[str]:
+    """Files of one of our modules ('components.trainer.model'), with the package __init__s."""
+    parts = module.split(".")
+    files = []
+    for depth in range(1, len(parts) + 1):
+        init = os.path.join(_REPO_DIR, *parts[:depth], "__init__.py")
+        if os.path.exists(init):
+            files.append(init)
+    single = os.path.join(_REPO_DIR, *parts) + ".py"
+    if os.path.exists(single):
+        files.append(single)
+    return files
+
+
+def _imports_of(path: str) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "components"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "components":
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from package import module`
+    return found
+
+
+def code_files(stage: str) -> list[str]:
+    """components/<stage>/ and every module of ours it imports, transitively."""
+    folder = os.path.join(_COMPONENTS_DIR, stage)
+    pending = [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".py")]
+    seen = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in _imports_of(path):
+            pending += _module_files(module)
+    return sorted(seen)
+
+
+def code_version(stage: str) -> str:
+    """A digest of the code a step runs. It travels in that step's custom_config: TFX's cache
+    keys on inputs and properties, not on code referenced by import path, so without it an
+    upgraded Graft would reuse results computed by the old code."""
+    digest = hashlib.sha256()
+    for path in code_files(stage):
+        with open(path, "rb") as f:
+            digest.update(os.path.relpath(path, _REPO_DIR).encode() + b"\0" + f.read())
+    return digest.hexdigest()[:12]

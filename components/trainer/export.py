@@ -1,0 +1,76 @@
+"""The exported SavedModel: two serving signatures, both embedding the Transform graph, class
+names and the serving-check data in assets.extra.
+
+- `serving_default`: serialized tf.Example (what TFMA and batch scoring send).
+- `serving_image_bytes`: raw encoded image bytes; the input name ends in `_bytes`, so a
+  TF Serving REST client sends {"b64": ...} for it.
+Both return class probabilities, class index and class name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from components.contract import (
+    CLASS_ID,
+    CLASS_NAME,
+    CLASS_NAMES_FILE,
+    EXAMPLES_INPUT,
+    EXAMPLES_SIGNATURE,
+    EXTRA_DIR,
+    IMAGE_BYTES_INPUT,
+    IMAGE_BYTES_SIGNATURE,
+    IMAGE_KEY,
+    PROBABILITIES,
+)
+from components.serving.check import write_check_data
+
+
+def make_signatures(model, tft_layer, image_feature_spec, class_names):
+    """Concrete serving functions for `model` with the Transform layer in front of it."""
+    names = tf.constant(list(class_names))
+
+    def predict(raw_features):
+        transformed = tft_layer(raw_features)
+        probabilities = model(transformed[IMAGE_KEY], training=False)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return {PROBABILITIES: probabilities, CLASS_ID: class_id, CLASS_NAME: tf.gather(names, class_id)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
+    def serve_examples(examples):
+        return predict(tf.io.parse_example(examples, {IMAGE_KEY: image_feature_spec}))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)], autograph=False)
+    def serve_image_bytes(image_bytes):
+        shape = [-1] + [1] * len(image_feature_spec.shape)
+        return predict({IMAGE_KEY: tf.reshape(image_bytes, shape)})
+
+    return {
+        EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+        IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+    }
+
+
+def export_model(model, tft_output, class_names, export_dir: str) -> None:
+    """SavedModel with both serving signatures; class names also in assets.extra."""
+    tft_layer = tft_output.transform_features_layer()
+    model.tft_layer = tft_layer  # tracked, so the Transform graph's assets are saved with the model
+    signatures = make_signatures(model, tft_layer, tft_output.raw_feature_spec()[IMAGE_KEY], class_names)
+    # save_traces=False: only signatures are served; tracing every layer's call cost ~30 s.
+    model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
+    extra = os.path.join(export_dir, EXTRA_DIR)
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as f:
+        json.dump(list(class_names), f, ensure_ascii=False)
+
+
+def save_serving_check(model, tft_output, eval_files, export_dir: str, count: int = 8) -> None:
+    """The Trainer's own predictions on a few eval images, for the Pusher's serving check."""
+    files = [f for p in eval_files for f in tf.io.gfile.glob(p)]
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    images = [tf.train.Example.FromString(r.numpy()).features.feature[IMAGE_KEY].bytes_list.value[0] for r in records]
+    transformed = tft_output.transform_features_layer()({IMAGE_KEY: tf.constant([[b] for b in images])})
+    write_check_data(export_dir, images, model(transformed[IMAGE_KEY], training=False).numpy())

@@ -1,0 +1,63 @@
+"""The Trainer's input: raw tf.Examples -> the Transform graph -> (image, label) batches.
+
+Transform does not materialise decoded images, so the graph runs here; decoded tensors are
+cached in memory when they fit.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tfx_bsl.public import tfxio
+
+from components.contract import IMAGE_KEY, LABEL_KEY
+
+CACHE_LIMIT_BYTES = 2 << 30  # decoded images are cached in memory below this size
+
+
+def _files(file_patterns) -> list[str]:
+    return [f for p in file_patterns for f in tf.io.gfile.glob(p)]
+
+
+def make_dataset(
+    file_patterns,
+    data_accessor,
+    tft_output,
+    batch_size: int,
+    image_size: int,
+    shuffle: bool,
+    seed: int,
+    count: int,
+    augment=None,
+) -> tf.data.Dataset:
+    """(image, label) batches of the `count` examples in `file_patterns`, with `augment`
+    (training only) applied to each batch after the cache."""
+    tft_layer = tft_output.transform_features_layer()
+    dataset = data_accessor.tf_dataset_factory(
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(batch_size=max(batch_size, 64), shuffle=False, num_epochs=1),
+        tft_output.raw_metadata.schema,
+    )
+    dataset = dataset.map(
+        lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
+    if count * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def label_counts(file_patterns) -> dict:
+    """{label: examples} over the given split, reading only the label feature."""
+    labels = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP").map(
+        lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0]
+    )
+    counts = {}
+    for label in labels.as_numpy_iterator():
+        counts[int(label)] = counts.get(int(label), 0) + 1
+    return counts

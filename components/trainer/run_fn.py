@@ -1,0 +1,112 @@
+"""Trainer's run_fn: a thin adapter from TFX's FnArgs to Graft's model building and stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from components.contract import CLASS_NAMES_FILE, HISTORY_FILE
+from components.trainer import augmentation
+from components.trainer.export import export_model, save_serving_check
+from components.trainer.input_pipeline import label_counts, make_dataset
+from components.trainer.model import build_model
+from components.trainer.settings import TrainerSettings
+from components.trainer.training import TrainingOptions, balanced_class_weights, train_stages
+
+log = logging.getLogger("graft.trainer")
+
+
+def distribution_strategy(mixed_precision: str):
+    """MirroredStrategy across GPUs when there are several; mixed_float16 (with loss scaling,
+    which compile adds) on a GPU when `auto`, float32 on a CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    policy = (
+        "mixed_float16"
+        if (mixed_precision == "auto" and gpus)
+        else ("float32" if mixed_precision == "auto" else mixed_precision)
+    )
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("devices: %d GPU(s); precision %s", len(gpus), policy)
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
+    """Class names saved by Graft's ExampleGen next to the splits, else from the config."""
+    examples_dir = os.path.dirname(os.path.dirname(train_files[0]))
+    path = os.path.join(examples_dir, CLASS_NAMES_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    # TFRecord input: the pre-flight check has filled in class_names (from the config or the labels).
+    return list(settings.class_names)
+
+
+def run_fn(fn_args):
+    settings = TrainerSettings.from_dict(fn_args.custom_config)
+    keras.utils.set_random_seed(settings.seed)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    class_names = read_class_names(fn_args.train_files, settings)
+    augment = augmentation.build(settings.augmentation, seed=settings.seed)
+    counts = label_counts(fn_args.train_files)  # one pass over the labels serves counts and weights
+    train_count = sum(counts.values())
+    eval_count = sum(label_counts(fn_args.eval_files).values())
+    batch, size = settings.batch_size, settings.image_size
+    train_ds = make_dataset(
+        fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True, settings.seed, train_count, augment
+    )
+    eval_ds = make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tft_output, batch, size, False, settings.seed, eval_count
+    )
+    options = TrainingOptions(
+        settings=settings,
+        steps_per_epoch=max(1, math.ceil(train_count / batch)),
+        class_weight=balanced_class_weights(counts) if settings.class_weights == "balanced" else None,
+        augmented=augment is not None,
+    )
+    strategy = distribution_strategy(settings.mixed_precision)
+    with strategy.scope():
+        model = build_model(settings, len(class_names))
+        log.info(
+            "training %s (%s parameters) on %d classes at %d px",
+            settings.backbone,
+            f"{model.count_params():,}",
+            len(class_names),
+            size,
+        )
+        tensorboard = keras.callbacks.TensorBoard(
+            log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False
+        )
+        backup_dir = _backup_dir(fn_args)
+        history = train_stages(
+            model, list(settings.stages), train_ds, eval_ds, options, callbacks=[tensorboard], backup_dir=backup_dir
+        )
+
+    started = time.time()
+    export_model(model, tft_output, class_names, fn_args.serving_model_dir)
+    save_serving_check(model, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
+    log.info("exported SavedModel in %.1fs", time.time() - started)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+        json.dump(history, f, indent=1)
+    tf.io.gfile.rmtree(backup_dir)
+
+
+def _backup_dir(fn_args) -> str:
+    """Where an interrupted Trainer finds its progress when TFX runs it again: outside the
+    per-execution artifact folders (a re-run is a new execution), keyed by everything that
+    determines the training, so a changed configuration never resumes a stale run."""
+    key = json.dumps(
+        [fn_args.custom_config, sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output],
+        sort_keys=True,
+        default=str,
+    )
+    trainer_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    return os.path.join(trainer_root, "resume", hashlib.sha256(key.encode()).hexdigest()[:16])

@@ -1,0 +1,14 @@
+"""Transform's slice of GraftConfig (its custom_config), typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.settings import ComponentSettings
+
+
+@dataclass(frozen=True)
+class TransformSettings(ComponentSettings):
+    code_version: str
+    backbone: str
+    image_size: int
