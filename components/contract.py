@@ -20,6 +20,10 @@ SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predi
 SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from
 SAVED_MODEL_FILE = "saved_model.pb"
 
+# ServingBaseline's output: the serving version it copied, "" when nothing serves (the
+# Evaluator then has no baseline and judges on the absolute bound alone).
+SERVING_VERSION_PROPERTY = "serving_version_dir"
+
 # The exported model's serving interface.
 EXAMPLES_SIGNATURE = "serving_default"  # serialized tf.Example in (input `examples`)
 IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded image bytes in (input `image_bytes`)

@@ -22,8 +22,9 @@ from tfx.utils import path_utils
 
 _INSTALLED = False
 # Which TFX artifact class an untyped artifact is, from metadata keys only that class writes.
+# (Not split_names: Examples, ExampleStatistics, ExampleAnomalies and ExampleValidationMetrics
+# all write it.)
 _CLASS_BY_METADATA_KEY = (
-    ("split_names", "tfx.types.standard_artifacts.Examples"),
     ("blessed", "tfx.types.standard_artifacts.ModelBlessing"),
     ("pushed", "tfx.types.standard_artifacts.PushedModel"),
     ("pushed_destination", "tfx.types.standard_artifacts.PushedModel"),
@@ -50,20 +51,22 @@ def install() -> None:
     #    "system.Model" as a class path and fails.
     compiler_utils.TITLE_TO_CLASS_PATH.update(_SYSTEM_TITLES)
 
-    # 2. The driver can pass an artifact type whose instance_schema is empty; TFX's
-    #    yaml.safe_load('') is None and `.get('title')` raises AttributeError.
+    # 2. The driver passes input artifacts without a type (KFP's metadata.toRuntimeArtifact sets
+    #    none; older drivers sent an empty instance_schema). TFX then fails: an unbound `title`
+    #    for no type, `None.get('title')` for an empty schema. Both are read as generic here.
     original_retrieve = entrypoint._retrieve_class_path
 
     def retrieve_class_path(type_schema):
-        if type_schema.WhichOneof("kind") == "instance_schema" and not (type_schema.instance_schema or "").strip():
+        kind = type_schema.WhichOneof("kind")
+        if kind is None or (kind == "instance_schema" and not (type_schema.instance_schema or "").strip()):
             return _GENERIC
         return original_retrieve(type_schema)
 
     entrypoint._retrieve_class_path = retrieve_class_path
 
-    # 3. With only a generic type left (patches 1 and 2), TFX builds a plain Artifact and the
-    #    executor then misreads it (no split_names on "Examples", no blessed on a blessing).
-    #    The class is inferred from metadata keys that only one TFX class writes.
+    # 3. With only a generic type left (patches 1 and 2) and no declared type (patch 4), the
+    #    class is inferred from metadata keys that only one TFX class writes; an artifact that
+    #    still has no class is refused by name, rather than read as the wrong class.
     # 4. Input artifacts arrive without the types the compiled component declared; TFX's
     #    inputs spec (--json_serialized_inputs_spec_args) has them, so they are used first.
     original_parse = entrypoint._parse_raw_artifact
@@ -72,8 +75,12 @@ def install() -> None:
         path = retrieve_class_path(artifact_pb.type)
         if path == _GENERIC:
             inferred = infer_class_path(artifact_pb)
-            if inferred:
-                artifact_pb = _with_title(artifact_pb, inferred)
+            if not inferred:
+                raise ValueError(
+                    f"artifact {artifact_pb.name or artifact_pb.uri!r} arrived without a type, and neither the "
+                    "component's inputs spec nor its metadata says which TFX artifact it is"
+                )
+            artifact_pb = _with_title(artifact_pb, inferred)
         return original_parse(artifact_pb, name_from_id)
 
     entrypoint._parse_raw_artifact = parse_raw_artifact

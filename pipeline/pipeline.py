@@ -16,6 +16,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.evaluator.eval_config import build_eval_config
+from components.evaluator.executor import Evaluator
 from components.example_gen import image_executor, image_ingest
 from components.example_validator.executor import ExampleValidator
 from components.pusher.executor import Pusher
@@ -102,7 +103,7 @@ def create_pipeline(
     # Ordering only: never train on data that failed validation.
     trainer.add_upstream_node(example_validator)
     baseline = ServingBaseline(model=trainer.outputs["model"], serving_dir_path=config.serving_dir)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],

@@ -273,10 +273,14 @@ def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
                 ),
             ]
         )
-        untyped = pipeline_spec_pb2.RuntimeArtifact(  # 2 + 3: empty instance schema, metadata says Examples
-            name="e", uri="gs://b/examples", type=pipeline_spec_pb2.ArtifactTypeSchema(instance_schema="")
+        untyped = pipeline_spec_pb2.RuntimeArtifact(  # 2 + 4: no type at all (today's driver), declared Examples
+            name="12", uri="gs://b/examples"
         )
         untyped.metadata.update({"split_names": '["train", "eval"]'})
+        blessing = pipeline_spec_pb2.RuntimeArtifact(  # 2 + 3: empty instance schema, metadata says ModelBlessing
+            name="13", uri="gs://b/blessing", type=pipeline_spec_pb2.ArtifactTypeSchema(instance_schema="")
+        )
+        blessing.metadata.update({"blessed": 1})
         declared = pipeline_spec_pb2.RuntimeArtifact(  # 4: typed by the component's inputs spec
             name="s", uri="gs://b/schema", type=pipeline_spec_pb2.ArtifactTypeSchema(schema_title="system.Artifact")
         )
@@ -284,7 +288,12 @@ def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
         kfp_v2_compat._inputs_spec_types.update(
             kfp_v2_compat.input_types_from_spec(
                 json.dumps(
-                    {"artifacts": {"schema": {"artifactType": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}}}}
+                    {
+                        "artifacts": {
+                            "schema": {"artifactType": {"instanceSchema": "title: tfx.Schema\ntype: object\n"}},
+                            "examples": {"artifactType": {"instanceSchema": "title: tfx.Examples\ntype: object\n"}},
+                        }
+                    }
                 )
             )
         )
@@ -293,12 +302,19 @@ def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
                 "model": artifacts,
                 "examples": pipeline_spec_pb2.ArtifactList(artifacts=[untyped]),
                 "schema": pipeline_spec_pb2.ArtifactList(artifacts=[declared]),
+                "blessing": pipeline_spec_pb2.ArtifactList(artifacts=[blessing]),
             }
         )
         assert isinstance(parsed["model"][0], standard_artifacts.Model)
         assert isinstance(parsed["examples"][0], standard_artifacts.Examples)
         assert parsed["examples"][0].split_names == '["train", "eval"]'
         assert isinstance(parsed["schema"][0], standard_artifacts.Schema)
+        assert isinstance(parsed["blessing"][0], standard_artifacts.ModelBlessing)
+        # 3: statistics write split_names too; undeclared, they are refused by name, not read as Examples.
+        statistics = pipeline_spec_pb2.RuntimeArtifact(name="14", uri="gs://b/statistics")
+        statistics.metadata.update({"split_names": '["train", "eval"]', "span": 0})
+        with pytest.raises(ValueError, match="'14' arrived without a type"):
+            entrypoint.parse_raw_artifact_dict({"statistics": pipeline_spec_pb2.ArtifactList(artifacts=[statistics])})
         assert path_utils.serving_model_dir("gs://b/model") == "gs://b/model"  # 5: flat layout on OSS KFP
     finally:
         path_utils.serving_model_dir = original_dir

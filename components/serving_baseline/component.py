@@ -6,7 +6,10 @@ baseline, so TFX re-evaluates the same model against itself and pushes it again.
 This component takes the candidate as an input: it runs again exactly when there is a new
 candidate (otherwise its cached result stands, and so do the Evaluator's and the Pusher's),
 and it reads the serving directory, which is the truth about what serves.
-With nothing serving it publishes no artifact, and the Evaluator judges on absolute bounds.
+
+With nothing serving it still publishes its artifact, empty and marked so (an empty output
+list breaks TFX's Kubeflow entrypoint, and a Kubeflow launcher registers every declared output
+anyway); Graft's Evaluator executor then runs without a baseline, judging on absolute bounds.
 """
 
 import os
@@ -14,10 +17,12 @@ import os
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
+from components.contract import SERVING_VERSION_PROPERTY
 from components.serving import serving_dir
 
 SERVING_DIR_KEY = "serving_dir"
@@ -27,15 +32,14 @@ BASELINE_KEY = "baseline_model"
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
+        baseline = output_dict[BASELINE_KEY][0]
         current = serving_dir.newest(exec_properties[SERVING_DIR_KEY])
+        baseline.set_string_custom_property(SERVING_VERSION_PROPERTY, current or "")
         if current is None:
             logging.info("Nothing serves in %s: no baseline.", exec_properties[SERVING_DIR_KEY])
-            output_dict[BASELINE_KEY].clear()  # publish no artifact: the Evaluator sees no baseline
+            fileio.makedirs(baseline.uri)
             return
-        baseline = output_dict[BASELINE_KEY][0]
-        target = path_utils.serving_model_path(baseline.uri)
-        serving_dir.copy_tree(current, target)
-        baseline.set_string_custom_property("serving_version_dir", current)
+        serving_dir.copy_tree(current, path_utils.serving_model_path(baseline.uri))
         logging.info("Baseline: serving version %s.", current)
 
 
