@@ -4,11 +4,10 @@ with exit code 2, before any heavy work."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 from components.backbones import registry
-from components.contract import CLASS_NAMES_FILE, EXTRA_DIR, LABEL_KEY
+from components.contract import CLASS_NAMES_FILE, LABEL_KEY
 from components.example_gen import image_ingest
 from components.serving import serving_dir
 from pipeline.config import ConfigError, GraftConfig
@@ -96,14 +95,10 @@ def check_weights(config: GraftConfig) -> None:
 
 def check_serving_classes(config: GraftConfig) -> None:
     """A new model whose classes differ from the serving model's would break its clients."""
-    if "://" in config.serving_dir:
-        return
     current = serving_dir.newest(config.serving_dir)
-    names_file = os.path.join(current, EXTRA_DIR, CLASS_NAMES_FILE) if current else None
-    if not names_file or not os.path.exists(names_file):
+    serving = serving_dir.read_extra_json(current, CLASS_NAMES_FILE) if current else None
+    if serving is None:
         return
-    with open(names_file, encoding="utf-8") as f:
-        serving = json.load(f)
     if list(serving) != list(config.class_names):
         added = sorted(set(config.class_names) - set(serving))
         removed = sorted(set(serving) - set(config.class_names))

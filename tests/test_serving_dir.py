@@ -105,3 +105,133 @@ def test_identical_savedmodels_are_recognised_by_fingerprint(tmp_path):
     assert serving_dir.same_model(a, copy)
     assert not serving_dir.same_model(a, b)
     assert not serving_dir.same_model(a, str(tmp_path / "missing"))
+
+
+def _ram_model(name: str, content: bytes) -> str:
+    import tensorflow as tf
+
+    root = f"ram://models/{name}"
+    for rel, data in (("saved_model.pb", content), ("variables/variables.index", content + b"-index")):
+        tf.io.gfile.makedirs(os.path.dirname(f"{root}/{rel}"))
+        with tf.io.gfile.GFile(f"{root}/{rel}", "wb") as f:
+            f.write(data)
+    return root
+
+
+def _read(path: str) -> bytes:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def test_object_store_versions_are_complete():
+    """TF's gs:// filesystem cannot be pointed at an emulator, so the object-store path runs on
+    TF's ram:// filesystem, where a directory "rename" is not atomic either: it left an empty
+    version folder, the model lost, before versions were written in place."""
+    serving = "ram://serving-complete"
+    first = serving_dir.publish(_ram_model("a", b"first"), serving, source="run 1")
+    second = serving_dir.publish(_ram_model("b", b"second"), serving)
+    assert serving_dir.versions(serving) == [int(first.rsplit("/", 1)[1]), int(second.rsplit("/", 1)[1])]
+    assert _read(f"{second}/saved_model.pb") == b"second"
+    assert _read(f"{first}/variables/variables.index") == b"first-index"
+    assert _read(f"{first}/assets.extra/graft_source.txt") == b"run 1"
+
+
+def test_object_store_push_killed_mid_copy_shows_no_partial_version(monkeypatch):
+    import tensorflow as tf
+
+    serving = "ram://serving-killed"
+    first = serving_dir.publish(_ram_model("c", b"first"), serving)
+    copy = tf.io.gfile.copy
+    copied = []
+
+    def dies_after_the_variables(src, dst, overwrite=False):
+        if "/.incoming-" not in dst and copied:  # into the version folder, after one file
+            raise KeyboardInterrupt("killed")
+        if "/.incoming-" not in dst:
+            copied.append(dst)
+        return copy(src, dst, overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", dies_after_the_variables)
+    with pytest.raises(KeyboardInterrupt):
+        serving_dir.publish(_ram_model("d", b"second"), serving)
+    assert copied and not copied[0].endswith("saved_model.pb")  # saved_model.pb goes last
+    assert serving_dir.newest(serving) == first  # the partial folder is no version
+    monkeypatch.setattr(tf.io.gfile, "copy", copy)
+    again = serving_dir.publish(_ram_model("e", b"second"), serving)  # (ram:// appends on rewrite)
+    assert serving_dir.newest(serving) == again and _read(f"{again}/saved_model.pb") == b"second"
+    assert again != copied[0].rsplit("/", 2)[0]  # the partial folder's number is not reused
+
+
+_PUBLISH = """
+import sys, time
+import tensorflow  # loaded before the agreed moment, so that both publish at once
+from components.serving import serving_dir
+start = float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+print(serving_dir.publish(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_two_pushes_at_the_same_moment_both_land(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    serving = str(tmp_path / "serving")
+    model = _model(tmp_path, "m", b"same model")
+    start = str(time.time() + 12.0)  # both processes publish in the same second
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _PUBLISH, model, serving, start], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    paths = [p.communicate(timeout=60)[0].strip() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert len(set(paths)) == 2 and sorted(int(os.path.basename(p)) for p in paths) == serving_dir.versions(serving)
+    assert sorted(os.listdir(serving)) == sorted(os.path.basename(p) for p in paths)  # no staging left behind
+    for path in paths:
+        assert open(os.path.join(path, "saved_model.pb"), "rb").read() == b"same model"
+
+
+def test_prune_removes_stale_staging_from_killed_pushes(tmp_path):
+    serving = tmp_path / "serving"
+    serving_dir.publish(_model(tmp_path, "a"), str(serving))
+    (serving / ".incoming-1000-deadbeef").mkdir()  # from 1970: a push killed long ago
+    (serving / ".incoming-9999999999-cafe").mkdir()  # in the future: a push under way
+    serving_dir.prune(str(serving), 5)
+    assert sorted(n for n in os.listdir(serving) if n.startswith(".")) == [".incoming-9999999999-cafe"]
+
+
+def test_serving_check_reads_a_model_on_a_non_local_filesystem():
+    import tensorflow as tf
+
+    from components.serving import check
+
+    class Constant(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = tf.Variable([0.25, 0.75])
+
+        def _answer(self, batch):
+            return {"probabilities": tf.tile(self.p[None], [tf.shape(batch)[0], 1])}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def by_bytes(self, image_bytes):
+            return self._answer(image_bytes)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def by_examples(self, examples):
+            return self._answer(examples)
+
+    model, path = Constant(), "ram://check/1"
+    tf.saved_model.save(
+        model, path, signatures={"serving_default": model.by_examples, "serving_image_bytes": model.by_bytes}
+    )
+    check.write_check_data(path, [b"a", b"b"], [[0.25, 0.75], [0.25, 0.75]])
+    assert check.check_in_this_process(path) == {"images": 2, "max_abs_difference": 0.0, "ok": True}
+    check.write_check_data("ram://check/2", [b"a"], [[0.9, 0.1]])
+    tf.saved_model.save(
+        model, "ram://check/2", signatures={"serving_default": model.by_examples, "serving_image_bytes": model.by_bytes}
+    )
+    assert check.check_in_this_process("ram://check/2")["ok"] is False

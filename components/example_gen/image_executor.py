@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import apache_beam as beam
@@ -19,7 +20,8 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format, struct_pb2
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import base_example_gen_executor, input_processor, utils
+from tfx.components.example_gen import driver as example_gen_driver
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -57,6 +59,41 @@ def read_settings(exec_properties: dict[str, Any]) -> ExampleGenSettings:
     return ExampleGenSettings.from_dict(json_format.MessageToDict(struct))
 
 
+def resolve_span(exec_properties: dict[str, Any], examples: types.Artifact) -> dict[str, Any]:
+    """exec_properties with {SPAN}/{VERSION} in the input patterns resolved to the newest span, as
+    TFX's ExampleGen driver does, and the examples artifact given its span and version.
+
+    Locally and on Vertex AI the driver has done this before the executor runs. The open-source
+    Kubeflow backend does not run the driver hook (`lifecycle.preCacheCheck`: its backend/src/v2
+    has no lifecycle handling), so the executor would see the raw pattern; TFX's own input
+    processor resolves it here instead."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    if not any("{SPAN}" in s.pattern or "{VERSION}" in s.pattern for s in input_config.splits):
+        return exec_properties
+    processor = input_processor.FileBasedInputProcessor(
+        exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits, None
+    )
+    span, version = processor.resolve_span_and_version()
+    for split in input_config.splits:
+        split.pattern = processor.get_pattern_for_span_version(split.pattern, span, version)
+    resolved = dict(exec_properties)
+    resolved[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(input_config)
+    resolved[utils.SPAN_PROPERTY_NAME] = span
+    resolved[utils.VERSION_PROPERTY_NAME] = version
+    resolved[utils.FINGERPRINT_PROPERTY_NAME] = processor.get_input_fingerprint(span, version)
+    example_gen_driver.update_output_artifact(resolved, examples.mlmd_artifact)
+    logging.info("Resolved the input pattern to span %s (no ExampleGen driver ran).", span)
+    return resolved
+
+
+def span_dir_of(pattern: str) -> str:
+    """'span-3' for a resolved span pattern ('span-3/*/*', 'span-3/train/*/*'), else ''. Paths
+    are hashed into train/eval relative to it, so an image keeps its split in every later span."""
+    first = pattern.split("/", 1)[0]
+    return first if re.fullmatch(rf"{re.escape(image_ingest.SPAN_PREFIX)}\d+", first) else ""
+
+
 def split_root_of(pattern: str) -> str:
     """'train/*/*' -> 'train'; '*/*' -> '': the folder whose sub-folders are the classes."""
     parts = pattern.split("/")
@@ -74,10 +111,11 @@ class _InspectAndConvert(beam.DoFn):
 
     QUARANTINE = "quarantined"
 
-    def __init__(self, data_root: str, class_index: dict, max_pixels: int):
+    def __init__(self, data_root: str, class_index: dict, max_pixels: int, span_dir: str):
         self._data_root = data_root
         self._class_index = class_index
         self._max_pixels = max_pixels
+        self._span_prefix = span_dir + "/" if span_dir else ""
 
     def process(self, item):
         rel_path, class_name = item
@@ -99,7 +137,7 @@ class _InspectAndConvert(beam.DoFn):
                     IMAGE_KEY: _bytes_feature(data),
                     LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[self._class_index[class_name]])),
                     LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
-                    PATH_KEY: _bytes_feature(rel_path.encode("utf-8")),
+                    PATH_KEY: _bytes_feature(rel_path.removeprefix(self._span_prefix).encode("utf-8")),
                 }
             )
         )
@@ -131,7 +169,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 | "Reshuffle" >> beam.Reshuffle()
                 | "InspectAndConvert"
                 >> beam.ParDo(
-                    _InspectAndConvert(exec_properties["input_base"], state["class_index"], state["max_pixels"])
+                    _InspectAndConvert(
+                        exec_properties["input_base"], state["class_index"], state["max_pixels"], split["span_dir"]
+                    )
                 ).with_outputs(_InspectAndConvert.QUARANTINE, main="examples")
             )
             _write_jsonl(
@@ -164,6 +204,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     ) -> None:
         settings = read_settings(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        exec_properties = resolve_span(exec_properties, examples)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         data_root = exec_properties["input_base"]
@@ -171,7 +212,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         listings = {}
         for index, split in enumerate(input_config.splits):
             root = split_root_of(split.pattern)
-            if not os.path.isdir(os.path.join(data_root, root)):
+            if not tf.io.gfile.isdir(os.path.join(data_root, root)):
                 raise IngestError(f"split {split.name!r}: folder {os.path.join(data_root, root)} does not exist")
             listings[split.pattern] = (index, split.name, image_ingest.list_split(data_root, root))
         image_ingest.drop_duplicates(data_root, [listing for _, _, listing in listings.values()])
@@ -190,7 +231,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "class_index": {name: i for i, name in enumerate(class_names)},
             "max_pixels": settings.max_image_pixels,
             "splits": {
-                pattern: {"index": index, "files": listing.files} for pattern, (index, _, listing) in listings.items()
+                pattern: {"index": index, "files": listing.files, "span_dir": span_dir_of(pattern)}
+                for pattern, (index, _, listing) in listings.items()
             },
         }
         logging.info(

@@ -29,6 +29,7 @@ from components.contract import (
     PROBABILITIES,
     SERVING_CHECK_FILE,
 )
+from components.serving import serving_dir
 
 TOLERANCE = 1e-4
 
@@ -58,8 +59,9 @@ def _example(image: bytes) -> bytes:
 
 def check_in_this_process(model_dir: str) -> dict:
     """Loads `model_dir`, calls both signatures, compares with the Trainer's predictions."""
-    with open(os.path.join(model_dir, EXTRA_DIR, SERVING_CHECK_FILE)) as f:
-        data = json.load(f)
+    data = serving_dir.read_extra_json(model_dir, SERVING_CHECK_FILE)
+    if data is None:
+        raise ServingCheckError(f"{model_dir}: no {EXTRA_DIR}/{SERVING_CHECK_FILE} (not exported by Graft's Trainer)")
     images = [base64.b64decode(b) for b in data["images_b64"]]
     expected = np.array(data["probabilities"])
     model = tf.saved_model.load(model_dir)

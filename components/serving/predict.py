@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 
@@ -12,7 +11,6 @@ import tensorflow as tf
 from components.contract import (
     CLASS_NAME,
     CLASS_NAMES_FILE,
-    EXTRA_DIR,
     IMAGE_BYTES_INPUT,
     IMAGE_BYTES_SIGNATURE,
     PROBABILITIES,
@@ -74,7 +72,7 @@ def predict_files(
                 errors[path] = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         outputs = predict(**{IMAGE_BYTES_INPUT: tf.constant(images)}) if images else None
         if outputs is not None and names is None:
-            names = _class_names(model_dir, outputs)
+            names = serving_dir.read_extra_json(model_dir, CLASS_NAMES_FILE)
         row = {p: i for i, p in enumerate(ok)}
         for path in batch:
             if path in errors:
@@ -93,11 +91,3 @@ def predict_files(
             }
         if progress:
             progress(len(batch))
-
-
-def _class_names(model_dir: str, outputs) -> list[str] | None:
-    path = os.path.join(model_dir, EXTRA_DIR, CLASS_NAMES_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    return None

@@ -1,16 +1,21 @@
 """The serving directory in TF Serving's layout: <serving_dir>/<numeric version>/saved_model.pb.
 
-A version appears whole or not at all: it is copied under a hidden temporary name (which
-TF Serving ignores) and renamed into place.
+A version appears whole or not at all: it is copied under a hidden staging name (which TF
+Serving ignores), checked, then renamed into place locally or, on an object store (where a
+rename is a copy), copied with saved_model.pb last.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from typing import Optional
 
 from components.contract import EXTRA_DIR, SAVED_MODEL_FILE, SOURCE_FILE
+
+STAGING_PREFIX = ".incoming-"
 
 
 def versions(serving_dir: str) -> list[int]:
@@ -30,6 +35,23 @@ def versions(serving_dir: str) -> list[int]:
         if name.isdigit() and exists(os.path.join(serving_dir, name, SAVED_MODEL_FILE)):
             found.append(int(name))
     return sorted(found)
+
+
+def read_extra_json(version_dir: str, name: str):
+    """A JSON file from a version's assets.extra (class names, serving-check data), or None;
+    on an object store too."""
+    path = os.path.join(version_dir, EXTRA_DIR, name)
+    if "://" in path:
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def newest(serving_dir: str) -> Optional[str]:
@@ -53,53 +75,98 @@ def same_model(a: str, b: str) -> bool:
     return fa is not None and fa == fb
 
 
-def copy_tree(src: str, dst: str) -> None:
+def copy_tree(src: str, dst: str, last: str = "") -> None:
+    """Copies the tree at `src` to `dst`; the top-level file named `last`, if any, is copied
+    after everything else."""
     import tensorflow as tf
 
     for dirpath, _, filenames in tf.io.gfile.walk(src):
-        target = os.path.join(dst, os.path.relpath(dirpath, src))
+        relative = os.path.relpath(dirpath, src)
+        target = dst if relative == "." else os.path.join(dst, relative)
         tf.io.gfile.makedirs(target)
         for name in filenames:
-            tf.io.gfile.copy(os.path.join(dirpath, name), os.path.join(target, name), overwrite=True)
+            if not (last and name == last and target == dst):
+                tf.io.gfile.copy(os.path.join(dirpath, name), os.path.join(target, name), overwrite=True)
+    if last and tf.io.gfile.exists(os.path.join(src, last)):
+        tf.io.gfile.copy(os.path.join(src, last), os.path.join(dst, last), overwrite=True)
+
+
+def _numbered(serving_dir: str) -> list[int]:
+    """Every numeric folder name, complete or not: a number is never reused."""
+    import tensorflow as tf
+
+    return [int(n.rstrip("/")) for n in tf.io.gfile.listdir(serving_dir) if n.rstrip("/").isdigit()]
+
+
+def _next_version(serving_dir: str) -> int:
+    taken = _numbered(serving_dir)
+    return max(int(time.time()), max(taken) + 1 if taken else 0)
+
+
+def _claim_version(staging: str, serving_dir: str) -> str:
+    """Makes the complete, checked copy at `staging` a version; returns its path.
+
+    Locally a rename is atomic, and fails when a concurrent push took the same number first,
+    so the loser takes the next number. On an object store a "rename" is a copy, file by
+    file, so the version is written in place with saved_model.pb last: TF Serving loads a
+    version only once saved_model.pb is there, and `versions()` counts only such folders."""
+    import tensorflow as tf
+
+    for _ in range(100):
+        final = os.path.join(serving_dir, str(_next_version(serving_dir)))
+        if "://" not in serving_dir:
+            try:
+                os.rename(staging, final)
+                return final
+            except OSError:
+                if os.path.exists(final):
+                    continue  # a concurrent push took this number
+                raise
+        if tf.io.gfile.exists(final):
+            continue
+        copy_tree(staging, final, last=SAVED_MODEL_FILE)
+        return final
+    raise RuntimeError(f"{serving_dir}: could not claim a version number")
 
 
 def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> str:
-    """Copies `model_dir` in as a new version, atomically; returns the version's path.
+    """Copies `model_dir` in as a new version; returns the version's path. Only complete versions
+    ever become visible: the copy is staged under a hidden name unique to this push (TF Serving
+    ignores it; concurrent pushes never share it), checked, then claimed as a version.
 
     `check(staged_dir)`, when given, runs on the complete copy before it becomes visible; if
     it raises, the copy is removed and serving is left as it was."""
     import tensorflow as tf
 
     tf.io.gfile.makedirs(serving_dir)
-    existing = versions(serving_dir)
-    version = max(int(time.time()), existing[-1] + 1 if existing else 0)
-    staging = os.path.join(serving_dir, f".incoming-{version}")
-    if tf.io.gfile.exists(staging):
-        tf.io.gfile.rmtree(staging)  # left by a push that was killed mid-copy
-    copy_tree(model_dir, staging)
-    if source:
-        tf.io.gfile.makedirs(os.path.join(staging, EXTRA_DIR))
-        with tf.io.gfile.GFile(os.path.join(staging, EXTRA_DIR, SOURCE_FILE), "w") as f:
-            f.write(source)
-    if check is not None:
-        try:
+    staging = os.path.join(serving_dir, f"{STAGING_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:12]}")
+    try:
+        copy_tree(model_dir, staging)
+        if source:
+            tf.io.gfile.makedirs(os.path.join(staging, EXTRA_DIR))
+            with tf.io.gfile.GFile(os.path.join(staging, EXTRA_DIR, SOURCE_FILE), "w") as f:
+                f.write(source)
+        if check is not None:
             check(staging)
-        except BaseException:
+        return _claim_version(staging, serving_dir)
+    finally:
+        if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
-            raise
-    final = os.path.join(serving_dir, str(version))
-    tf.io.gfile.rename(staging, final)
-    return final
 
 
-def prune(serving_dir: str, keep: int) -> list[int]:
-    """Deletes all but the newest `keep` versions; the newest (serving) is always kept."""
+def prune(serving_dir: str, keep: int, stale_staging_seconds: int = 24 * 3600) -> list[int]:
+    """Deletes all but the newest `keep` versions (the newest, serving, is always kept) and the
+    staging copies that killed pushes left behind more than `stale_staging_seconds` ago."""
     import tensorflow as tf
 
     found = versions(serving_dir)
     doomed = found[: max(0, len(found) - max(1, keep))]
     for version in doomed:
         tf.io.gfile.rmtree(os.path.join(serving_dir, str(version)))
+    for name in tf.io.gfile.listdir(serving_dir):
+        started = name.rstrip("/")[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if name.startswith(STAGING_PREFIX) and started.isdigit() and time.time() - int(started) > stale_staging_seconds:
+            tf.io.gfile.rmtree(os.path.join(serving_dir, name.rstrip("/")))
     return doomed
 
 
