@@ -1,4 +1,4 @@
-"""`graft kfp compile | submit | schedule`: Graft's pipeline on Kubeflow Pipelines v2."""
+"""`graft kfp compile | submit | schedule | run-local`: Graft's pipeline on Kubeflow Pipelines v2."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import os
 import sys
 import tempfile
+import time
 
-from components.contract import EXIT_CONFIG, EXIT_OK
+from components.contract import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from kubeflow import cron
 from pipeline import config as cfg
 from pipeline import preflight
@@ -58,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
             )
         else:
             q.add_argument("--no-cache", action="store_true", help="run every step even if cached")
+    q = sub.add_parser(
+        "run-local",
+        help="compile as `compile` does, then execute the compiled YAML task by task on this machine, "
+        "as the Kubeflow backend would: try your Kubeflow pipeline before you submit it",
+    )
+    q.add_argument("--config", required=True, help="Graft config file; its `kubeflow:` section holds runner settings")
+    q.add_argument(
+        "--target",
+        choices=["kfp", "vertex"],
+        help="hand artifacts over as open-source KFP's driver does (default), or as Vertex AI does",
+    )
+    q.add_argument("--pipeline-root", help="artifact root (overrides the config)")
+    q.add_argument(
+        "--work-dir", help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local)"
+    )
+    q.add_argument("--summary-json", help="write the run's facts (blessed, pushed, metrics, task seconds) here")
     return p
 
 
@@ -92,6 +109,37 @@ def _trainer_excerpt(compiler, path: str) -> dict:
     return excerpt
 
 
+def _run_local(config, settings, args) -> int:
+    from kubeflow import compiler, run_local  # TFX and TFMA: imported once the checks have passed
+
+    root = config.pipeline_root if "://" in config.pipeline_root else os.path.abspath(config.pipeline_root)
+    work_dir = os.path.abspath(args.work_dir or os.path.join(config.pipeline_root, "kfp-run-local"))
+    os.makedirs(work_dir, exist_ok=True)
+    started = time.time()
+    spec_path = compiler.compile_pipeline(config, settings, os.path.join(work_dir, "pipeline.yaml"))
+    print(f"compiled {spec_path}; running its tasks here as {settings.target} would", flush=True)
+    try:
+        backend = run_local.run_compiled(
+            spec_path, root, work_dir, settings.target, cfg.direct_runner_args(config), say=_say(started)
+        )
+    except run_local.TaskFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    summary = {**run_local.summarize(backend), "compiled": spec_path, "wall_seconds": round(time.time() - started, 1)}
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("ingest", "task_logs")}, indent=1))
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1, ensure_ascii=False)
+    return EXIT_OK
+
+
+def _say(started: float):
+    def say(text: str) -> None:
+        print(f"[{time.time() - started:6.1f}s] {text}", flush=True)
+
+    return say
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -110,6 +158,8 @@ def main(argv=None) -> int:
         config.enable_cache = args.enable_caching
     elif args.command == "submit" and args.no_cache:
         config.enable_cache = False
+    if args.command == "run-local":
+        return _run_local(config, settings, args)
     output = os.path.abspath(settings.output)
     if args.dry_run:
         output = os.path.join(tempfile.mkdtemp(prefix="graft-kfp-"), os.path.basename(output))

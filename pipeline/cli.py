@@ -253,7 +253,7 @@ COMMANDS = {
     "backbones": "list the backbones and their input size, preprocessing and size",
     "predict": "classify images with a pushed model (JSON lines)",
     "rollback": "make an earlier serving version the newest again",
-    "kfp": "compile, submit or schedule the pipeline on Kubeflow Pipelines v2",
+    "kfp": "compile, submit, schedule or run-local the pipeline on Kubeflow Pipelines v2",
 }
 
 

@@ -286,6 +286,11 @@ def pusher_settings(config: GraftConfig) -> PusherSettings:
 def beam_args(config: GraftConfig) -> list[str]:
     if config.beam_pipeline_args is not None:
         return list(config.beam_pipeline_args)
+    return direct_runner_args(config)
+
+
+def direct_runner_args(config: GraftConfig) -> list[str]:
+    """Beam's DirectRunner sized for this machine."""
     workers = config.beam_num_workers or os.cpu_count() or 1
     return [
         f"--direct_running_mode={config.beam_direct_running_mode}",

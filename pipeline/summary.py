@@ -91,7 +91,7 @@ def _describe_failure(failure) -> str:
     return f"{name} {value:.4f} is below the required {bound:.4f} (min_accuracy)"
 
 
-def _evaluation(uri: str) -> dict:
+def read_evaluation(uri: str) -> dict:
     """Candidate metrics overall and per class slice, the confusion matrix, and why the
     validation failed (if it did)."""
     overall, per_class, failures, matrix = {}, {}, [], []
@@ -162,7 +162,7 @@ def collect_summary(config, progress=None) -> dict:
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed", 0))
     if evaluator.get("evaluation"):
-        evaluation = _evaluation(evaluator["evaluation"][0].uri)
+        evaluation = read_evaluation(evaluator["evaluation"][0].uri)
         summary["metrics"], summary["not_blessed_because"] = evaluation["overall"], evaluation["failures"]
         summary["per_class_metrics"] = evaluation["per_class"]
         summary["confusion_entries"] = evaluation["confusion_entries"]

@@ -2,6 +2,7 @@
 kfp.Client against a recording fake of the server's REST API, cron, and the TFX patches."""
 
 import datetime as dt
+import glob
 import json
 import os
 import subprocess
@@ -318,3 +319,81 @@ def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
         assert path_utils.serving_model_dir("gs://b/model") == "gs://b/model"  # 5: flat layout on OSS KFP
     finally:
         path_utils.serving_model_dir = original_dir
+
+
+def test_first_run_serving_baseline_passes_tfx_kubeflow_entrypoint(tmp_path, monkeypatch):
+    """Nothing serves yet: ServingBaseline must still hand TFX's Kubeflow entrypoint one output
+    artifact (it calls get_single_instance on every output list), marked as 'nothing serving'."""
+    import argparse
+
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+    from kubeflow import kfp_v2_compat
+
+    monkeypatch.setenv("GRAFT_TARGET", "kfp")
+    kfp_v2_compat.install()
+    schema = "title: tfx.Model\ntype: object\n"
+    output_file = tmp_path / "task" / "output_metadata.json"
+    executor_input = {
+        "inputs": {
+            "parameterValues": {"serving_dir": str(tmp_path / "empty-serving")},
+            "artifacts": {"model": {"artifacts": [{"name": "7", "uri": str(tmp_path / "model"), "metadata": {}}]}},
+        },
+        "outputs": {
+            "artifacts": {
+                "baseline_model": {
+                    "artifacts": [
+                        {
+                            "name": "baseline_model",
+                            "uri": str(tmp_path / "baseline"),
+                            "type": {"instanceSchema": schema},
+                        }
+                    ]
+                }
+            },
+            "outputFile": str(output_file),
+        },
+    }
+    inputs_spec = {
+        "artifacts": {"model": {"artifactType": {"instanceSchema": schema}}},
+        "parameters": {"serving_dir": {"parameterType": "STRING"}},
+    }
+    args = argparse.Namespace(
+        executor_class_path="components.serving_baseline.component.Executor",
+        json_serialized_invocation_args=json.dumps(executor_input),
+        json_serialized_inputs_spec_args=json.dumps(inputs_spec),
+    )
+    kubeflow_v2_run_executor._run_executor(args, [])
+    [baseline] = json.loads(output_file.read_text())["artifacts"]["baseline_model"]["artifacts"]
+    assert baseline["metadata"]["serving_version_dir"] == ""
+
+
+@pytest.mark.e2e
+def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path, tiny_digits_dir):
+    """graft kfp run-local: every task of the compiled YAML in its own process through the image's
+    entrypoint, artifacts handed over as KFP's driver does; the pushed model serves."""
+    from tests.conftest import assert_signatures_agree, small_training_config
+
+    config = small_training_config(tmp_path, data_dir=tiny_digits_dir, stages="frozen", epochs=2, min_accuracy=0.0)
+    config["kubeflow"] = {"target": "kfp", "image": "registry.test/graft:1"}
+    path = tmp_path / "kfp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run(
+        [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    spec, _ = compiler.load_compiled(summary["compiled"])
+    assert set(summary["task_seconds"]) == set(spec["root"]["dag"]["tasks"])  # every task ran
+    assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
+    assert summary["ingest"]["accepted"] == 120
+    model_dir = summary["pushed_model_dir"]
+    assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
+    files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
+    assert_signatures_agree(model_dir, files, 3)

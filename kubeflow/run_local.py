@@ -1,0 +1,263 @@
+"""`graft kfp run-local`: the compiled PipelineSpec executed task by task on this machine.
+
+What a Kubeflow backend does around each container, done here (references: KFP's
+backend/src/v2/driver/driver.go `provisionOutputs`, metadata/converter.go `toRuntimeArtifact`,
+component/launcher_v2.go `uploadOutputArtifacts`/`mergeRuntimeArtifacts`; TFX's
+kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
+
+- tasks run in dependency order (`dependentTasks`), each as its own container command from
+  `deploymentSpec` (`python -m kubeflow.kfp_entrypoint ...`, the image's entrypoint) in a
+  subprocess, with `{{$}}` replaced by the task's ExecutorInput JSON;
+- the ExecutorInput holds the task's parameters (the spec's constants), its input artifacts
+  (what upstream tasks produced) and its output artifacts, provisioned at
+  `<pipeline root>/<run id>/<task>/<output key>`, with an output metadata file per task;
+- after a task, its ExecutorOutput is merged into its output artifacts (URI and metadata), which
+  downstream tasks then receive.
+
+The two targets hand artifacts over as their backends do. `kfp` (open-source Kubeflow
+Pipelines): inputs arrive without a type, named by a numeric metadata id, their metadata the
+artifact's properties; lifecycle hooks are not run (the backend has none), so ImageExampleGen
+resolves {SPAN} itself. `vertex` (Vertex AI Pipelines): inputs arrive typed, with resource
+names, and the ExampleGen driver hook (`lifecycle.preCacheCheck`) runs before the executor.
+
+Not emulated: the cluster (images, pods, resources, GPUs, node selectors, tolerations are
+ignored: the tasks run with this checkout's code and Python), object-store uploads (artifacts
+are written where their URI points), and KFP's execution cache (every task runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from components.contract import INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
+from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
+from pipeline.summary import read_evaluation
+
+_REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = ("kfp", "vertex")
+_PLACEHOLDER = "{{$}}"
+_OUTPUT_METADATA = "output_metadata.json"
+
+
+class TaskFailed(RuntimeError):
+    """A task's container exited non-zero; the message names the task and its log."""
+
+
+@dataclass
+class Task:
+    name: str
+    seconds: float = 0.0
+    outputs: dict = field(default_factory=dict)  # output key -> RuntimeArtifact (JSON dict), as registered
+    log_file: str = ""
+
+
+def task_order(spec: dict) -> list[str]:
+    """Tasks in dependency order (ties by name, so a run is repeatable)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    done, order = set(), []
+    while len(order) < len(tasks):
+        ready = sorted(n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= done)
+        if not ready:
+            raise ValueError(f"the pipeline's tasks depend on each other in a circle: {sorted(set(tasks) - done)}")
+        order.append(ready[0])
+        done.add(ready[0])
+    return order
+
+
+def in_checkout(value, repo_dir: str = _REPO_DIR):
+    """A string path inside the image's copy of this repository, as a path in this checkout."""
+    if isinstance(value, str) and (value == IMAGE_REPO_DIR or value.startswith(IMAGE_REPO_DIR + "/")):
+        return repo_dir + value[len(IMAGE_REPO_DIR) :]
+    return value
+
+
+def _parameter_values(task: dict, spec: dict) -> dict:
+    root_inputs = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    values = {}
+    for key, source in task.get("inputs", {}).get("parameters", {}).items():
+        if "runtimeValue" in source:
+            values[key] = in_checkout(source["runtimeValue"]["constant"])
+        elif "componentInputParameter" in source:
+            values[key] = root_inputs[source["componentInputParameter"]].get("defaultValue")
+        else:
+            raise ValueError(f"parameter {key!r}: only constants and pipeline inputs are supported here ({source})")
+    return values
+
+
+class LocalBackend:
+    """Runs one compiled pipeline: provisions, launches and records each task."""
+
+    def __init__(self, spec: dict, pipeline_root: str, work_dir: str, target: str, beam_args: list, say=print):
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS} (got {target!r})")
+        self.spec, self.target, self.beam_args, self.say = spec, target, list(beam_args), say
+        self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.pipeline_root = pipeline_root.rstrip("/")
+        self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
+        self.tasks: dict[str, Task] = {}
+        self._next_id = 1
+
+    # -- artifacts as each backend hands them over ------------------------------------------
+    def _register(self, artifact: dict) -> dict:
+        """Records an output artifact as the backend's metadata store would; returns it."""
+        recorded = {
+            "id": self._next_id,
+            "uri": artifact["uri"],
+            "metadata": dict(artifact.get("metadata", {})),
+            "type": artifact.get("type", {}),
+        }
+        self._next_id += 1
+        return recorded
+
+    def _as_input(self, recorded: dict) -> dict:
+        if self.target == "kfp":  # metadata.toRuntimeArtifact: no type, the id as name
+            return {"name": str(recorded["id"]), "uri": recorded["uri"], "metadata": recorded["metadata"]}
+        return {
+            "name": f"projects/local/locations/local/metadataStores/default/artifacts/{recorded['id']}",
+            "uri": recorded["uri"],
+            "metadata": recorded["metadata"],
+            "type": recorded["type"],
+        }
+
+    def _provision_outputs(self, name: str, component: dict) -> dict:
+        """driver.provisionOutputs: a typed artifact per declared output, under the task root."""
+        outputs = {}
+        for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+            outputs[key] = {
+                "artifacts": [
+                    {
+                        "name": key if self.target == "kfp" else f"{self.run_id}-{name}-{key}",
+                        "uri": f"{self.pipeline_root}/{self.run_id}/{name}/{key}",
+                        "type": definition["artifactType"],
+                        "metadata": {},
+                    }
+                ]
+            }
+        return outputs
+
+    def executor_input(self, name: str) -> dict:
+        task = self.spec["root"]["dag"]["tasks"][name]
+        component = self.spec["components"][task["componentRef"]["name"]]
+        artifacts = {}
+        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = source["taskOutputArtifact"]
+            recorded = self.tasks[producer["producerTask"]].outputs[producer["outputArtifactKey"]]
+            artifacts[key] = {"artifacts": [self._as_input(recorded)]}
+        return {
+            "inputs": {"parameterValues": _parameter_values(task, self.spec), "artifacts": artifacts},
+            "outputs": {
+                "artifacts": self._provision_outputs(name, component),
+                "outputFile": os.path.join(self.task_dir, name, _OUTPUT_METADATA),
+            },
+        }
+
+    # -- launching -----------------------------------------------------------------------------
+    def _command(self, container: dict, executor_input: dict) -> list[str]:
+        """The container's command and arguments with `{{$}}` filled in, `python` as this
+        interpreter, and DirectRunner flags sized for this machine instead of the cluster's."""
+        command = [sys.executable if part == "python" else part for part in container["command"]]
+        args = []
+        for arg in container.get("args", []):
+            if arg.startswith(("--direct_running_mode=", "--direct_num_workers=", "--runner=")):
+                continue
+            args.append(arg.replace(_PLACEHOLDER, json.dumps(executor_input)) if _PLACEHOLDER in arg else arg)
+        return command + args + self.beam_args
+
+    def _launch(self, name: str, step: str, command: list[str], log_file: str) -> None:
+        env = {**os.environ, "GRAFT_TARGET": self.target, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": _REPO_DIR}
+        with open(log_file, "a", encoding="utf-8") as log:
+            log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
+            log.flush()
+            result = subprocess.run(command, cwd=_REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            with open(log_file, encoding="utf-8", errors="replace") as log:
+                tail = "".join(log.readlines()[-25:])
+            raise TaskFailed(f"task {name} ({step}) exited with {result.returncode}; its log: {log_file}\n{tail}")
+
+    def run_task(self, name: str) -> Task:
+        task_spec = self.spec["root"]["dag"]["tasks"][name]
+        component = self.spec["components"][task_spec["componentRef"]["name"]]
+        container = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+        os.makedirs(os.path.join(self.task_dir, name), exist_ok=True)
+        task = Task(name, log_file=os.path.join(self.task_dir, name, "log.txt"))
+        started = time.time()
+        executor_input = self.executor_input(name)
+        hook = container.get("lifecycle", {}).get("preCacheCheck")
+        if hook and self.target == "vertex":
+            # Vertex runs the driver hook first, then updates the task's parameters and output
+            # artifacts from the ExecutorOutput it wrote (TFX's run_executor reads the same file).
+            self._launch(name, "driver hook", self._command(hook, executor_input), task.log_file)
+            hooked = _read_json(executor_input["outputs"]["outputFile"])
+            for key, artifacts in hooked.get("artifacts", {}).items():
+                provisioned = executor_input["outputs"]["artifacts"][key]["artifacts"][0]
+                provisioned["metadata"].update(artifacts["artifacts"][0].get("metadata", {}))
+        self._launch(name, "executor", self._command(container, executor_input), task.log_file)
+        produced = _read_json(executor_input["outputs"]["outputFile"]).get("artifacts", {})
+        for key, artifacts in executor_input["outputs"]["artifacts"].items():
+            artifact = artifacts["artifacts"][0]
+            if produced.get(key, {}).get("artifacts"):  # launcher_v2.mergeRuntimeArtifacts
+                update = produced[key]["artifacts"][0]
+                artifact["uri"] = update.get("uri") or artifact["uri"]
+                artifact["metadata"].update(update.get("metadata", {}))
+            task.outputs[key] = self._register(artifact)
+        task.seconds = round(time.time() - started, 1)
+        self.tasks[name] = task
+        return task
+
+    def run(self) -> dict:
+        """Runs every task; returns {task: Task}."""
+        order = task_order(self.spec)
+        for index, name in enumerate(order, 1):
+            self.say(f"[{index}/{len(order)}] {name} ...")
+            task = self.run_task(name)
+            self.say(f"[{index}/{len(order)}] {name} done in {task.seconds:.1f}s")
+        return self.tasks
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, beam_args: list, say=print):
+    """Executes the compiled pipeline at `spec_path`; returns the backend (tasks, run id, dirs)."""
+    spec, _ = load_compiled(spec_path)
+    backend = LocalBackend(spec, pipeline_root, work_dir, target, beam_args, say)
+    backend.run()
+    return backend
+
+
+def summarize(backend: LocalBackend) -> dict:
+    """The facts of a finished run, from its artifacts: blessed, pushed where, metrics, why not."""
+    tasks = backend.tasks
+
+    def output(task: str, key: str) -> dict:
+        return tasks[task].outputs.get(key, {}) if task in tasks else {}
+
+    blessing, pushed = output("Evaluator", "blessing"), output("Pusher", "pushed_model")
+    baseline = output("ServingBaseline", "baseline_model")
+    evaluation = read_evaluation(output("Evaluator", "evaluation")["uri"]) if output("Evaluator", "evaluation") else {}
+    examples = output("ImageExampleGen", "examples") or output("ImportExampleGen", "examples")
+    report = os.path.join(examples.get("uri", ""), INGEST_DIR, INGEST_REPORT_FILE)
+    return {
+        "target": backend.target,
+        "run_id": backend.run_id,
+        "task_seconds": {name: task.seconds for name, task in tasks.items()},
+        "task_logs": {name: task.log_file for name, task in tasks.items()},
+        "blessed": bool(blessing.get("metadata", {}).get("blessed")),
+        "baseline_serving_version": baseline.get("metadata", {}).get(SERVING_VERSION_PROPERTY) or None,
+        "pushed": bool(pushed.get("metadata", {}).get("pushed")),
+        "pushed_model_dir": pushed.get("metadata", {}).get("pushed_destination") or None,
+        "push_skipped_reason": pushed.get("metadata", {}).get("skipped_reason"),
+        "metrics": evaluation.get("overall", {}),
+        "not_blessed_because": evaluation.get("failures", []),
+        "ingest": _read_json(report) if os.path.exists(report) else None,
+    }
