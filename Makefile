@@ -27,7 +27,7 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml kubeflow/install.sh
 	@py="$(firstword $(PYTHON310))"; \
 	if [ -z "$$py" ] || ! "$$py" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
 	  echo "error: Python 3.10 not found. TFX 1.16 needs exactly 3.10: put python3.10 on PATH," >&2; \
@@ -36,11 +36,7 @@ $(STAMP): requirements.lock pyproject.toml
 	fi; \
 	echo "Setting up $(VENV) with $$py (about 5 minutes on a cold pip cache)"; \
 	[ -x $(PY) ] || "$$py" -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=23"
-	$(PY) -m pip install -q --no-deps -r requirements.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	$(PY) -c "import tfx, tensorflow_transform, tensorflow_model_analysis, tensorflow_hub, tf_keras" 2>/dev/null \
-	  || { echo "error: the environment in $(VENV) does not import TFX; delete $(VENV) and retry" >&2; exit 1; }
+	bash kubeflow/install.sh $(PY) all   # the same install the container image runs
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -397,3 +397,17 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
     files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
     assert_signatures_agree(model_dir, files, 3)
+
+
+def test_image_and_make_setup_install_through_one_script():
+    """kubeflow/install.sh is the only install: the Dockerfile and `make setup` both run it, and
+    neither calls pip itself, so the image and a developer's .venv cannot drift apart."""
+    dockerfile = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
+    makefile = open(os.path.join(REPO, "Makefile")).read()
+    assert "bash kubeflow/install.sh python deps" in dockerfile
+    assert "bash kubeflow/install.sh python project" in dockerfile
+    assert "bash kubeflow/install.sh $(PY) all" in makefile
+    for text in (dockerfile, makefile):
+        assert "pip install" not in text
+    compiled_command = compiler.EXECUTOR_COMMAND
+    assert compiled_command == ["python", "-m", "kubeflow.kfp_entrypoint"]  # what run-local runs too
