@@ -125,7 +125,11 @@ def _run_local(config, settings, args) -> int:
     except run_local.TaskFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
-    summary = {**run_local.summarize(backend), "compiled": spec_path, "wall_seconds": round(time.time() - started, 1)}
+    summary = {
+        **run_local.summarize(backend, len(config.class_names)),
+        "compiled": spec_path,
+        "wall_seconds": round(time.time() - started, 1),
+    }
     print(json.dumps({k: v for k, v in summary.items() if k not in ("ingest", "task_logs")}, indent=1))
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as f:

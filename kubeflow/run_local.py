@@ -235,7 +235,7 @@ def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str,
     return backend
 
 
-def summarize(backend: LocalBackend) -> dict:
+def summarize(backend: LocalBackend, num_classes: int) -> dict:
     """The facts of a finished run, from its artifacts: blessed, pushed where, metrics, why not."""
     tasks = backend.tasks
 
@@ -244,7 +244,11 @@ def summarize(backend: LocalBackend) -> dict:
 
     blessing, pushed = output("Evaluator", "blessing"), output("Pusher", "pushed_model")
     baseline = output("ServingBaseline", "baseline_model")
-    evaluation = read_evaluation(output("Evaluator", "evaluation")["uri"]) if output("Evaluator", "evaluation") else {}
+    evaluation = (
+        read_evaluation(output("Evaluator", "evaluation")["uri"], num_classes)
+        if output("Evaluator", "evaluation")
+        else {}
+    )
     examples = output("ImageExampleGen", "examples") or output("ImportExampleGen", "examples")
     report = os.path.join(examples.get("uri", ""), INGEST_DIR, INGEST_REPORT_FILE)
     return {

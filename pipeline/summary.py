@@ -91,7 +91,36 @@ def _describe_failure(failure) -> str:
     return f"{name} {value:.4f} is below the required {bound:.4f} (min_accuracy)"
 
 
-def read_evaluation(uri: str) -> dict:
+def argmax_class_metrics(entries: list, num_classes: int) -> dict:
+    """Per-class precision, recall and F1, and macro F1, of the arg-max prediction, read off the
+    confusion matrix TFMA computed ([actual, predicted, count] entries at threshold 0). TFMA's
+    binarized Precision/Recall threshold each class's probability at 0.5 instead, which
+    disagrees with the matrix whenever the winning probability is below 0.5."""
+    counts = [[0.0] * num_classes for _ in range(num_classes)]
+    for actual, predicted, count in entries:
+        if 0 <= actual < num_classes and 0 <= predicted < num_classes:
+            counts[actual][predicted] += count
+    metrics, f1s = {}, []
+    for c in range(num_classes):
+        hits = counts[c][c]
+        predicted = sum(counts[a][c] for a in range(num_classes))
+        actual = sum(counts[c])
+        precision = hits / predicted if predicted else 0.0
+        recall = hits / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        metrics.update(
+            {
+                f"precision/class_{c}": round(precision, 6),
+                f"recall/class_{c}": round(recall, 6),
+                f"f1_score/class_{c}": round(f1, 6),
+            }
+        )
+        f1s.append(f1)
+    metrics["macro_f1_score"] = round(sum(f1s) / num_classes, 6) if num_classes else 0.0
+    return metrics
+
+
+def read_evaluation(uri: str, num_classes: int) -> dict:
     """Candidate metrics overall and per class slice, the confusion matrix, and why the
     validation failed (if it did)."""
     overall, per_class, failures, matrix = {}, {}, [], []
@@ -121,6 +150,8 @@ def read_evaluation(uri: str) -> dict:
                 failures.append(_describe_failure(failure))
     except Exception:  # no validation result written (no thresholds)
         pass
+    if matrix:
+        overall.update(argmax_class_metrics(matrix, num_classes))
     return {"overall": overall, "per_class": per_class, "failures": failures, "confusion_entries": matrix}
 
 
@@ -162,7 +193,7 @@ def collect_summary(config, progress=None) -> dict:
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed", 0))
     if evaluator.get("evaluation"):
-        evaluation = read_evaluation(evaluator["evaluation"][0].uri)
+        evaluation = read_evaluation(evaluator["evaluation"][0].uri, len(config.class_names or []))
         summary["metrics"], summary["not_blessed_because"] = evaluation["overall"], evaluation["failures"]
         summary["per_class_metrics"] = evaluation["per_class"]
         summary["confusion_entries"] = evaluation["confusion_entries"]

@@ -163,3 +163,19 @@ def test_weights_file_for_another_architecture_exit_2_fast(tmp_path, digits_dir)
         "weights file for another architecture: it holds 131 layers with weights, mobilenet_v2 has 104" in result.stderr
     )
     assert seconds < 5, seconds
+
+
+def test_per_class_metrics_are_those_of_the_argmax_confusion_matrix():
+    from pipeline.summary import argmax_class_metrics
+
+    # actual 0: 28 right, 4 taken for 1; actual 1: 10 right, 6 taken for 0; actual 2: all 5 right.
+    entries = [[0, 0, 28.0], [0, 1, 4.0], [1, 1, 10.0], [1, 0, 6.0], [2, 2, 5.0]]
+    metrics = argmax_class_metrics(entries, 3)
+    assert metrics["recall/class_0"] == pytest.approx(28 / 32)
+    assert metrics["precision/class_0"] == pytest.approx(28 / 34)
+    assert metrics["recall/class_1"] == pytest.approx(10 / 16)
+    assert metrics["precision/class_1"] == pytest.approx(10 / 14)
+    assert metrics["precision/class_2"] == metrics["recall/class_2"] == metrics["f1_score/class_2"] == 1.0
+    f1_0 = 2 * (28 / 34) * (28 / 32) / (28 / 34 + 28 / 32)
+    assert metrics["f1_score/class_0"] == pytest.approx(f1_0, abs=1e-6)
+    assert metrics["macro_f1_score"] == pytest.approx((f1_0 + metrics["f1_score/class_1"] + 1.0) / 3, abs=1e-6)

@@ -91,6 +91,10 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     matrix = report["confusion_matrix"]["rows_actual_columns_predicted"]
     assert sum(map(sum, matrix)) == first["metrics"]["example_count"]
     assert first["metrics"]["macro_f1_score"] > 0 and "precision/class_2" in first["metrics"]
+    for c in range(3):  # per-class numbers are the confusion matrix's, at the arg-max class
+        column = sum(row[c] for row in matrix)
+        assert first["metrics"][f"recall/class_{c}"] == pytest.approx(matrix[c][c] / sum(matrix[c]), abs=1e-6)
+        assert first["metrics"][f"precision/class_{c}"] == pytest.approx(matrix[c][c] / column, abs=1e-6)
     assert "top_k_accuracy" in first["metrics"]  # 3 classes: top-2
 
     # graft predict agrees with the signature on the same images.

@@ -139,7 +139,7 @@ def test_augmentation_presets_train_only():
         "RandomFlip",
         "RandomRotation",
         "RandomZoom",
-        "RandomContrast",
+        "RangeKeepingContrast",
     ]
     images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[1, 2])
     assert not np.allclose(standard(images, training=True).numpy(), images.numpy())
@@ -147,6 +147,26 @@ def test_augmentation_presets_train_only():
     assert "augmentation" not in [layer.name for layer in _model().layers]  # never in the served model
     with pytest.raises(ConfigError, match="rotation needs a factor"):
         augmentation.resolve([{"type": "rotation"}])
+
+
+@pytest.mark.parametrize("mode", ["tf", "caffe", "torch", "unit", "none"])
+def test_augmentation_keeps_each_preprocessing_modes_value_range(mode):
+    """Augmentation sees normalised batches: it must change them without clipping them to the
+    [0, 255] that tf_keras' RandomContrast assumes (which zeroed every negative value)."""
+    from components.backbones.preprocessing import scale_pixels
+
+    pixels = tf.random.stateless_uniform([8, 16, 16, 3], seed=[3, 4], maxval=255.0)
+    images = scale_pixels(pixels, mode)
+    for preset in ("standard", [{"type": "contrast", "factor": 0.5}]):
+        augment = augmentation.build(augmentation.resolve(preset), seed=2)
+        out = augment(images, training=True).numpy()
+        assert not np.allclose(out, images.numpy())
+        low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+        span = high - low
+        if low < 0:
+            assert out.min() < -0.25 * abs(low), (mode, preset, out.min())  # not clipped at 0
+        assert low - span <= out.min() and out.max() <= high + span  # stays on the same scale
+        assert np.isclose(out.mean(), images.numpy().mean(), atol=0.15 * span)
 
 
 def test_training_options_are_validated(tmp_path):

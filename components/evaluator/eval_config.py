@@ -56,19 +56,9 @@ def build_eval_config(
                 class_name="SparseTopKCategoricalAccuracy", config=json.dumps({"k": k, "name": TOP_K_ACCURACY})
             )
         )
-    classes = tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))})
-    specs = [
-        tfma.MetricsSpec(metrics=overall),
-        tfma.MetricsSpec(
-            metrics=[tfma.MetricConfig(class_name="Precision"), tfma.MetricConfig(class_name="Recall")],
-            binarize=classes,
-        ),
-        tfma.MetricsSpec(
-            metrics=[tfma.MetricConfig(class_name="F1Score")],
-            binarize=classes,
-            aggregate=tfma.AggregationOptions(macro_average=True, class_weights={i: 1.0 for i in range(num_classes)}),
-        ),
-    ]
+    # Per-class precision, recall and F1 are read off the arg-max confusion matrix
+    # (pipeline/summary.py): TFMA's binarized ones threshold each probability at 0.5.
+    specs = [tfma.MetricsSpec(metrics=overall)]
     if num_classes == 2:
         specs.append(
             tfma.MetricsSpec(

@@ -13,7 +13,7 @@ _LAYERS = {
     "rotation": ("RandomRotation", lambda f: {"factor": f, "fill_mode": "reflect"}),
     "zoom": ("RandomZoom", lambda f: {"height_factor": f, "fill_mode": "reflect"}),
     "translation": ("RandomTranslation", lambda f: {"height_factor": f, "width_factor": f, "fill_mode": "reflect"}),
-    "contrast": ("RandomContrast", lambda f: {"factor": f}),
+    "contrast": ("RangeKeepingContrast", lambda f: {"factor": f}),  # not keras' RandomContrast: see its module
 }
 PRESETS = {
     "none": [],
@@ -48,8 +48,13 @@ def build(items: list[dict], seed: int | None = None):
     (Keras is imported here, not above: `resolve` runs in the command line's fast checks.)"""
     import tf_keras as keras
 
+    from components.trainer.range_keeping_contrast import RangeKeepingContrast
+
     layers = []
     for item in items:
         class_name, arguments = _LAYERS[item["type"]]
-        layers.append(getattr(keras.layers, class_name)(**arguments(item.get("factor")), seed=seed))
+        layer_class = (
+            RangeKeepingContrast if class_name == "RangeKeepingContrast" else getattr(keras.layers, class_name)
+        )
+        layers.append(layer_class(**arguments(item.get("factor")), seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
