@@ -20,6 +20,7 @@ import yaml
 
 from components.backbones import registry
 from components.contract import ConfigError
+from components.example_gen import image_ingest
 from components.example_gen.settings import ExampleGenSettings
 from components.pusher.settings import PusherSettings
 from components.settings import code_version
@@ -241,11 +242,14 @@ def validate(config: GraftConfig) -> None:
 
 
 def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
+    data = config.data_dir or ""
+    span = image_ingest.newest_span(data) if data and config.spans else None
     return ExampleGenSettings(
         code_version=code_version("example_gen"),
         max_image_pixels=config.max_image_pixels,
         max_quarantine_fraction=config.max_quarantine_fraction,
         min_images_per_class=config.min_images_per_class,
+        data_fingerprint=image_ingest.tree_fingerprint(os.path.join(data, span or "")) if data else "",
     )
 
 

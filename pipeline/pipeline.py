@@ -32,7 +32,7 @@ def _abs(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _example_gen(config: cfg.GraftConfig):
+def example_gen_component(config: cfg.GraftConfig):
     eval_split = example_gen_pb2.SplitConfig(
         splits=[
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - config.eval_percent),
@@ -57,7 +57,8 @@ def _example_gen(config: cfg.GraftConfig):
         output_config = example_gen_pb2.Output()
     else:
         input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=f"{prefix}*/*")])
-        # Deterministic split: TFX hashes the source path (relative to the data root).
+        # Deterministic split: TFX hashes the source path (relative to the data root, or to the
+        # span folder with spans, so an image keeps its split as spans accumulate).
         eval_split.partition_feature_name = "path"
         output_config = example_gen_pb2.Output(split_config=eval_split)
     return FileBasedExampleGen(
@@ -75,7 +76,7 @@ def create_pipeline(
     """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them)."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
-    example_gen = _example_gen(config)
+    example_gen = example_gen_component(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_dir:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))

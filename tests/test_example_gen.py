@@ -18,7 +18,11 @@ from components.example_gen.settings import ExampleGenSettings
 from tests.conftest import write_digit_pngs
 
 SETTINGS = ExampleGenSettings(
-    code_version="test", max_image_pixels=1_000_000, max_quarantine_fraction=0.05, min_images_per_class=5
+    code_version="test",
+    max_image_pixels=1_000_000,
+    max_quarantine_fraction=0.05,
+    min_images_per_class=5,
+    data_fingerprint="",
 )
 
 
@@ -103,3 +107,43 @@ def test_missing_split_folder_is_named(tmp_path):
     write_digit_pngs(str(tmp_path / "data" / "train"), {"a": 0, "b": 1}, 6)
     with pytest.raises(Exception, match="folder .*eval does not exist"):
         run_example_gen(str(tmp_path / "data"), "eval/*/*", tmp_path / "out")
+
+
+@pytest.mark.e2e
+def test_an_image_edited_in_a_nested_folder_runs_example_gen_again(tmp_path):
+    """TFX fingerprints only what the split pattern (*/*) matches; ingestion reads nested
+    folders too, so an edit two levels down must still invalidate the cached ExampleGen."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
+    from pipeline import preflight
+    from pipeline.config import load_config
+    from pipeline.pipeline import example_gen_component
+
+    data = tmp_path / "data"
+    write_digit_pngs(str(data), {"a": 0, "b": 1}, 6)
+    nested = write_digit_pngs(str(data / "a" / "more"), {"deeper": 3}, 2)
+    metadata = str(tmp_path / "mlmd.db")
+
+    def run_and_count_examples() -> int:
+        config = load_config(None, {"data_dir": str(data), "weights": "none", "pipeline_name": "fingerprint"})
+        preflight.resolve_class_names(config)
+        tfx.orchestration.LocalDagRunner().run(
+            tfx.dsl.Pipeline(
+                pipeline_name="fingerprint",
+                pipeline_root=str(tmp_path / "root"),
+                components=[example_gen_component(config)],
+                enable_cache=True,
+                metadata_connection_config=sqlite_metadata_connection_config(metadata),
+                beam_pipeline_args=["--direct_running_mode=in_memory"],
+            )
+        )
+        return len(glob.glob(str(tmp_path / "root" / "ImageExampleGen" / "examples" / "*")))
+
+    assert run_and_count_examples() == 1
+    assert run_and_count_examples() == 1  # unchanged: cached
+    with open(nested[0], "rb") as f:
+        other = f.read()
+    with open(nested[1], "wb") as f:  # the same name, new content
+        f.write(other)
+    assert run_and_count_examples() == 2

@@ -7,6 +7,7 @@ or skipped by a rule (with the rule), so nothing is dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -160,6 +161,26 @@ def newest_span(data_root: str) -> Optional[str]:
         if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX) :].isdigit() and _isdir(os.path.join(data_root, n))
     ]
     return f"{SPAN_PREFIX}{max(spans)}" if spans else None
+
+
+def tree_fingerprint(root: str) -> str:
+    """A digest of every file under a local `root`, at any depth (path, size, modification
+    time); "" for object stores. TFX fingerprints only the files its split pattern (`*/*`)
+    matches, so an image edited in a nested folder would leave ExampleGen cached on stale data;
+    this digest, carried in ExampleGen's settings, changes its cache key instead."""
+    if "://" in root or not os.path.isdir(root):
+        return ""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue  # a dangling link: ingestion reports it
+            digest.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _tf_message(err) -> str:

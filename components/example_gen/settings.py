@@ -13,3 +13,4 @@ class ExampleGenSettings(ComponentSettings):
     max_image_pixels: int
     max_quarantine_fraction: float
     min_images_per_class: int
+    data_fingerprint: str  # every file under the data folder at any depth (image_ingest.tree_fingerprint)
