@@ -3,6 +3,8 @@ schedules, and discriminative (per-layer) rates."""
 
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -16,6 +18,7 @@ _OPTIMIZERS = {
     "adam": (keras.optimizers.legacy.Adam, {}),
 }
 _DISCRIMINATIVE = {}
+_REPLICA_SUFFIX = re.compile(r"/replica_\d+(?=:\d+$)")
 
 
 def _discriminative(base_class):
@@ -30,7 +33,7 @@ def _discriminative(base_class):
                 self._multipliers = dict(multipliers or {})
 
             def _resource_apply_dense(self, grad, var, apply_state=None):
-                multiplier = self._multipliers.get(var.ref(), 1.0)
+                multiplier = self._multipliers.get(variable_key(var), 1.0)
                 if multiplier == 1.0:
                     return super()._resource_apply_dense(grad, var, apply_state)
                 before = tf.identity(var)
@@ -44,15 +47,22 @@ def _discriminative(base_class):
     return _DISCRIMINATIVE[base_class]
 
 
+def variable_key(variable) -> str:
+    """A model variable's name, the same for the variable and, under MirroredStrategy, for each
+    replica's copy (named '<name>/replica_<i>:0'), which is what an optimizer's update sees:
+    keyed by `var.ref()`, no multiplier ever matched there."""
+    return _REPLICA_SUFFIX.sub("", variable.name)
+
+
 def discriminative_multipliers(model: keras.Model, lowest: float) -> dict:
-    """{variable ref: multiplier}: 1 for the head and the top trainable backbone layer, falling
+    """{variable key: multiplier}: 1 for the head and the top trainable backbone layer, falling
     geometrically to `lowest` for the deepest trainable backbone layer."""
     layers = [layer for layer in backbone_of(model).layers if layer.trainable and layer.trainable_weights]
     multipliers = {}
     for depth, layer in enumerate(layers):
         position = depth / max(1, len(layers) - 1)  # 0 deepest .. 1 top
         for variable in layer.trainable_weights:
-            multipliers[variable.ref()] = lowest ** (1.0 - position)
+            multipliers[variable_key(variable)] = lowest ** (1.0 - position)
     return multipliers
 
 
