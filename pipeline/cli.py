@@ -20,7 +20,7 @@ from tqdm import tqdm
 from components.backbones import registry
 from components.contract import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from components.serving import serving_dir
-from components.trainer.stages import PRESETS
+from components.trainer.stages import AUTO, PRESETS
 from pipeline import config as cfg
 from pipeline import preflight
 from pipeline import progress as progress_view
@@ -49,7 +49,11 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     model.add_argument("--weights", help="imagenet | none | path to a Keras weights file (default imagenet)")
     model.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
     train = p.add_argument_group("training")
-    train.add_argument("--stages", help=f"preset: {' | '.join(PRESETS)} (default two_stage); lists go in --config")
+    train.add_argument(
+        "--stages",
+        help=f"preset: {' | '.join(PRESETS)} (default: two_stage with pretrained weights, scratch with "
+        "--weights none); lists go in --config",
+    )
     train.add_argument("--epochs", type=int, help="head epochs of the presets (default 5)")
     train.add_argument("--fine-tune-epochs", type=int, help="fine-tuning epochs of two_stage (default 3)")
     train.add_argument("--batch-size", type=int, help="default 32")
@@ -134,6 +138,11 @@ def run_command(argv) -> int:
         return EXIT_CONFIG
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     print(f"Graft: {config.backbone} at {config.input_size}px on {config.data_dir or config.tfrecord_dir}")
+    if config.from_scratch and config.stages == AUTO:
+        print(
+            "--weights none: training from scratch (stages 'scratch': every layer trains; BatchNorm trains with "
+            f"momentum {config.batchnorm_momentum_used} and is re-estimated over the training data after each stage)"
+        )
     print(f"Full log: {os.path.abspath(log_path)}" if not args.verbose else "Verbose: all logs below")
     # Logs go to the file from here on, so that TensorFlow's start-up noise stays out of sight.
     progress = progress_view.start(log_path, args.verbose)

@@ -59,14 +59,14 @@ class GraftConfig:
     backbone_kwargs: dict = field(default_factory=dict)  # e.g. {alpha: 0.35} for MobileNetV2
     dropout: float = 0.2
     # Training.
-    stages: Any = "two_stage"  # a preset name or a list of stage dicts
+    stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, or scratch with weights none
     epochs: int = 5  # head epochs for the presets
     fine_tune_epochs: int = 3
     fine_tune_layers: int = 30  # top backbone layers unfrozen in two_stage
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
     batch_size: int = 32
-    train_batchnorm: bool = False  # False: BatchNorm in inference mode in every stage (see model.py)
+    train_batchnorm: Optional[bool] = None  # None: only from scratch (weights none); False: inference mode always
     augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
     early_stopping_patience: int = 0  # 0: off; else stop a stage after N epochs without val_loss gain, keep the best
     label_smoothing: float = 0.0
@@ -74,7 +74,8 @@ class GraftConfig:
     mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
     feature_caching: bool = True  # frozen stages without augmentation train the head on features computed once
     discriminative_lr: float = 0.0  # 0: off; f in (0, 1): deepest trainable backbone layer learns at f x the rate
-    batchnorm_momentum: Optional[float] = None  # e.g. 0.9 when training a backbone from scratch
+    batchnorm_momentum: Optional[float] = None  # None: Keras' own, or 0.9 from scratch (0.999 lags far behind)
+    allow_frozen_random_backbone: bool = False  # True: accept frozen stages on a randomly initialised backbone
     seed: int = 42
     # Evaluation and promotion.
     min_accuracy: float = 0.5
@@ -105,6 +106,19 @@ class GraftConfig:
     @property
     def input_size(self) -> int:
         return self.image_size or self.backbone_entry.default_size
+
+    @property
+    def from_scratch(self) -> bool:
+        """No pretrained weights: the backbone starts random."""
+        return self.weights == "none"
+
+    @property
+    def batchnorm_trains(self) -> bool:
+        return self.from_scratch if self.train_batchnorm is None else self.train_batchnorm
+
+    @property
+    def batchnorm_momentum_used(self) -> Optional[float]:
+        return self.batchnorm_momentum if self.batchnorm_momentum is not None or not self.from_scratch else 0.9
 
     @functools.cached_property
     def stage_plan(self) -> tuple[Stage, ...]:
@@ -223,6 +237,17 @@ def validate(config: GraftConfig) -> None:
             getattr(config, parsed)
         except ConfigError as err:
             problems.append(str(err))
+    try:
+        frozen = [s.name for s in config.stage_plan if s.trainable == "none"]
+    except ConfigError:
+        frozen = []  # reported above
+    if config.from_scratch and frozen and not config.allow_frozen_random_backbone:
+        problems.append(
+            f"stages: {', '.join(repr(n) for n in frozen)} keep the backbone frozen, but with --weights none it is "
+            "random: a head on random features does not learn (the loss stays at ln(classes)). Leave stages unset "
+            "for the from-scratch recipe (everything trains), unfreeze the backbone, pass pretrained --weights, or "
+            "set allow_frozen_random_backbone: true to insist"
+        )
     if not 0 <= config.label_smoothing < 1:
         problems.append("label_smoothing must be in [0, 1)")
     if config.class_weights not in (None, "balanced"):
@@ -269,8 +294,8 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         dropout=config.dropout,
         stages=config.stage_plan,
         batch_size=config.batch_size,
-        train_batchnorm=config.train_batchnorm,
-        batchnorm_momentum=config.batchnorm_momentum,
+        train_batchnorm=config.batchnorm_trains,
+        batchnorm_momentum=config.batchnorm_momentum_used,
         augmentation=config.augmentation_plan,
         early_stopping_patience=config.early_stopping_patience,
         label_smoothing=config.label_smoothing,

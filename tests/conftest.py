@@ -112,6 +112,7 @@ def small_training_config(tmp_path, **overrides) -> dict:
         "train_batchnorm": True,
         "batchnorm_momentum": 0.9,
         "min_accuracy": 0.6,
+        "allow_frozen_random_backbone": True,  # behaviour tests may freeze a random backbone for speed
     }
     config.update(overrides)
     return config
@@ -182,10 +183,18 @@ def assert_signatures_agree(model_dir: str, files: list, num_classes: int) -> No
 
 def tiny_trainer_settings(**overrides):
     """The Trainer's settings as the pipeline makes them (GraftConfig's defaults, through the
-    real slice), for a slim MobileNetV2 at 32 px unless overridden."""
+    real slice), for a slim MobileNetV2 at 32 px unless overridden. BatchNorm stays in inference
+    mode, as with pretrained weights (from scratch it would train)."""
     from pipeline.config import GraftConfig, trainer_settings
 
-    values = {"data_dir": ".", "weights": "none", "backbone_kwargs": {"alpha": 0.35}, "image_size": 32, "dropout": 0.0}
+    values = {
+        "data_dir": ".",
+        "weights": "none",
+        "backbone_kwargs": {"alpha": 0.35},
+        "image_size": 32,
+        "dropout": 0.0,
+        "train_batchnorm": False,
+    }
     if overrides.get("backbone") == "hub":
         values["backbone_kwargs"] = {}
     values.update(overrides)

@@ -70,7 +70,15 @@ def test_bad_stage_is_a_config_error(digits_dir):
 
 def test_trainer_settings_carry_resolved_stages(digits_dir):
     config = load_config(
-        None, {"data_dir": digits_dir, "weights": "none", "stages": "two_stage", "epochs": 2, "fine_tune_epochs": 1}
+        None,
+        {
+            "data_dir": digits_dir,
+            "weights": "none",
+            "stages": "two_stage",
+            "epochs": 2,
+            "fine_tune_epochs": 1,
+            "allow_frozen_random_backbone": True,
+        },
     )
     stages = trainer_settings(config).to_dict()["stages"]  # as the Trainer's custom_config carries them
     assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), (30, 1)]
@@ -179,3 +187,23 @@ def test_per_class_metrics_are_those_of_the_argmax_confusion_matrix():
     f1_0 = 2 * (28 / 34) * (28 / 32) / (28 / 34 + 28 / 32)
     assert metrics["f1_score/class_0"] == pytest.approx(f1_0, abs=1e-6)
     assert metrics["macro_f1_score"] == pytest.approx((f1_0 + metrics["f1_score/class_1"] + 1.0) / 3, abs=1e-6)
+
+
+def test_weights_none_without_stages_trains_from_scratch(digits_dir):
+    config = load_config(None, {"data_dir": digits_dir, "weights": "none", "epochs": 4, "fine_tune_epochs": 2})
+    [stage] = config.stage_plan
+    assert (stage.name, stage.trainable, stage.epochs) == ("scratch", "all", 6)
+    settings = trainer_settings(config)
+    assert settings.train_batchnorm is True and settings.batchnorm_momentum == 0.9
+    pretrained = load_config(None, {"data_dir": digits_dir, "weights": "none", "stages": "full"})
+    assert pretrained.stage_plan[0].trainable == "all"
+
+
+def test_frozen_stages_on_a_random_backbone_are_refused_unless_insisted(digits_dir):
+    with pytest.raises(ConfigError, match="'head' keep the backbone frozen, but with --weights none it is random"):
+        load_config(None, {"data_dir": digits_dir, "weights": "none", "stages": "two_stage"})
+    config = load_config(
+        None, {"data_dir": digits_dir, "weights": "none", "stages": "frozen", "allow_frozen_random_backbone": True}
+    )
+    assert config.stage_plan[0].trainable == "none"
+    assert trainer_settings(config).train_batchnorm is True  # from scratch: BatchNorm trains unless told not to

@@ -126,3 +126,21 @@ def test_interrupted_training_resumes_from_last_completed_epoch(tmp_path):
     history = train_stages(fresh, stages, _data(), _data(seed=1), OPTIONS, backup_dir=backup)
     assert [(r["stage"], r["epoch"]) for r in history] == [("head", 1), ("all", 3)]
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(weights_at_kill, fresh.weights))
+
+
+def test_batchnorm_recalibration_makes_moving_statistics_the_training_average():
+    from components.trainer.training import recalibrate_batchnorm
+
+    model = _tiny_model(train_batchnorm=True)
+    base = backbone_of(model)
+    first_bn = base.get_layer("bn_Conv1")
+    data = _data(64)
+    assert recalibrate_batchnorm(model, data) == 4
+    conv = base.get_layer("Conv1")
+    outputs = np.concatenate([conv(images).numpy() for images, _ in data])  # what bn_Conv1 sees
+    np.testing.assert_allclose(first_bn.moving_mean.numpy(), outputs.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    # per-batch variances averaged (each batch has 16 images of the same distribution)
+    batch_variances = [conv(images).numpy().var(axis=(0, 1, 2)) for images, _ in data]
+    np.testing.assert_allclose(first_bn.moving_variance.numpy(), np.mean(batch_variances, axis=0), rtol=2e-2)
+    assert first_bn.momentum == 0.9  # restored (from scratch: 0.9)
+    assert not base.trainable and not first_bn.trainable  # restored

@@ -17,7 +17,8 @@ from typing import Optional, Union
 from components.contract import ConfigError
 
 _TOP, _FROM = "top:", "from:"
-PRESETS = ("frozen", "two_stage", "progressive", "full")
+PRESETS = ("frozen", "two_stage", "progressive", "full", "scratch")
+AUTO = "auto"  # two_stage with pretrained weights, scratch with weights none
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = {
     "constant": set(),
@@ -72,7 +73,10 @@ def preset(name: str, config) -> list[Stage]:
         ]
     if name == "full":
         return [Stage("full", config.epochs, "all", config.learning_rate)]
-    raise ConfigError(f"stages: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    if name == "scratch":
+        # A randomly initialised backbone has no features worth freezing: everything trains.
+        return [Stage("scratch", config.epochs + config.fine_tune_epochs, "all", config.learning_rate)]
+    raise ConfigError(f"stages: unknown preset {name!r}; known: {AUTO}, {', '.join(PRESETS)}")
 
 
 def parse_trainable(value, where: str = "trainable"):
@@ -141,7 +145,9 @@ def _parse_stage(index: int, spec) -> Stage:
 
 def resolve_stages(config) -> list[Stage]:
     """The config's stages as a checked list."""
-    if isinstance(config.stages, str):
+    if config.stages == AUTO:
+        stages = preset("scratch" if config.weights == "none" else "two_stage", config)
+    elif isinstance(config.stages, str):
         stages = preset(config.stages, config)
     elif isinstance(config.stages, list) and config.stages:
         stages = [_parse_stage(i, s) for i, s in enumerate(config.stages)]

@@ -12,7 +12,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from components.trainer.model import OUTPUT_LAYER, apply_stage, skip_autograph
+from components.trainer.model import OUTPUT_LAYER, apply_stage, backbone_of, skip_autograph
 from components.trainer.optimizers import compile_for_stage
 from components.trainer.settings import TrainerSettings
 from components.trainer.stages import Stage
@@ -85,6 +85,34 @@ def cached_features(
     if shuffle_seed is not None:
         computed = computed.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=True)
     return computed.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, max_batches: int = 100) -> int:
+    """Re-estimates every backbone BatchNorm layer's moving mean and variance as the plain
+    average over (up to `max_batches`) training batches, with the weights as trained; returns
+    the number of batches used.
+
+    Moving averages trail the weights: after a few hundred steps of a fast-changing backbone
+    trained from scratch they describe earlier weights, and inference (which uses them) can
+    score at chance while training accuracy is high. A pass with momentum k/(k+1) on batch k
+    makes them the exact average for the final weights (as the literature's "BN recalibration")."""
+    base = backbone_of(model)
+    layers = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    saved = [(layer.momentum, layer.trainable) for layer in layers]
+    used = 0
+    try:
+        for layer in layers:
+            layer.trainable = True  # a frozen BatchNorm layer runs in inference mode whatever `training` says
+        for used, (images, _) in enumerate(dataset.take(max_batches), 1):
+            for layer in layers:
+                layer.momentum = (used - 1) / used  # eager call: read now, batch 1 replaces the old averages
+            base(images, training=True)
+    finally:
+        for layer, (momentum, trainable) in zip(layers, saved):
+            layer.momentum, layer.trainable = momentum, trainable
+    return used
 
 
 def balanced_class_weights(counts: dict) -> dict:
@@ -180,6 +208,15 @@ def train_stages(
                 verbose=0,
                 callbacks=stage_callbacks,
                 class_weight=options.class_weight,
+            )
+        if settings.train_batchnorm and stage.trainable != "none":
+            batches = recalibrate_batchnorm(model, train_ds)
+            log.info(
+                "stage %d/%d %s: BatchNorm statistics re-estimated over %d training batches",
+                index,
+                len(stages),
+                stage.name,
+                batches,
             )
         ran = len(result.history.get("loss", []))
         first_epoch = getattr(result, "epoch", [0])[0] if getattr(result, "epoch", None) else stage.epochs - ran
