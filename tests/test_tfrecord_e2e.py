@@ -41,15 +41,21 @@ def test_tfrecords_train_and_anomalies_stop_the_run(tmp_path, digits_dir):
         tfrecord_dir=str(good_dir),
         pipeline_name="good",
         class_names=["zero", "one", "seven"],
-        stages="frozen",
-        epochs=2,
+        stages=[{"name": "full", "epochs": 2, "trainable": "all", "learning_rate": 0.002}],
         min_accuracy=0.0,
+        mixed_precision="mixed_float16",  # float16 compute on this CPU: the served model must not be
     )
     summary, output = run_graft(tmp_path, config, "good")
+    assert "precision mixed_float16" in open(summary["log_file"]).read()
     assert summary["blessed"] is True
     assert 0 < summary["metrics"]["example_count"] < count
     assert summary["pushed_model_dir"]
-    loaded = tf.saved_model.load(summary["pushed_model_dir"])
+    loaded = tf.saved_model.load(summary["pushed_model_dir"])  # it passed the fresh-process serving check
+    for name, signature in loaded.signatures.items():  # float32 all through, whatever trained it
+        assert signature.structured_outputs["probabilities"].dtype == tf.float32, name
+        graph = signature.graph.as_graph_def()
+        ops = [n for f in graph.library.function for n in f.node_def] + list(graph.node)
+        assert not [n.name for n in ops if n.attr["T"].type == tf.float16.as_datatype_enum], name
     image = open(sorted(glob.glob(os.path.join(digits_dir, "digit_7", "*.png")))[0], "rb").read()
     out = loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([image]))
     names = ["zero", "one", "seven"]

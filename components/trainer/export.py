@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import tensorflow as tf
+import tf_keras as keras
 
+from components.backbones.registry import HUB
 from components.contract import (
     CLASS_ID,
     CLASS_NAME,
@@ -27,6 +30,7 @@ from components.contract import (
     PROBABILITIES,
 )
 from components.serving.check import write_check_data
+from components.trainer.model import build_model
 
 
 def make_signatures(model, tft_layer, image_feature_spec, class_names):
@@ -54,6 +58,26 @@ def make_signatures(model, tft_layer, image_feature_spec, class_names):
     }
 
 
+def float32_twin(model, settings, num_classes: int):
+    """`model` rebuilt in float32 with its trained weights (the variables are float32 under
+    mixed precision already), or `model` itself when it computes in float32. Served signatures
+    then compute and return float32 on any device: a float16 graph answers differently on a GPU
+    and on the CPU of a Pusher (or a TF Serving replica), and the serving check compares them."""
+    if keras.mixed_precision.global_policy().compute_dtype == "float32":
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        # The weights are copied over, so none need loading (a TF Hub handle is the architecture).
+        twin = build_model(
+            settings if settings.backbone == HUB.name else replace(settings, weights="none"), num_classes
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def export_model(model, tft_output, class_names, export_dir: str) -> None:
     """SavedModel with both serving signatures; class names also in assets.extra."""
     tft_layer = tft_output.transform_features_layer()
@@ -73,4 +97,6 @@ def save_serving_check(model, tft_output, eval_files, export_dir: str, count: in
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     images = [tf.train.Example.FromString(r.numpy()).features.feature[IMAGE_KEY].bytes_list.value[0] for r in records]
     transformed = tft_output.transform_features_layer()({IMAGE_KEY: tf.constant([[b] for b in images])})
-    write_check_data(export_dir, images, model(transformed[IMAGE_KEY], training=False).numpy())
+    with tf.device("/CPU:0"):  # as the Pusher's fresh process computes (no TF32 or GPU kernels)
+        predictions = model(transformed[IMAGE_KEY], training=False).numpy()
+    write_check_data(export_dir, images, predictions)

@@ -15,7 +15,7 @@ import tf_keras as keras
 
 from components.contract import CLASS_NAMES_FILE, HISTORY_FILE
 from components.trainer import augmentation
-from components.trainer.export import export_model, save_serving_check
+from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import label_counts, make_dataset
 from components.trainer.model import build_model
 from components.trainer.settings import TrainerSettings
@@ -90,8 +90,9 @@ def run_fn(fn_args):
         )
 
     started = time.time()
-    export_model(model, tft_output, class_names, fn_args.serving_model_dir)
-    save_serving_check(model, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
+    served = float32_twin(model, settings, len(class_names))
+    export_model(served, tft_output, class_names, fn_args.serving_model_dir)
+    save_serving_check(served, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
     log.info("exported SavedModel in %.1fs", time.time() - started)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
