@@ -69,6 +69,7 @@ class GraftConfig:
     train_batchnorm: Optional[bool] = None  # None: only from scratch (weights none); False: inference mode always
     augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
     early_stopping_patience: int = 0  # 0: off; else stop a stage after N epochs without val_loss gain, keep the best
+    validation_percent: int = 10  # of the training split, carved for model selection; the eval split stays unseen
     label_smoothing: float = 0.0
     class_weights: Optional[str] = None  # "balanced": weights from the training label distribution
     mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
@@ -258,6 +259,10 @@ def validate(config: GraftConfig) -> None:
         problems.append("discriminative_lr must be in [0, 1) (0: off)")
     if config.early_stopping_patience < 0:
         problems.append("early_stopping_patience must be >= 0")
+    if not 0 <= config.validation_percent <= 50:
+        problems.append("validation_percent must be between 0 and 50")
+    elif config.early_stopping_patience and not config.validation_percent:
+        problems.append("early_stopping_patience needs validation_percent > 0: it selects on that validation part")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -298,6 +303,7 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         batchnorm_momentum=config.batchnorm_momentum_used,
         augmentation=config.augmentation_plan,
         early_stopping_patience=config.early_stopping_patience,
+        validation_percent=config.validation_percent,
         label_smoothing=config.label_smoothing,
         class_weights=config.class_weights,
         mixed_precision=config.mixed_precision,

@@ -37,6 +37,8 @@ print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_examp
 def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
     config = small_training_config(tmp_path, data_dir=digits_dir)
     first, stdout = run_graft(tmp_path, config, "first")
+    # Model selection and curves on a part of the training split; the eval split is the Evaluator's alone.
+    assert "carved from the training split; the eval split is left to the Evaluator" in stdout
     assert "Trainer done" in stdout and "epoch 6/6" in stdout  # the progress view
     assert first["blessed"] is True
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.6

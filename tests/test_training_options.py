@@ -272,3 +272,15 @@ def test_feature_caching_with_a_hub_backbone(tmp_path):
     features, head = split_at_pool(model)
     images = next(iter(_data()))[0]
     np.testing.assert_allclose(head(features(images)).numpy(), model(images).numpy(), atol=1e-6)
+
+
+def test_validation_is_carved_from_training_deterministically():
+    from components.trainer.input_pipeline import carve, take_part
+
+    examples = tf.data.Dataset.range(1000)
+    train = list(take_part(examples, carve(10, validation=False)).as_numpy_iterator())
+    validation = list(take_part(examples, carve(10, validation=True)).as_numpy_iterator())
+    assert len(validation) == 100 and len(train) == 900 and not set(train) & set(validation)
+    assert validation[:3] == [0, 1, 2] and max(validation) > 900  # spread over the whole split
+    assert validation == list(take_part(examples, carve(10, validation=True)).as_numpy_iterator())
+    assert carve(0, validation=True) is None

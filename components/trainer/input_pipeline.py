@@ -18,6 +18,21 @@ def _files(file_patterns) -> list[str]:
     return [f for p in file_patterns for f in tf.io.gfile.glob(p)]
 
 
+def carve(validation_percent: int, validation: bool):
+    """Which examples (by position in the split, which ExampleGen wrote in a fixed order) are
+    the validation part: `validation_percent` of every 100, spread over the whole split. Returns
+    a predicate on the position, or None when nothing is carved."""
+    if not validation_percent:
+        return None
+    return lambda index: (index % 100 < validation_percent) == validation
+
+
+def take_part(dataset: tf.data.Dataset, keep) -> tf.data.Dataset:
+    if keep is None:
+        return dataset
+    return dataset.enumerate().filter(lambda index, example: keep(index)).map(lambda index, example: example)
+
+
 def make_dataset(
     file_patterns,
     data_accessor,
@@ -28,9 +43,10 @@ def make_dataset(
     seed: int,
     count: int,
     augment=None,
+    keep=None,
 ) -> tf.data.Dataset:
-    """(image, label) batches of the `count` examples in `file_patterns`, with `augment`
-    (training only) applied to each batch after the cache."""
+    """(image, label) batches of the `count` examples in `file_patterns` that `keep` (a `carve`
+    predicate) selects, with `augment` (training only) applied to each batch after the cache."""
     tft_layer = tft_output.transform_features_layer()
     dataset = data_accessor.tf_dataset_factory(
         file_patterns,
@@ -41,7 +57,7 @@ def make_dataset(
         lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
+    dataset = take_part(dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch(), keep)
     if count * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
         dataset = dataset.cache()
     if shuffle:
@@ -52,11 +68,12 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def label_counts(file_patterns) -> dict:
-    """{label: examples} over the given split, reading only the label feature."""
+def label_counts(file_patterns, keep=None) -> dict:
+    """{label: examples} over the given split (the part `keep` selects), reading only the labels."""
     labels = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP").map(
         lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0]
     )
+    labels = take_part(labels, keep)
     counts = {}
     for label in labels.as_numpy_iterator():
         counts[int(label)] = counts.get(int(label), 0) + 1

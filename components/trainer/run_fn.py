@@ -16,7 +16,7 @@ import tf_keras as keras
 from components.contract import CLASS_NAMES_FILE, HISTORY_FILE
 from components.trainer import augmentation
 from components.trainer.export import export_model, float32_twin, save_serving_check
-from components.trainer.input_pipeline import label_counts, make_dataset
+from components.trainer.input_pipeline import carve, label_counts, make_dataset
 from components.trainer.model import build_model
 from components.trainer.settings import TrainerSettings
 from components.trainer.training import TrainingOptions, balanced_class_weights, train_stages
@@ -55,15 +55,43 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = read_class_names(fn_args.train_files, settings)
     augment = augmentation.build(settings.augmentation, seed=settings.seed)
-    counts = label_counts(fn_args.train_files)  # one pass over the labels serves counts and weights
+    # Model selection (early stopping, best weights) and the per-epoch validation curves use a
+    # part carved from the training split: the eval split stays the Evaluator's, unseen.
+    train_part, validation_part = (carve(settings.validation_percent, v) for v in (False, True))
+    counts = label_counts(fn_args.train_files, train_part)  # one pass serves counts and class weights
     train_count = sum(counts.values())
-    eval_count = sum(label_counts(fn_args.eval_files).values())
+    validation_count = sum(label_counts(fn_args.train_files, validation_part).values()) if validation_part else 0
     batch, size = settings.batch_size, settings.image_size
     train_ds = make_dataset(
-        fn_args.train_files, fn_args.data_accessor, tft_output, batch, size, True, settings.seed, train_count, augment
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tft_output,
+        batch,
+        size,
+        True,
+        settings.seed,
+        train_count,
+        augment,
+        keep=train_part,
     )
-    eval_ds = make_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tft_output, batch, size, False, settings.seed, eval_count
+    validation_ds = None
+    if validation_count:
+        validation_ds = make_dataset(
+            fn_args.train_files,
+            fn_args.data_accessor,
+            tft_output,
+            batch,
+            size,
+            False,
+            settings.seed,
+            validation_count,
+            keep=validation_part,
+        )
+    log.info(
+        "training on %d examples; validation (model selection, curves) on %d carved from the training split; "
+        "the eval split is left to the Evaluator",
+        train_count,
+        validation_count,
     )
     options = TrainingOptions(
         settings=settings,
@@ -86,7 +114,13 @@ def run_fn(fn_args):
         )
         backup_dir = _backup_dir(fn_args)
         history = train_stages(
-            model, list(settings.stages), train_ds, eval_ds, options, callbacks=[tensorboard], backup_dir=backup_dir
+            model,
+            list(settings.stages),
+            train_ds,
+            validation_ds,
+            options,
+            callbacks=[tensorboard],
+            backup_dir=backup_dir,
         )
 
     started = time.time()

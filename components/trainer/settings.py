@@ -24,6 +24,7 @@ class TrainerSettings(ComponentSettings):
     batchnorm_momentum: Optional[float]
     augmentation: list  # resolved {type, factor} items
     early_stopping_patience: int
+    validation_percent: int
     label_smoothing: float
     class_weights: Optional[str]
     mixed_precision: str

@@ -125,7 +125,7 @@ def train_stages(
     model: keras.Model,
     stages: list[Stage],
     train_ds: tf.data.Dataset,
-    eval_ds: tf.data.Dataset,
+    validation_ds: Optional[tf.data.Dataset],
     options: TrainingOptions,
     callbacks=(),
     backup_dir: str | None = None,
@@ -187,13 +187,17 @@ def train_stages(
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
             train_features = cached_features(features, train_ds, settings.batch_size, shuffle_seed=0)
-            eval_features = cached_features(features, eval_ds, settings.batch_size, shuffle_seed=None)
+            validation_features = (
+                cached_features(features, validation_ds, settings.batch_size, shuffle_seed=None)
+                if validation_ds is not None
+                else None
+            )
             log.info(
                 "stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages), stage.name
             )
             result = head.fit(
                 train_features,
-                validation_data=eval_features,
+                validation_data=validation_features,
                 epochs=stage.epochs,
                 verbose=0,
                 callbacks=stage_callbacks,
@@ -203,7 +207,7 @@ def train_stages(
         else:
             result = model.fit(
                 train_ds,
-                validation_data=eval_ds,
+                validation_data=validation_ds,
                 epochs=stage.epochs,
                 verbose=0,
                 callbacks=stage_callbacks,
