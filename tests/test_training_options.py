@@ -284,3 +284,63 @@ def test_validation_is_carved_from_training_deterministically():
     assert validation[:3] == [0, 1, 2] and max(validation) > 900  # spread over the whole split
     assert validation == list(take_part(examples, carve(10, validation=True)).as_numpy_iterator())
     assert carve(0, validation=True) is None
+
+
+def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(monkeypatch):
+    """tf.data functions run on the host CPU: on a GPU node a backbone inside a map would compute
+    every feature there. The cached features must be computed by the training loop."""
+    from components.trainer import training
+
+    graphs = []
+    split = training.split_at_pool
+
+    def recording_split(model):
+        features, head = split(model)
+        call = features.call
+
+        def recorded(*args, **kwargs):
+            graphs.append(tf.compat.v1.get_default_graph().name)
+            return call(*args, **kwargs)
+
+        monkeypatch.setattr(features, "call", recorded)
+        return features, head
+
+    monkeypatch.setattr(training, "split_at_pool", recording_split)
+    train_stages(
+        _model(),
+        [Stage("head", 1, "none", 0.01)],
+        _data(),
+        _data(seed=1),
+        options=TrainingOptions(tiny_trainer_settings(feature_caching=True)),
+    )
+    assert graphs and not [g for g in graphs if "Dataset" in g], graphs
+
+
+def test_feature_cache_beyond_its_memory_bound_trains_through_the_backbone(caplog):
+    import logging
+
+    model = _model()
+    before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
+    before_head = model.get_layer("probabilities").kernel.numpy().copy()
+    with caplog.at_level(logging.INFO, logger="graft.trainer"):
+        history = train_stages(
+            model,
+            [Stage("head", 2, "none", 0.01)],
+            _data(),
+            _data(seed=1),
+            options=TrainingOptions(tiny_trainer_settings(feature_caching=True, feature_cache_mb=0)),
+        )
+    assert "would exceed feature_cache_mb=0; training through the frozen backbone" in caplog.text
+    assert len(history) == 2
+    assert not np.allclose(before_head, model.get_layer("probabilities").kernel.numpy())
+    for a, b in zip(before_backbone, backbone_of(model).weights):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_shuffle_buffer_is_bounded_in_bytes():
+    from components.trainer.input_pipeline import shuffle_buffer_size
+
+    image_380px = 380 * 380 * 3 * 4
+    assert shuffle_buffer_size(10_000, image_380px, 1024 << 20) == (1024 << 20) // image_380px  # 619, not 10,000
+    assert shuffle_buffer_size(300, image_380px, 1024 << 20) == 300  # all fit
+    assert shuffle_buffer_size(300, image_380px, 0) == 1

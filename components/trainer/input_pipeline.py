@@ -11,8 +11,6 @@ from tfx_bsl.public import tfxio
 
 from components.contract import IMAGE_KEY, LABEL_KEY
 
-CACHE_LIMIT_BYTES = 2 << 30  # decoded images are cached in memory below this size
-
 
 def _files(file_patterns) -> list[str]:
     return [f for p in file_patterns for f in tf.io.gfile.glob(p)]
@@ -44,6 +42,8 @@ def make_dataset(
     count: int,
     augment=None,
     keep=None,
+    cache_bytes: int = 0,
+    shuffle_bytes: int = 0,
 ) -> tf.data.Dataset:
     """(image, label) batches of the `count` examples in `file_patterns` that `keep` (a `carve`
     predicate) selects, with `augment` (training only) applied to each batch after the cache."""
@@ -58,14 +58,23 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     dataset = take_part(dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch(), keep)
-    if count * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
+    image_bytes = image_size * image_size * 3 * 4
+    if count * image_bytes <= cache_bytes:
         dataset = dataset.cache()
     if shuffle:
-        dataset = dataset.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            shuffle_buffer_size(count, image_bytes, shuffle_bytes), seed=seed, reshuffle_each_iteration=True
+        )
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def shuffle_buffer_size(count: int, image_bytes: int, limit_bytes: int) -> int:
+    """Images the shuffle buffer holds: all of them if they fit in `limit_bytes`, else as many as
+    fit (at least one): a buffer counted in images grew to 17 GB at 380 px."""
+    return max(1, min(count, limit_bytes // image_bytes))
 
 
 def label_counts(file_patterns, keep=None) -> dict:

@@ -62,6 +62,7 @@ def run_fn(fn_args):
     train_count = sum(counts.values())
     validation_count = sum(label_counts(fn_args.train_files, validation_part).values()) if validation_part else 0
     batch, size = settings.batch_size, settings.image_size
+    memory = {"cache_bytes": settings.image_cache_mb << 20, "shuffle_bytes": settings.shuffle_buffer_mb << 20}
     train_ds = make_dataset(
         fn_args.train_files,
         fn_args.data_accessor,
@@ -73,6 +74,7 @@ def run_fn(fn_args):
         train_count,
         augment,
         keep=train_part,
+        **memory,
     )
     validation_ds = None
     if validation_count:
@@ -86,6 +88,7 @@ def run_fn(fn_args):
             settings.seed,
             validation_count,
             keep=validation_part,
+            **memory,
         )
     log.info(
         "training on %d examples; validation (model selection, curves) on %d carved from the training split; "

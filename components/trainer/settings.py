@@ -29,6 +29,9 @@ class TrainerSettings(ComponentSettings):
     class_weights: Optional[str]
     mixed_precision: str
     feature_caching: bool
+    feature_cache_mb: int  # frozen-stage features kept in memory up to this; beyond, no caching
+    image_cache_mb: int  # decoded images cached in memory up to this
+    shuffle_buffer_mb: int  # the training shuffle buffer holds at most this many bytes of images
     discriminative_lr: float
     class_names: Optional[list]
     seed: int

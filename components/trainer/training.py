@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -78,12 +79,25 @@ def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 def cached_features(
-    features: keras.Model, dataset: tf.data.Dataset, batch_size: int, shuffle_seed: Optional[int]
-) -> tf.data.Dataset:
-    """The backbone's pooled features for every example, computed once and kept in memory."""
-    computed = dataset.map(lambda x, y: (features(x, training=False), y)).unbatch().cache()
+    features: keras.Model, dataset: tf.data.Dataset, batch_size: int, shuffle_seed: Optional[int], limit_bytes: int
+) -> Optional[tf.data.Dataset]:
+    """The backbone's pooled features for every example, computed once on the training device
+    and kept in memory; None when they would take more than `limit_bytes`.
+
+    The backbone runs in a compiled function called from this loop, not inside a tf.data map:
+    tf.data functions run on the host CPU, so on a GPU node the "fast" frozen stage would have
+    computed every feature there."""
+    compute = tf.function(lambda images: features(images, training=False), autograph=False)
+    outputs, labels, size = [], [], 0
+    for images, batch_labels in dataset:
+        outputs.append(compute(images).numpy())
+        labels.append(batch_labels.numpy())
+        size += outputs[-1].nbytes
+        if size > limit_bytes:
+            return None
+    computed = tf.data.Dataset.from_tensor_slices((np.concatenate(outputs), np.concatenate(labels)))
     if shuffle_seed is not None:
-        computed = computed.shuffle(100_000, seed=shuffle_seed, reshuffle_each_iteration=True)
+        computed = computed.shuffle(len(labels) * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
     return computed.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -176,21 +190,32 @@ def train_stages(
                 )
             # First in line: an epoch reported as done is already backed up.
             stage_callbacks.insert(0, keras.callbacks.BackupAndRestore(resume_dir))
-        if stage.trainable == "none" and settings.feature_caching and not options.augmented:
+        cache = stage.trainable == "none" and settings.feature_caching and not options.augmented
+        if cache:
             # The frozen backbone gives the same features every epoch: compute them once and
             # train the head alone on them (the head's layers are the grafted model's own).
             started = time.time()
             features, head = split_at_pool(model)
+            limit = settings.feature_cache_mb << 20
+            train_features = cached_features(features, train_ds, settings.batch_size, 0, limit)
+            validation_features = None
+            if train_features is not None and validation_ds is not None:
+                validation_features = cached_features(features, validation_ds, settings.batch_size, None, limit)
+            if train_features is None or (validation_ds is not None and validation_features is None):
+                cache = False
+                log.info(
+                    "stage %d/%d %s: features would exceed feature_cache_mb=%d; training through the frozen "
+                    "backbone instead",
+                    index,
+                    len(stages),
+                    stage.name,
+                    settings.feature_cache_mb,
+                )
+        if cache:
             head.compile(
                 optimizer=model.optimizer,
                 loss=model.loss,
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            )
-            train_features = cached_features(features, train_ds, settings.batch_size, shuffle_seed=0)
-            validation_features = (
-                cached_features(features, validation_ds, settings.batch_size, shuffle_seed=None)
-                if validation_ds is not None
-                else None
             )
             log.info(
                 "stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages), stage.name
