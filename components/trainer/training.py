@@ -220,24 +220,19 @@ def train_stages(
             log.info(
                 "stage %d/%d %s: frozen backbone, training the head on cached features", index, len(stages), stage.name
             )
-            result = head.fit(
-                train_features,
-                validation_data=validation_features,
-                epochs=stage.epochs,
-                verbose=0,
-                callbacks=stage_callbacks,
-                class_weight=options.class_weight,
-            )
-            log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
+            fitted, train_data, validation_data = head, train_features, validation_features
         else:
-            result = model.fit(
-                train_ds,
-                validation_data=validation_ds,
-                epochs=stage.epochs,
-                verbose=0,
-                callbacks=stage_callbacks,
-                class_weight=options.class_weight,
-            )
+            fitted, train_data, validation_data = model, train_ds, validation_ds
+        result = fitted.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=stage.epochs,
+            verbose=0,
+            callbacks=stage_callbacks,
+            class_weight=options.class_weight,
+        )
+        if cache:
+            log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
         if settings.train_batchnorm and stage.trainable != "none":
             batches = recalibrate_batchnorm(model, train_ds)
             log.info(
