@@ -129,12 +129,15 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     assert second["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
 
-    # A worse candidate (trained on shuffled labels) is not blessed and pushes nothing.
+    # A worse candidate (trained on shuffled labels) is not blessed and pushes nothing. Its eval
+    # folder keeps the true labels: shuffled there too, both models would score at chance and
+    # which one scored higher would be a coin toss.
     shuffled = tmp_path / "shuffled"
     rng = random.Random(0)
     classes = sorted(os.listdir(digits_dir))
-    for path in images:
-        target = shuffled / rng.choice(classes)
+    for i, path in enumerate(sorted(images)):
+        true_class = os.path.basename(os.path.dirname(path))
+        target = shuffled / "eval" / true_class if i % 5 == 0 else shuffled / "train" / rng.choice(classes)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target / os.path.basename(path))
     third, _ = run_graft(tmp_path, {**config, "data_dir": str(shuffled)}, "third")
