@@ -21,7 +21,7 @@ WORKERS ?= 2
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
-	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 7 minutes on 2 cores)"
+	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 10 minutes on 2 cores)"
 	@echo "make test-fast  the tests that run no pipeline (under 3 minutes), for the edit loop"
 	@echo "make lint       ruff: lint and formatting check"
 
