@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="graft kfp",
         description="Compile Graft's pipeline for Kubeflow Pipelines v2 "
-        "(PipelineSpec YAML, schema 2.1.0), upload and run it, or schedule retraining.",
+        "(PipelineSpec YAML, schema 2.1.0), upload and run it, schedule retraining, or run the "
+        "compiled pipeline task by task on this machine first (run-local).",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
