@@ -46,18 +46,22 @@ def make_dataset(
     shuffle_bytes: int = 0,
 ) -> tf.data.Dataset:
     """(image, label) batches of the `count` examples in `file_patterns` that `keep` (a `carve`
-    predicate) selects, with `augment` (training only) applied to each batch after the cache."""
+    predicate) selects, with `augment` (training only) applied to each batch after the cache.
+    The part is selected on the raw records, so images outside it are never decoded."""
     tft_layer = tft_output.transform_features_layer()
+    read_batch = max(batch_size, 64)
     dataset = data_accessor.tf_dataset_factory(
         file_patterns,
-        tfxio.TensorFlowDatasetOptions(batch_size=max(batch_size, 64), shuffle=False, num_epochs=1),
+        tfxio.TensorFlowDatasetOptions(batch_size=read_batch, shuffle=False, num_epochs=1),
         tft_output.raw_metadata.schema,
     )
+    if keep is not None:
+        dataset = take_part(dataset.unbatch(), keep).batch(read_batch)
     dataset = dataset.map(
         lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    dataset = take_part(dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch(), keep)
+    dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
     image_bytes = image_size * image_size * 3 * 4
     if count * image_bytes <= cache_bytes:
         dataset = dataset.cache()
@@ -77,13 +81,15 @@ def shuffle_buffer_size(count: int, image_bytes: int, limit_bytes: int) -> int:
     return max(1, min(count, limit_bytes // image_bytes))
 
 
-def label_counts(file_patterns, keep=None) -> dict:
-    """{label: examples} over the given split (the part `keep` selects), reading only the labels."""
+def label_counts(file_patterns, validation_percent: int = 0) -> tuple[dict, dict]:
+    """({label: examples} of the training part, the same of the validation part `carve` takes),
+    in one pass that reads only the labels."""
     labels = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP").map(
         lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0]
     )
-    labels = take_part(labels, keep)
-    counts = {}
-    for label in labels.as_numpy_iterator():
+    in_validation = carve(validation_percent, validation=True)
+    train, validation = {}, {}
+    for index, label in labels.enumerate().as_numpy_iterator():
+        counts = validation if in_validation and in_validation(int(index)) else train
         counts[int(label)] = counts.get(int(label), 0) + 1
-    return counts
+    return train, validation

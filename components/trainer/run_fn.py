@@ -58,9 +58,8 @@ def run_fn(fn_args):
     # Model selection (early stopping, best weights) and the per-epoch validation curves use a
     # part carved from the training split: the eval split stays the Evaluator's, unseen.
     train_part, validation_part = (carve(settings.validation_percent, v) for v in (False, True))
-    counts = label_counts(fn_args.train_files, train_part)  # one pass serves counts and class weights
-    train_count = sum(counts.values())
-    validation_count = sum(label_counts(fn_args.train_files, validation_part).values()) if validation_part else 0
+    counts, validation_counts = label_counts(fn_args.train_files, settings.validation_percent)  # one pass
+    train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
     batch, size = settings.batch_size, settings.image_size
     memory = {"cache_bytes": settings.image_cache_mb << 20, "shuffle_bytes": settings.shuffle_buffer_mb << 20}
     train_ds = make_dataset(
