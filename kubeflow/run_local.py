@@ -244,11 +244,8 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
 
     blessing, pushed = output("Evaluator", "blessing"), output("Pusher", "pushed_model")
     baseline = output("ServingBaseline", "baseline_model")
-    evaluation = (
-        read_evaluation(output("Evaluator", "evaluation")["uri"], num_classes)
-        if output("Evaluator", "evaluation")
-        else {}
-    )
+    evaluated = output("Evaluator", "evaluation")
+    evaluation = read_evaluation(evaluated["uri"], num_classes) if evaluated else {}
     examples = output("ImageExampleGen", "examples") or output("ImportExampleGen", "examples")
     report = os.path.join(examples.get("uri", ""), INGEST_DIR, INGEST_REPORT_FILE)
     return {
