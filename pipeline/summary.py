@@ -22,8 +22,9 @@ def _store(metadata_path: str):
     return metadata_store.MetadataStore(config)
 
 
-def _latest_run_outputs(store, pipeline_name: str):
+def latest_run_outputs(metadata_path: str, pipeline_name: str):
     """{node_id: {"execution": Execution, "outputs": {key: [Artifact]}}} of the newest run."""
+    store = _store(metadata_path)
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         return {}
@@ -156,8 +157,7 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
 
 
 def collect_summary(config, progress=None) -> dict:
-    store = _store(config.metadata_path)
-    nodes = _latest_run_outputs(store, config.pipeline_name)
+    nodes = latest_run_outputs(config.metadata_path, config.pipeline_name)
     summary = {
         "blessed": False,
         "pushed_model_dir": None,

@@ -226,6 +226,7 @@ def test_each_preset_trains(preset):
     )
     assert [row["stage"] for row in history] == [s.name for s in stages]
     assert all(np.isfinite(row["loss"]) for row in history)
+    assert all(row["stage_seconds"] > 0 for row in history)
 
 
 @pytest.mark.parametrize(

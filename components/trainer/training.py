@@ -172,6 +172,7 @@ def train_stages(
             stage.learning_rate,
             f"{trainable:,}",
         )
+        stage_started = time.time()
         stage_callbacks = [EpochProgress(stage, index, len(stages)), *callbacks]
         if settings.early_stopping_patience:
             stage_callbacks.append(
@@ -242,11 +243,13 @@ def train_stages(
                 stage.name,
                 batches,
             )
+        # The whole stage, the cached features and the BatchNorm pass included: what it cost.
+        stage_seconds = round(time.time() - stage_started, 2)
         ran = len(result.history.get("loss", []))
         first_epoch = getattr(result, "epoch", [0])[0] if getattr(result, "epoch", None) else stage.epochs - ran
         rows = []
         for i in range(ran):
-            row = {"stage": stage.name, "epoch": first_epoch + i + 1}
+            row = {"stage": stage.name, "epoch": first_epoch + i + 1, "stage_seconds": stage_seconds}
             row.update({k: float(v[i]) for k, v in result.history.items() if i < len(v)})
             rows.append(row)
         history += rows
