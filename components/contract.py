@@ -19,6 +19,16 @@ EXTRA_DIR = "assets.extra"  # inside a SavedModel; TF Serving ignores it
 SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predictions on eval images
 SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from
 SAVED_MODEL_FILE = "saved_model.pb"
+TFLITE_DIR = "tflite"  # inside the SavedModel folder: the on-device models that passed their check
+TFLITE_CHECK_FILE = "check.json"  # tflite/: accuracy vs the SavedModel, size, latency, failures
+TFLITE_LABELS_FILE = "labels.txt"  # tflite/: one class name per line, in output order
+TFLITE_CLIENT_FILE = "client.json"  # tflite/: what the device does before calling the model
+TFLITE_KINDS = ("float", "int8")
+
+
+def tflite_file(kind: str) -> str:
+    return f"model_{kind}.tflite"
+
 
 # ServingBaseline's output: the serving version it copied, "" when nothing serves (the
 # Evaluator then has no baseline and judges on the absolute bound alone).
@@ -27,8 +37,10 @@ SERVING_VERSION_PROPERTY = "serving_version_dir"
 # The exported model's serving interface.
 EXAMPLES_SIGNATURE = "serving_default"  # serialized tf.Example in (input `examples`)
 IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded image bytes in (input `image_bytes`)
+PIXELS_SIGNATURE = "serving_pixels"  # float32 [batch, size, size, 3] RGB in [0, 255], resized; TFLite's source
 EXAMPLES_INPUT = "examples"
 IMAGE_BYTES_INPUT = "image_bytes"
+PIXELS_INPUT = "pixels"
 PROBABILITIES = "probabilities"
 CLASS_ID = "class_id"
 CLASS_NAME = "class_name"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import hashlib
 import os
 import typing
@@ -40,6 +41,8 @@ class ComponentSettings:
 def _coerce(hint, value):
     if value is None:
         return None
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return hint(**value)
     if hint is int or (
         typing.get_origin(hint) is typing.Union and int in typing.get_args(hint) and float not in typing.get_args(hint)
     ):
@@ -49,6 +52,18 @@ def _coerce(hint, value):
         if dataclasses.is_dataclass(item):
             return tuple(v if isinstance(v, item) else item(**v) for v in value)
     return value
+
+
+def unknown_options(cls, values: dict, section: str) -> str:
+    """'' when every key of a config section names a field of `cls`; else the message, with
+    the closest field name as a hint for each unknown key."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    hints = [
+        repr(k) + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
+        for k in values
+        if k not in known
+    ]
+    return f"{section}: unknown option(s) {', '.join(hints)}" if hints else ""
 
 
 def _module_files(module: str) -> list[str]:

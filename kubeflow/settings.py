@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Optional
 
 from components.contract import ConfigError
+from components.settings import unknown_options
 
 TARGETS = ("kfp", "vertex")
 # Accelerator type names each backend understands.
@@ -50,14 +49,9 @@ class KubeflowSettings:
     @classmethod
     def from_dict(cls, values: dict) -> KubeflowSettings:
         values = {k.replace("-", "_"): v for k, v in (values or {}).items()}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in values if k not in known]
+        unknown = unknown_options(cls, values, "kubeflow")
         if unknown:
-            hints = [
-                k + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else "")
-                for k in unknown
-            ]
-            raise ConfigError(f"kubeflow: unknown option(s) {', '.join(hints)}")
+            raise ConfigError(unknown)
         settings = cls(**values)
         settings.validate()
         return settings

@@ -7,6 +7,7 @@ reported before TFX starts, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -121,6 +122,20 @@ def format_summary(summary: dict) -> str:
     lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")
     for reason in summary.get("not_blessed_because", []):
         lines.append(f"    {reason}")
+    tflite = summary.get("tflite")
+    if tflite:
+        lines.append(
+            f"  TFLite, checked on {tflite['eval_images']} eval images (SavedModel accuracy {tflite['savedmodel_accuracy']:.4f}):"
+        )
+        for kind, entry in tflite["models"].items():
+            if "accuracy" in entry:
+                text = (
+                    f"    {kind}: accuracy {entry['accuracy']:.4f}, {entry['bytes'] / 1024:.0f} KB, "
+                    f"{entry['ms_per_image']:.2f} ms per image, {'passed' if entry['passed'] else 'FAILED'}"
+                )
+            else:
+                text = f"    {kind}: FAILED"
+            lines.append(text + (f": {entry['reason']}" if not entry["passed"] else ""))
     if summary.get("pushed_model_dir"):
         lines.append(f"  pushed to: {summary['pushed_model_dir']}")
     else:
@@ -242,18 +257,27 @@ def predict_command(argv) -> int:
     p.add_argument("--version", type=int, help="model version (default: the newest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument(
+        "--tflite",
+        choices=["float", "int8"],
+        help="answer with the version's TFLite model instead of the SavedModel, after the client-side "
+        "preprocessing a device does (decode to RGB, bilinear resize, values 0-255): what a phone would answer",
+    )
     args = p.parse_args(argv)
     from components.serving import predict  # here: it loads TensorFlow
 
     try:
         model_dir = predict.resolve_model_dir(args.serving_dir, args.version)
+        files = predict.expand_inputs(args.inputs)
+        results = predict.predict_files(model_dir, files, args.batch_size, args.top_k, tflite=args.tflite)
+        first = next(results, None)  # a missing model is found here, before any output
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    files = predict.expand_inputs(args.inputs)
     with tqdm(total=len(files), unit="img", file=sys.stderr, disable=len(files) < 2 * args.batch_size) as bar:
-        for result in predict.predict_files(model_dir, files, args.batch_size, args.top_k, bar.update):
+        for result in itertools.chain([first] if first else [], results):
             print(json.dumps(result, ensure_ascii=False), flush=True)
+            bar.update(1)
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
 
 The schema and every default live here, once. `load_config` reads a YAML/JSON file as data
 (yaml.safe_load: no code is ever executed), flags override the file, and `validate` reports
-every problem at once, before TFX starts. Stages, augmentation and the `kubeflow:` section are
+every problem at once, before TFX starts. Stages, augmentation, the `export:` and `kubeflow:` sections are
 parsed once (cached on the config); each component receives its typed slice
 (`trainer_settings()` and so on) through its custom_config.
 """
@@ -25,7 +25,7 @@ from components.example_gen.settings import ExampleGenSettings
 from components.pusher.settings import PusherSettings
 from components.settings import code_version
 from components.trainer import augmentation
-from components.trainer.settings import TrainerSettings
+from components.trainer.settings import ExportSettings, TrainerSettings
 from components.trainer.stages import Stage, resolve_stages
 from components.transform.settings import TransformSettings
 from kubeflow.settings import KubeflowSettings
@@ -87,6 +87,7 @@ class GraftConfig:
     max_relative_accuracy_drop: Optional[float] = None  # vs the model now serving, a fraction
     slice_by_class: bool = True  # evaluation sliced by class as well as overall
     keep_versions: int = 5  # serving versions kept (the one serving is never deleted)
+    export: dict = field(default_factory=dict)  # on-device models, e.g. {tflite: both}: see ExportSettings
     # Runtime.
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
@@ -133,6 +134,11 @@ class GraftConfig:
     def augmentation_plan(self) -> list:
         """`augmentation` (a preset or a list) as checked {type, factor} items; raises ConfigError."""
         return augmentation.resolve(self.augmentation)
+
+    @functools.cached_property
+    def export_settings(self) -> ExportSettings:
+        """The `export:` section, checked; raises ConfigError."""
+        return ExportSettings.from_section(self.export)
 
     @functools.cached_property
     def kubeflow_settings(self) -> KubeflowSettings:
@@ -236,7 +242,7 @@ def validate(config: GraftConfig) -> None:
         problems.append("dropout must be in [0, 1)")
     if config.beam_direct_running_mode not in ("in_memory", "multi_processing", "multi_threading"):
         problems.append("beam_direct_running_mode must be in_memory, multi_processing or multi_threading")
-    for parsed in ("stage_plan", "augmentation_plan", "kubeflow_settings"):
+    for parsed in ("stage_plan", "augmentation_plan", "export_settings", "kubeflow_settings"):
         try:
             getattr(config, parsed)
         except ConfigError as err:
@@ -318,13 +324,14 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         image_cache_mb=config.image_cache_mb,
         shuffle_buffer_mb=config.shuffle_buffer_mb,
         discriminative_lr=config.discriminative_lr,
+        export=config.export_settings,
         class_names=config.class_names,
         seed=config.seed,
     )
 
 
 def pusher_settings(config: GraftConfig) -> PusherSettings:
-    return PusherSettings(keep_versions=config.keep_versions)
+    return PusherSettings(keep_versions=config.keep_versions, tflite_on_failure=config.export_settings.on_failure)
 
 
 def beam_args(config: GraftConfig) -> list[str]:

@@ -9,6 +9,30 @@ import json
 import os
 
 
+def _tflite_section(tflite) -> str:
+    """The on-device models next to the SavedModel, as the Trainer's check measured them."""
+    if not tflite:
+        return ""
+    rows = [["SavedModel", tflite["savedmodel_accuracy"], "", "", "", "reference"]]
+    for kind, entry in tflite["models"].items():
+        verdict = ("passed" if entry["passed"] else "FAILED: " + entry["reason"]) + (
+            ", pushed" if entry.get("pushed") else ""
+        )
+        rows.append(
+            [
+                f"TFLite {kind}",
+                entry.get("accuracy", ""),
+                entry.get("agreement_with_savedmodel", ""),
+                round(entry["bytes"] / 1024) if "bytes" in entry else "",
+                entry.get("ms_per_image", ""),
+                verdict,
+            ]
+        )
+    return f"<h2>On-device models ({tflite['eval_images']} eval images)</h2>" + _table(
+        ["model", "eval accuracy", "same class as SavedModel", "KB", "ms per image (CPU)", "check"], rows
+    )
+
+
 def _plot_history(history: list, path: str) -> bool:
     if not history:
         return False
@@ -128,6 +152,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
             k: v for k, v in metrics.items() if k.startswith("baseline_") or k.endswith("_change")
         },
         "decision": decision,
+        "tflite": summary.get("tflite"),
         "plots": {
             "training_curves": curves if has_curves else None,
             "confusion_matrix": heatmap if has_heatmap else None,
@@ -175,6 +200,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
             [[r["class"], r["precision"], r["recall"], r["accuracy"], r["eval_examples"]] for r in per_class],
         ),
         "<img src='confusion_matrix.png' alt='confusion matrix'>" if has_heatmap else "",
+        _tflite_section(summary.get("tflite")),
     ]
     path = os.path.join(report_dir, "report.html")
     with open(path, "w", encoding="utf-8") as f:

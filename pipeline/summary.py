@@ -14,6 +14,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.contract import TFLITE_CHECK_FILE, TFLITE_DIR, tflite_file
+
 
 def _store(metadata_path: str):
     config = metadata_store_pb2.ConnectionConfig()
@@ -202,6 +204,11 @@ def collect_summary(config, progress=None) -> dict:
     if model_run and os.path.exists(os.path.join(model_run[0].uri, "history.json")):
         with open(os.path.join(model_run[0].uri, "history.json")) as f:
             summary["training_history"] = json.load(f)
+    model = nodes.get("Trainer", {}).get("outputs", {}).get("model")
+    tflite_check = os.path.join(model[0].uri, "Format-Serving", TFLITE_DIR, TFLITE_CHECK_FILE) if model else ""
+    if tflite_check and os.path.exists(tflite_check):
+        with open(tflite_check) as f:
+            summary["tflite"] = json.load(f)
     pushed = nodes.get("Pusher", {}).get("outputs", {}).get("pushed_model")
     if pushed:
         artifact = pushed[0]
@@ -212,4 +219,10 @@ def collect_summary(config, progress=None) -> dict:
         if summary["component_state"].get("Pusher") == "cached":
             summary["pushed"], summary["pushed_model_dir"] = False, None
             summary["push_skipped_reason"] = "cached: nothing changed since the last run"
+    if "tflite" in summary:
+        pushed_dir = summary.get("pushed_model_dir")
+        for kind, entry in summary["tflite"]["models"].items():
+            entry["pushed"] = bool(pushed_dir) and os.path.exists(
+                os.path.join(pushed_dir, TFLITE_DIR, tflite_file(kind))
+            )
     return summary

@@ -35,7 +35,7 @@ print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_examp
 
 @pytest.mark.e2e
 def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
-    config = small_training_config(tmp_path, data_dir=digits_dir)
+    config = small_training_config(tmp_path, data_dir=digits_dir, export={"tflite": "float"})
     first, stdout = run_graft(tmp_path, config, "first")
     # Model selection and curves on a part of the training split; the eval split is the Evaluator's alone.
     assert "carved from the training split; the eval split is left to the Evaluator" in stdout
@@ -44,6 +44,13 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.6
     pushed = first["pushed_model_dir"]
     assert pushed and serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
+    # The TFLite model was checked on the eval split against the SavedModel and pushed inside the version.
+    tflite = first["tflite"]
+    assert tflite["eval_images"] == first["metrics"]["example_count"]
+    assert tflite["savedmodel_accuracy"] == pytest.approx(first["metrics"]["sparse_categorical_accuracy"], abs=1e-6)
+    assert tflite["models"]["float"]["passed"] and tflite["models"]["float"]["pushed"]
+    assert os.path.getsize(os.path.join(pushed, "tflite", "model_float.tflite")) > 0
+    assert "TFLite, checked on" in stdout
     ingest = first["ingest"]
     images = glob.glob(os.path.join(digits_dir, "*", "*.png"))
     assert ingest["total"] == ingest["accepted"] == len(images)

@@ -5,7 +5,9 @@ version TF Serving may load) and pushes a model again even when it is what servi
 """
 
 import json
+import os
 
+import tensorflow as tf
 from absl import logging
 from tfx.components.pusher import component as tfx_pusher_component
 from tfx.components.pusher import executor as tfx_pusher
@@ -14,6 +16,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.contract import TFLITE_CHECK_FILE, TFLITE_DIR
 from components.pusher.settings import PusherSettings
 from components.serving import check, serving_dir
 
@@ -21,6 +24,17 @@ from components.serving import check, serving_dir
 def _serving_check(staged_dir: str) -> None:
     outcome = check.check_in_fresh_process(staged_dir)
     logging.info("Serving check passed: %s", outcome)
+
+
+def tflite_failures(model_dir: str) -> list[str]:
+    """The reasons of the TFLite models that failed the Trainer's check (none when no TFLite
+    model was asked for). Failed models are not in the model folder, so they are never pushed."""
+    path = os.path.join(model_dir, TFLITE_DIR, TFLITE_CHECK_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        models = json.load(f)["models"]
+    return [entry["reason"] for entry in models.values() if not entry["passed"]]
 
 
 class Executor(tfx_pusher.Executor):
@@ -31,6 +45,15 @@ class Executor(tfx_pusher.Executor):
             self._MarkNotPushed(model_push)
             return
         model_path = self.GetModelPath(input_dict)
+        settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
+        failures = tflite_failures(model_path)
+        if failures and settings.tflite_on_failure == "refuse":
+            logging.warning("Not pushed (export.on_failure=refuse): %s", "; ".join(failures))
+            self._MarkNotPushed(model_push)
+            model_push.set_string_custom_property("skipped_reason", "TFLite check failed: " + "; ".join(failures))
+            return
+        if failures:
+            logging.warning("Pushing without the TFLite model(s) that failed their check: %s", "; ".join(failures))
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
@@ -42,7 +65,6 @@ class Executor(tfx_pusher.Executor):
             return
         pushed = serving_dir.publish(model_path, base, source=model_path, check=_serving_check)
         logging.info("Model pushed to %s.", pushed)
-        settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
         removed = serving_dir.prune(base, settings.keep_versions)
         if removed:
             logging.info("Removed old serving versions %s (keep_versions=%d).", removed, settings.keep_versions)

@@ -10,3 +10,4 @@ from components.settings import ComponentSettings
 @dataclass(frozen=True)
 class PusherSettings(ComponentSettings):
     keep_versions: int
+    tflite_on_failure: str  # push_without | refuse: what a TFLite model that failed its check does to the push

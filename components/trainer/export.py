@@ -5,6 +5,10 @@ names and the serving-check data in assets.extra.
 - `serving_image_bytes`: raw encoded image bytes; the input name ends in `_bytes`, so a
   TF Serving REST client sends {"b64": ...} for it.
 Both return class probabilities, class index and class name.
+- `serving_pixels`: float32 [batch, size, size, 3], RGB in [0, 255], already decoded and
+  resized (the bilinear resize of the Transform graph); the backbone's normalisation is inside.
+  Returns probabilities only. The TFLite models are converted from it: decoding and
+  tf.Example parsing need Flex ops on a device, this does not.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import replace
 import tensorflow as tf
 import tf_keras as keras
 
+from components.backbones.preprocessing import scale_pixels
 from components.backbones.registry import HUB
 from components.contract import (
     CLASS_ID,
@@ -27,14 +32,17 @@ from components.contract import (
     IMAGE_BYTES_INPUT,
     IMAGE_BYTES_SIGNATURE,
     IMAGE_KEY,
+    PIXELS_INPUT,
+    PIXELS_SIGNATURE,
     PROBABILITIES,
 )
 from components.serving.check import write_check_data
 from components.trainer.model import build_model
 
 
-def make_signatures(model, tft_layer, image_feature_spec, class_names):
-    """Concrete serving functions for `model` with the Transform layer in front of it."""
+def make_signatures(model, tft_layer, image_feature_spec, class_names, image_size: int, preprocess_mode: str):
+    """Concrete serving functions for `model` with the Transform layer in front of it (and,
+    for pixels, the backbone's normalisation alone)."""
     names = tf.constant(list(class_names))
 
     def predict(raw_features):
@@ -52,9 +60,17 @@ def make_signatures(model, tft_layer, image_feature_spec, class_names):
         shape = [-1] + [1] * len(image_feature_spec.shape)
         return predict({IMAGE_KEY: tf.reshape(image_bytes, shape)})
 
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)],
+        autograph=False,
+    )
+    def serve_pixels(pixels):
+        return {PROBABILITIES: model(scale_pixels(pixels, preprocess_mode), training=False)}
+
     return {
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
         IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+        PIXELS_SIGNATURE: serve_pixels.get_concrete_function(),
     }
 
 
@@ -78,11 +94,13 @@ def float32_twin(model, settings, num_classes: int):
     return twin
 
 
-def export_model(model, tft_output, class_names, export_dir: str) -> None:
-    """SavedModel with both serving signatures; class names also in assets.extra."""
+def export_model(model, tft_output, class_names, export_dir: str, image_size: int, preprocess_mode: str) -> None:
+    """SavedModel with the serving signatures; class names also in assets.extra."""
     tft_layer = tft_output.transform_features_layer()
     model.tft_layer = tft_layer  # tracked, so the Transform graph's assets are saved with the model
-    signatures = make_signatures(model, tft_layer, tft_output.raw_feature_spec()[IMAGE_KEY], class_names)
+    signatures = make_signatures(
+        model, tft_layer, tft_output.raw_feature_spec()[IMAGE_KEY], class_names, image_size, preprocess_mode
+    )
     # save_traces=False: only signatures are served; tracing every layer's call cost ~30 s.
     model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
     extra = os.path.join(export_dir, EXTRA_DIR)

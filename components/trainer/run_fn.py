@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components.contract import CLASS_NAMES_FILE, HISTORY_FILE
-from components.trainer import augmentation
+from components.trainer import augmentation, tflite_export
 from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import carve, label_counts, make_dataset
 from components.trainer.model import build_model
@@ -127,9 +127,21 @@ def run_fn(fn_args):
 
     started = time.time()
     served = float32_twin(model, settings, len(class_names))
-    export_model(served, tft_output, class_names, fn_args.serving_model_dir)
+    export_model(served, tft_output, class_names, fn_args.serving_model_dir, size, settings.backbone_entry.preprocess)
     save_serving_check(served, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
     log.info("exported SavedModel in %.1fs", time.time() - started)
+    if settings.export.kinds:
+        started = time.time()
+        tflite_export.export_and_check(
+            fn_args.serving_model_dir,
+            class_names,
+            settings.export,
+            size,
+            fn_args.train_files,
+            fn_args.eval_files,
+            rejected_dir=os.path.join(fn_args.model_run_dir, "tflite_rejected"),
+        )
+        log.info("TFLite models converted and checked on the eval split in %.1fs", time.time() - started)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump(history, f, indent=1)

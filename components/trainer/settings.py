@@ -6,8 +6,58 @@ from dataclasses import dataclass
 from typing import Optional
 
 from components.backbones import registry
-from components.settings import ComponentSettings
+from components.contract import TFLITE_KINDS, ConfigError
+from components.settings import ComponentSettings, unknown_options
 from components.trainer.stages import Stage
+
+TFLITE_CHOICES = {"none": (), "float": ("float",), "int8": ("int8",), "both": TFLITE_KINDS}
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The `export:` section: on-device (TFLite) models written beside the SavedModel, each
+    checked against it on the eval split before anything is pushed."""
+
+    tflite: str = "none"  # none | float | int8 | both
+    int8_io: str = "float"  # the int8 model's input and output type: float | uint8
+    representative_images: int = 200  # training images that calibrate int8 quantization
+    check_images: int = 0  # eval images the check runs on; 0: the whole eval split
+    float_max_drop_points: float = 1.0  # eval accuracy points the float model may lose vs the SavedModel
+    int8_max_drop_points: float = 2.0
+    on_failure: str = "push_without"  # a model failing its check: push_without (the version without it) | refuse
+
+    @property
+    def kinds(self) -> tuple:
+        return TFLITE_CHOICES[self.tflite]
+
+    def max_drop_points(self, kind: str) -> float:
+        return self.float_max_drop_points if kind == "float" else self.int8_max_drop_points
+
+    @classmethod
+    def from_section(cls, values: dict) -> ExportSettings:
+        """The section from the config file, checked; raises ConfigError naming the option."""
+        values = dict(values or {})
+        unknown = unknown_options(cls, values, "export")
+        if unknown:
+            raise ConfigError(unknown)
+        settings = cls(**values)
+        problems = []
+        if settings.tflite not in TFLITE_CHOICES:
+            problems.append(f"export.tflite must be one of {', '.join(TFLITE_CHOICES)} (got {settings.tflite!r})")
+        if settings.int8_io not in ("float", "uint8"):
+            problems.append(f"export.int8_io must be float or uint8 (got {settings.int8_io!r})")
+        if settings.on_failure not in ("push_without", "refuse"):
+            problems.append(f"export.on_failure must be push_without or refuse (got {settings.on_failure!r})")
+        if not isinstance(settings.representative_images, int) or settings.representative_images < 1:
+            problems.append("export.representative_images must be an integer >= 1")
+        if not isinstance(settings.check_images, int) or settings.check_images < 0:
+            problems.append("export.check_images must be an integer >= 0 (0: the whole eval split)")
+        for name in ("float_max_drop_points", "int8_max_drop_points"):
+            if not isinstance(getattr(settings, name), (int, float)) or not 0 <= getattr(settings, name) <= 100:
+                problems.append(f"export.{name} must be between 0 and 100 (accuracy points)")
+        if problems:
+            raise ConfigError("invalid export settings:\n  - " + "\n  - ".join(problems))
+        return settings
 
 
 @dataclass(frozen=True)
@@ -33,6 +83,7 @@ class TrainerSettings(ComponentSettings):
     image_cache_mb: int  # decoded images cached in memory up to this
     shuffle_buffer_mb: int  # the training shuffle buffer holds at most this many bytes of images
     discriminative_lr: float
+    export: ExportSettings
     class_names: Optional[list]
     seed: int
 
