@@ -125,7 +125,9 @@ def format_summary(summary: dict) -> str:
     tflite = summary.get("tflite")
     if tflite:
         lines.append(
-            f"  TFLite, checked on {tflite['eval_images']} eval images (SavedModel accuracy {tflite['savedmodel_accuracy']:.4f}):"
+            f"  TFLite, checked on {tflite['eval_images']} eval images (SavedModel: accuracy "
+            f"{tflite['savedmodel_accuracy']:.4f}, {tflite['savedmodel_bytes'] / 1024:.0f} KB, "
+            f"{tflite['savedmodel_ms_per_image']:.2f} ms per image):"
         )
         for kind, entry in tflite["models"].items():
             if "accuracy" in entry:

@@ -13,7 +13,16 @@ def _tflite_section(tflite) -> str:
     """The on-device models next to the SavedModel, as the Trainer's check measured them."""
     if not tflite:
         return ""
-    rows = [["SavedModel", tflite["savedmodel_accuracy"], "", "", "", "reference"]]
+    rows = [
+        [
+            "SavedModel",
+            tflite["savedmodel_accuracy"],
+            1.0,
+            round(tflite["savedmodel_bytes"] / 1024),
+            tflite["savedmodel_ms_per_image"],
+            "reference",
+        ]
+    ]
     for kind, entry in tflite["models"].items():
         verdict = ("passed" if entry["passed"] else "FAILED: " + entry["reason"]) + (
             ", pushed" if entry.get("pushed") else ""

@@ -61,11 +61,17 @@ def test_prune_keeps_newest_k(tmp_path):
 
 def test_rollback_restores_previous_version_as_newest(tmp_path):
     serving = str(tmp_path / "serving")
-    old = serving_dir.publish(_model(tmp_path, "good", b"good"), serving)
+    good = _model(tmp_path, "good", b"good")
+    os.makedirs(os.path.join(good, "tflite"))
+    with open(os.path.join(good, "tflite", "model_float.tflite"), "wb") as f:
+        f.write(b"on-device good")
+    old = serving_dir.publish(good, serving)
     serving_dir.publish(_model(tmp_path, "bad", b"bad"), serving)
     restored = serving_dir.rollback(serving)
     assert serving_dir.newest(serving) == restored
     assert open(os.path.join(restored, "saved_model.pb"), "rb").read() == b"good"
+    # The version's TFLite models come back with it.
+    assert open(os.path.join(restored, "tflite", "model_float.tflite"), "rb").read() == b"on-device good"
     assert restored != old
     with pytest.raises(ValueError, match="no version 123"):
         serving_dir.rollback(serving, 123)

@@ -115,6 +115,7 @@ def test_float_and_uint8_models_classify_like_the_savedmodel(exported, tmp_path)
     assert int8_entry["input_dtype"] == "uint8" and int8_entry["representative_images"] == 100
     assert int8_entry["bytes"] < 0.5 * float_entry["bytes"]
     assert int8_entry["accuracy"] > 0.8 and int8_entry["ms_per_image"] > 0
+    assert report["savedmodel_ms_per_image"] > 0 and report["savedmodel_bytes"] > float_entry["bytes"] / 2
 
     tflite_dir = os.path.join(export_dir, TFLITE_DIR)
     with open(os.path.join(tflite_dir, TFLITE_LABELS_FILE)) as f:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,8 +24,10 @@ from components.contract import (
     IMAGE_BYTES_SIGNATURE,
     IMAGE_KEY,
     LABEL_KEY,
+    PIXELS_INPUT,
     PIXELS_SIGNATURE,
     PROBABILITIES,
+    SAVED_MODEL_FILE,
     TFLITE_CHECK_FILE,
     TFLITE_CLIENT_FILE,
     TFLITE_DIR,
@@ -37,6 +40,7 @@ from components.trainer.settings import ExportSettings
 log = logging.getLogger("graft.trainer")
 
 CHUNK = 64
+LATENCY_SAMPLE = 100  # one-image SavedModel calls timed (after the first, which traces)
 
 
 class TFLiteConversionError(RuntimeError):
@@ -86,6 +90,14 @@ def read_examples(files, limit: int = 0) -> Iterator[tuple[bytes, int]]:
         yield example[IMAGE_KEY].numpy(), int(example[LABEL_KEY])
 
 
+def _saved_model_bytes(export_dir: str) -> int:
+    """The graph and the variables: what a server loads (assets.extra and tflite/ aside)."""
+    total = tf.io.gfile.stat(os.path.join(export_dir, SAVED_MODEL_FILE)).length
+    for dirpath, _, names in tf.io.gfile.walk(os.path.join(export_dir, "variables")):
+        total += sum(tf.io.gfile.stat(os.path.join(dirpath, n)).length for n in names)
+    return total
+
+
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
     chunk = []
     for item in items:
@@ -127,7 +139,9 @@ def export_and_check(
             log.warning("TFLite %s: %s", kind, err)
 
     models = {kind: TFLiteClassifier(content=content) for kind, content in converted.items()}
-    saved = tf.saved_model.load(export_dir).signatures[IMAGE_BYTES_SIGNATURE]
+    loaded = tf.saved_model.load(export_dir)
+    saved, saved_pixels = loaded.signatures[IMAGE_BYTES_SIGNATURE], loaded.signatures[PIXELS_SIGNATURE]
+    saved_ms = []
     labels, saved_classes = [], []
     classes = {kind: [] for kind in models}
     milliseconds = {kind: [] for kind in models}
@@ -137,13 +151,22 @@ def export_and_check(
         labels += [label for _, label in chunk]
         saved_classes += list(np.argmax(saved(**{IMAGE_BYTES_INPUT: tf.constant(images)})[PROBABILITIES], -1))
         pixels = [client_pixels(image, image_size) for image in images]
+        for p in pixels[: max(0, LATENCY_SAMPLE - len(saved_ms))]:  # the same one-image calls, for comparison
+            started = time.perf_counter()
+            saved_pixels(**{PIXELS_INPUT: tf.constant(p[np.newaxis])})
+            saved_ms.append(1000 * (time.perf_counter() - started))
         for kind, model in models.items():
             probabilities, ms = model.classify(pixels)
             classes[kind] += list(np.argmax(probabilities, -1))
             milliseconds[kind].append(ms * len(pixels))
     labels, saved_classes = np.array(labels), np.array(saved_classes)
     saved_accuracy = float(np.mean(saved_classes == labels)) if len(labels) else 0.0
-    report.update(eval_images=len(labels), savedmodel_accuracy=round(saved_accuracy, 6))
+    report.update(
+        eval_images=len(labels),
+        savedmodel_accuracy=round(saved_accuracy, 6),
+        savedmodel_bytes=_saved_model_bytes(export_dir),
+        savedmodel_ms_per_image=round(float(np.median(saved_ms[1:] or saved_ms or [0.0])), 3),
+    )
 
     tflite_dir = os.path.join(export_dir, TFLITE_DIR)
     tf.io.gfile.makedirs(tflite_dir)
