@@ -1,0 +1,124 @@
+"""Text ingestion: every row or file accepted, quarantined with its reason, or skipped by a rule.
+The table printed by the first test is the bad-input table of the closing note."""
+
+import bz2
+import json
+
+import pytest
+
+from components.example_gen.text_ingest import TextInputError, TextRules, read_text_input
+
+CSV = (
+    b"id,text,label\n"
+    b'1,"A plain, good sentence.",fresh\n'
+    b'2,"Quotes ""inside"", commas, and\na newline inside the field.",rotten\n'
+    b"3,,fresh\n"
+    b"4,No label here.,\n"
+    b"5,Broken \xff\xfe bytes.,rotten\n"
+    b"6,Too,many,fields,here\n"
+    b"7,A plain; good sentence.,plot\n"
+    b"8,A plain, good sentence.,fresh\n"
+    b'9,"A plain, good sentence.",rotten\n'
+    b"\n"
+    b"10," + b"x" * 50 + b",fresh\n"
+    b"11,Caf\xc3\xa9 au lait \xe2\x80\x94 fine UTF-8.,fresh\n"
+)
+
+
+def _outcomes(listing):
+    rows = [(r.source, "accepted" + (" (truncated)" if r.truncated else ""), r.label) for r in listing.accepted]
+    rows += [(q["path"], "quarantined", q["reason"]) for q in listing.quarantined]
+    rows += [(s["path"], "skipped", s["reason"]) for s in listing.skipped]
+    return {source: (outcome, detail) for source, outcome, detail in rows}
+
+
+def test_every_csv_row_is_accounted_for(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(CSV)
+    rules = TextRules(max_text_chars=40, labels=("fresh", "rotten"))
+    listing = read_text_input(str(path), rules)
+    outcomes = _outcomes(listing)
+    print("\n| row | outcome | detail |\n|---|---|---|")
+    for source, (outcome, detail) in sorted(outcomes.items(), key=lambda kv: int(kv[0].split(":")[1])):
+        print(f"| {source} | {outcome} | {detail} |")
+    assert outcomes["reviews.csv:2"] == ("accepted", "fresh")
+    quoted = [r for r in listing.accepted if r.source == "reviews.csv:3"][0]
+    assert quoted.text == 'Quotes "inside", commas, and\na newline inside the field.'[:40] and quoted.truncated
+    assert outcomes["reviews.csv:5"] == ("quarantined", "empty text (text)")
+    assert outcomes["reviews.csv:6"] == ("quarantined", "missing label (label)")
+    assert outcomes["reviews.csv:7"] == ("quarantined", "not UTF-8 (byte 0xff)")
+    assert (
+        outcomes["reviews.csv:8"][0] == "quarantined" and "5 fields, the header has 3" in outcomes["reviews.csv:8"][1]
+    )
+    assert outcomes["reviews.csv:9"] == ("skipped", "label 'plot' is not one of the configured labels")
+    assert outcomes["reviews.csv:10"][0] == "quarantined"  # unquoted comma: 4 fields
+    assert outcomes["reviews.csv:11"] == ("skipped", "duplicate of reviews.csv:2, labelled 'fresh' there")
+    assert outcomes["reviews.csv:12"] == ("skipped", "blank line")
+    assert outcomes["reviews.csv:13"] == ("accepted (truncated)", "fresh")
+    assert outcomes["reviews.csv:14"] == ("accepted", "fresh")
+    assert [r.text for r in listing.accepted if r.source == "reviews.csv:14"] == ["Café au lait — fine UTF-8."]
+    assert len(outcomes) == 12  # every row of the file (row 3 spans two lines), the header aside
+    assert listing.truncated == 2 and listing.classes == ["fresh", "rotten"]
+
+    strict = read_text_input(str(path), TextRules(max_text_chars=40, long_text="quarantine"))
+    assert _outcomes(strict)["reviews.csv:13"] == ("quarantined", "text of 50 characters, over max_text_chars=40")
+
+
+def test_tsv_jsonl_and_compressed_tables_in_a_folder(tmp_path):
+    (tmp_path / "a.tsv").write_text('text\tlabel\nTabs, commas, "quotes" alike.\tpos\n', encoding="utf-8")
+    lines = [
+        json.dumps({"text": "A JSON row.", "label": 1}),
+        "{not json",
+        json.dumps(["a", "list"]),
+        json.dumps({"text": "No label key."}),
+        "",
+        json.dumps({"text": "Another row.", "label": "neg"}),
+    ]
+    (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress("\n".join(lines).encode()))
+    (tmp_path / "notes.md").write_text("not a table")
+    outcomes = _outcomes(read_text_input(str(tmp_path), TextRules()))
+    assert outcomes["a.tsv:2"] == ("accepted", "pos")
+    assert outcomes["b.jsonl.bz2:1"] == ("accepted", "1")
+    assert outcomes["b.jsonl.bz2:2"][1].startswith("malformed row: not JSON")
+    assert outcomes["b.jsonl.bz2:3"] == ("quarantined", "malformed row: not a JSON object")
+    assert outcomes["b.jsonl.bz2:4"] == ("quarantined", "missing label (label)")
+    assert outcomes["b.jsonl.bz2:6"] == ("accepted", "neg")
+    assert outcomes["notes.md"] == ("skipped", "not a table")
+
+
+def test_class_folders_of_text_files(tmp_path):
+    for label, name, data in [
+        ("pos", "a.txt", b"Loved it."),
+        ("pos", "b.txt", b""),
+        ("neg", "c.txt", b"Hated \xe9 it."),  # Latin-1, not UTF-8
+        ("neg", "d.txt", b"Meh."),
+        ("neg", ".hidden.txt", b"x"),
+        ("neg", "e.csv", b"x"),
+    ]:
+        (tmp_path / label).mkdir(exist_ok=True)
+        (tmp_path / label / name).write_bytes(data)
+    (tmp_path / "stray.txt").write_text("outside")
+    outcomes = _outcomes(read_text_input(str(tmp_path), TextRules()))
+    assert outcomes["pos/a.txt"] == ("accepted", "pos") and outcomes["neg/d.txt"] == ("accepted", "neg")
+    assert outcomes["pos/b.txt"] == ("quarantined", "empty text (text)")
+    assert outcomes["neg/c.txt"] == ("quarantined", "not UTF-8 (byte 0xe9)")
+    assert outcomes["neg/.hidden.txt"] == ("skipped", "hidden file")
+    assert outcomes["neg/e.csv"] == ("skipped", "not a .txt file")
+    assert outcomes["stray.txt"] == ("skipped", "outside class folders")
+
+
+def test_a_table_without_the_columns_names_them(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("sentence,sentiment\nx,y\n")
+    with pytest.raises(TextInputError, match=r"t.csv: no column 'text', 'label' in the header \(columns: sentence, "):
+        read_text_input(str(path), TextRules())
+    with pytest.raises(TextInputError, match="no such file"):
+        read_text_input(str(tmp_path / "missing.csv"), TextRules())
+
+
+def test_nul_byte_row_is_quarantined_and_reading_goes_on(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_bytes(b"text,label\nfine,a\nbad\x00row,b\nalso fine,b\n")
+    outcomes = _outcomes(read_text_input(str(path), TextRules()))
+    assert outcomes["n.csv:2"] == ("accepted", "a") and outcomes["n.csv:4"] == ("accepted", "b")
+    assert outcomes["n.csv:3"][0] == "quarantined" and "malformed row" in outcomes["n.csv:3"][1]
