@@ -32,13 +32,19 @@ def _abs(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def example_gen_component(config: cfg.GraftConfig):
-    eval_split = example_gen_pb2.SplitConfig(
+def hash_split(eval_percent: int) -> example_gen_pb2.SplitConfig:
+    """train/eval by TFX's hash buckets; `partition_feature_name` is set where the input has a
+    stable key (the path of an image, the hash of a text)."""
+    return example_gen_pb2.SplitConfig(
         splits=[
-            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - config.eval_percent),
-            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_percent),
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent),
         ]
     )
+
+
+def example_gen_component(config: cfg.GraftConfig):
+    eval_split = hash_split(config.eval_percent)
     if config.tfrecord_dir:
         return tfx.components.ImportExampleGen(
             input_base=_abs(config.tfrecord_dir),
