@@ -6,6 +6,7 @@ One module, so that a feature key, an artifact file name or a signature name is 
 
 # tf.Example features written by ExampleGen and read by Transform, Trainer and Evaluator.
 IMAGE_KEY = "image"  # encoded image bytes
+TEXT_KEY = "text"  # UTF-8 text (text classification)
 LABEL_KEY = "label"  # int64 class index (sorted class names)
 LABEL_NAME_KEY = "label_name"  # class name, for slicing the evaluation by class
 PATH_KEY = "path"  # source path relative to the data root; hashed for the train/eval split
@@ -37,13 +38,20 @@ SERVING_VERSION_PROPERTY = "serving_version_dir"
 # The exported model's serving interface.
 EXAMPLES_SIGNATURE = "serving_default"  # serialized tf.Example in (input `examples`)
 IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded image bytes in (input `image_bytes`)
+TEXT_SIGNATURE = "serving_text"  # raw UTF-8 strings in (input `text`)
 PIXELS_SIGNATURE = "serving_pixels"  # float32 [batch, size, size, 3] RGB in [0, 255], resized; TFLite's source
 EXAMPLES_INPUT = "examples"
 IMAGE_BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "pixels"
+TEXT_INPUT = "text"
 PROBABILITIES = "probabilities"
 CLASS_ID = "class_id"
 CLASS_NAME = "class_name"
+
+# Per input kind (a backbone's `kind`): the raw feature, and the signature that takes it raw.
+RAW_FEATURE = {"image": IMAGE_KEY, "text": TEXT_KEY}
+RAW_SIGNATURE = {"image": IMAGE_BYTES_SIGNATURE, "text": TEXT_SIGNATURE}
+RAW_INPUT = {"image": IMAGE_BYTES_INPUT, "text": TEXT_INPUT}
 
 # Exit codes of `graft` and local_runner.py.
 EXIT_OK = 0  # done, blessed or not

@@ -246,7 +246,11 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
     baseline = output("ServingBaseline", "baseline_model")
     evaluated = output("Evaluator", "evaluation")
     evaluation = read_evaluation(evaluated["uri"], num_classes) if evaluated else {}
-    examples = output("ImageExampleGen", "examples") or output("ImportExampleGen", "examples")
+    examples = (
+        output("ImageExampleGen", "examples")
+        or output("TextExampleGen", "examples")
+        or output("ImportExampleGen", "examples")
+    )
     report = os.path.join(examples.get("uri", ""), INGEST_DIR, INGEST_REPORT_FILE)
     return {
         "target": backend.target,

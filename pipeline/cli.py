@@ -31,7 +31,7 @@ from pipeline.report import write_report
 def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Train a classifier on your images by grafting a new head onto a pretrained "
+        description="Train a classifier on your images or texts by grafting a new head onto a pretrained "
         "backbone, evaluate it, and push it to a serving directory if it is good enough. "
         "Runs Graft's TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML "
         "Metadata). Re-running with unchanged inputs executes nothing and pushes nothing.",
@@ -44,6 +44,11 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--tfrecord-dir", help="TFRecord files of tf.Example with 'image' (encoded bytes) and 'label' (int)"
+    )
+    data.add_argument(
+        "--text-data",
+        help="texts: a CSV/TSV/JSON Lines table (text_column, label_column in --config), a folder of them, "
+        "or DIR/<class>/<file>.txt; with --backbone text_scratch or hub_text",
     )
     model = p.add_argument_group("model")
     model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
@@ -79,6 +84,7 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
 _CONFIG_FLAGS = (
     "data_dir",
     "tfrecord_dir",
+    "text_data",
     "backbone",
     "weights",
     "image_size",
@@ -154,7 +160,8 @@ def run_command(argv) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
-    print(f"Graft: {config.backbone} at {config.input_size}px on {config.data_dir or config.tfrecord_dir}")
+    size = f" at {config.input_size}px" if config.kind == "image" else ""
+    print(f"Graft: {config.backbone}{size} on {config.data_path}")
     if config.from_scratch and config.stages == AUTO:
         print(
             "--weights none: training from scratch (stages 'scratch': every layer trains; BatchNorm trains with "
@@ -210,22 +217,28 @@ def backbones_command(argv) -> int:
     rows = [
         {
             "name": b.name,
-            "input_size": b.default_size,
+            "kind": b.kind,
+            "input_size": b.default_size or None,
             "preprocessing": b.preprocess,
             "parameters": b.params,
             "available": registry.available(b),
+            "description": b.description,
         }
         for b in map(registry.get, registry.names())
     ]
     if args.json:
         print(json.dumps(rows, indent=1))
         return EXIT_OK
-    print(f"{'name':<22}{'input size':>11}  {'preprocessing':<14}{'parameters':>13}")
+    print(f"{'name':<22}{'kind':<6}{'input size':>11}  {'preprocessing':<14}{'parameters':>13}")
     for r in rows:
         params = f"{r['parameters']:>13,}" if r["parameters"] else f"{'(model)':>13}"
-        missing = "" if r["available"] else "  (missing from the installed Keras: skipped)"
-        print(f"{r['name']:<22}{r['input_size']:>11}  {r['preprocessing']:<14}{params}{missing}")
+        size = r["input_size"] or "-"
+        note = "" if r["available"] else "  (missing from the installed Keras: skipped)"
+        note += f"  {r['description']}" if r["description"] else ""
+        print(f"{r['name']:<22}{r['kind']:<6}{size:>11}  {r['preprocessing']:<14}{params}{note}")
     print("\nhub: --backbone hub --weights <TF Hub URL or local SavedModel dir> --image-size <its size>")
+    print("hub_text: --backbone hub_text --weights <TF Hub sentence encoder URL or SavedModel dir> --text-data ...")
+    print("text_scratch: --backbone text_scratch --weights none --text-data ...")
     return EXIT_OK
 
 

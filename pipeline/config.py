@@ -20,7 +20,7 @@ import yaml
 
 from components.backbones import registry
 from components.contract import ConfigError
-from components.example_gen import image_ingest
+from components.example_gen import image_ingest, text_ingest
 from components.example_gen.settings import ExampleGenSettings
 from components.pusher.settings import PusherSettings
 from components.settings import code_version
@@ -41,9 +41,11 @@ class GraftConfig:
     pipeline_root: Optional[str] = None  # tfx_pipeline_output/<pipeline_name>
     metadata_path: Optional[str] = None  # tfx_metadata/<pipeline_name>/metadata.db
     serving_dir: Optional[str] = None  # <pipeline_root>/serving_model
-    # Data: one of data_dir (class folders, optionally train/ and eval/) or tfrecord_dir.
+    # Data: one of data_dir (image class folders, optionally train/ and eval/), tfrecord_dir, or
+    # text_data (a CSV/TSV/JSON Lines table, a folder of them, or class folders of .txt files).
     data_dir: Optional[str] = None
     tfrecord_dir: Optional[str] = None
+    text_data: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
     spans: bool = False  # data_dir holds span-<N>/ folders (new data lands as a new span); each run takes the newest
     eval_percent: int = 20  # hash split by path when the data is not pre-split
@@ -52,6 +54,16 @@ class GraftConfig:
     min_images_per_class: int = 5
     allow_class_change: bool = False  # True: accept a class set that differs from the serving model's
     max_image_pixels: int = 50_000_000  # larger images are rejected from their header
+    # Text input (text_data).
+    text_column: str = "text"  # the text column of a table
+    label_column: str = "label"  # the label column of a table
+    labels: Optional[list] = None  # only these labels; rows with others are skipped by rule (counted)
+    max_text_chars: int = 20_000  # longer texts are truncated, or quarantined with long_text: quarantine
+    long_text: str = "truncate"  # truncate | quarantine
+    lowercase: bool = False  # lower-case texts in Transform (so at serving too)
+    max_tokens: int = 128  # text_scratch: words and word pairs read per text
+    vocab_size: int = 20_000  # text_scratch: vocabulary computed in Transform (words seen at least twice)
+    embedding_dim: int = 64  # text_scratch
     # Model.
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"  # imagenet | none | path to a Keras weights file
@@ -101,7 +113,7 @@ class GraftConfig:
         self.serving_dir = self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
         if self.schema_dir == "auto":
             kind = "image_classification_tfrecord" if self.tfrecord_dir else "image_classification"
-            self.schema_dir = os.path.join(_REPO_SCHEMAS, kind)
+            self.schema_dir = os.path.join(_REPO_SCHEMAS, "text_classification" if self.text_data else kind)
 
     # ---- derived settings, computed (and parsed) once ----
     @property
@@ -113,9 +125,28 @@ class GraftConfig:
         return self.image_size or self.backbone_entry.default_size
 
     @property
+    def kind(self) -> str:
+        """image | text: what the data and the backbone are."""
+        return "text" if self.text_data else "image"
+
+    @property
+    def data_path(self) -> str:
+        return self.data_dir or self.tfrecord_dir or self.text_data or ""
+
+    @property
+    def text_rules(self) -> text_ingest.TextRules:
+        return text_ingest.TextRules(
+            text_column=self.text_column,
+            label_column=self.label_column,
+            max_text_chars=self.max_text_chars,
+            long_text=self.long_text,
+            labels=tuple(str(label) for label in self.labels) if self.labels is not None else None,
+        )
+
+    @property
     def from_scratch(self) -> bool:
         """No pretrained weights: the backbone starts random."""
-        return self.weights == "none"
+        return self.weights == "none" or self.backbone == registry.TEXT_SCRATCH.name
 
     @property
     def batchnorm_trains(self) -> bool:
@@ -195,8 +226,10 @@ def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
 def validate(config: GraftConfig) -> None:
     """Raises ConfigError listing every problem found; cheap checks only (no TFX, no TF)."""
     problems = []
-    if bool(config.data_dir) == bool(config.tfrecord_dir):
-        problems.append("give exactly one of --data-dir (image folders) or --tfrecord-dir")
+    if sum(bool(p) for p in (config.data_dir, config.tfrecord_dir, config.text_data)) != 1:
+        problems.append("give exactly one of --data-dir (image folders), --tfrecord-dir or --text-data")
+    if config.text_data and "://" not in config.text_data and not os.path.exists(config.text_data):
+        problems.append(f"--text-data {config.text_data}: no such file or folder")
     for option in ("data_dir", "tfrecord_dir"):
         path = getattr(config, option)
         if path and "://" in path:
@@ -207,19 +240,26 @@ def validate(config: GraftConfig) -> None:
             problems.append(f"--{option.replace('_', '-')} {path}: not readable")
     if config.schema_dir and not os.path.isfile(os.path.join(config.schema_dir, "schema.pbtxt")):
         problems.append(f"schema_dir {config.schema_dir}: no schema.pbtxt there")
+    entry = None
     try:
         entry = registry.get(config.backbone)
-        reason = entry.check_size(config.input_size, config.weights)
+        reason = entry.check_size(config.input_size, config.weights) if entry.kind == "image" else None
         if reason:
             problems.append(f"--image-size: {reason}")
     except registry.UnknownBackboneError as err:
         problems.append(f"--backbone: {err}")
-    if config.backbone == registry.HUB.name:
+    if entry is not None and entry.kind != config.kind:
+        wanted = "text_scratch or hub_text" if config.kind == "text" else "an image backbone (see `graft backbones`)"
+        problems.append(f"--backbone {config.backbone} reads {entry.kind}, but the data is {config.kind}: use {wanted}")
+    if entry is not None and entry.is_hub:
         if not registry.is_hub_handle(config.weights):
             problems.append(
-                f"--weights {config.weights}: the hub backbone needs a TF Hub handle "
+                f"--weights {config.weights}: the {entry.name} backbone needs a TF Hub handle "
                 "(https://... URL or a local TF2 SavedModel directory)"
             )
+    elif config.backbone == registry.TEXT_SCRATCH.name:
+        if config.weights != "none":
+            problems.append(f"--weights {config.weights}: text_scratch learns from scratch; set weights: none")
     elif config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
         problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
     if not 0 <= config.max_quarantine_fraction <= 1:
@@ -271,6 +311,23 @@ def validate(config: GraftConfig) -> None:
     for name in ("feature_cache_mb", "image_cache_mb", "shuffle_buffer_mb"):
         if getattr(config, name) < 0:
             problems.append(f"{name} must be >= 0")
+    if config.kind == "text":
+        if config.long_text not in text_ingest.LONG_TEXT_POLICIES:
+            problems.append(f"long_text must be truncate or quarantine (got {config.long_text!r})")
+        for name in ("max_text_chars", "max_tokens", "vocab_size", "embedding_dim"):
+            if getattr(config, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if config.augmentation not in ("none", None, []):
+            problems.append("augmentation applies to images only; set augmentation: none for text")
+        if config.spans:
+            problems.append(
+                "spans are supported for image folders only (text_data: one table, folder, or class folders)"
+            )
+        try:
+            if config.export_settings.kinds:
+                problems.append("export.tflite applies to image backbones only")
+        except ConfigError:
+            pass  # reported above
     if not 0 <= config.validation_percent <= 50:
         problems.append("validation_percent must be between 0 and 50")
     elif config.early_stopping_patience and not config.validation_percent:
@@ -284,20 +341,26 @@ def validate(config: GraftConfig) -> None:
 
 
 def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
-    data = config.data_dir or ""
-    span = image_ingest.newest_span(data) if data and config.spans else None
+    data = config.data_dir or config.text_data or ""
+    span = image_ingest.newest_span(data) if config.data_dir and config.spans else None
     return ExampleGenSettings(
         code_version=code_version("example_gen"),
         max_image_pixels=config.max_image_pixels,
         max_quarantine_fraction=config.max_quarantine_fraction,
         min_images_per_class=config.min_images_per_class,
         data_fingerprint=image_ingest.tree_fingerprint(os.path.join(data, span or "")) if data else "",
+        text_rules=dataclasses.asdict(config.text_rules) if config.text_data else None,
     )
 
 
 def transform_settings(config: GraftConfig) -> TransformSettings:
     return TransformSettings(
-        code_version=code_version("transform"), backbone=config.backbone, image_size=config.input_size
+        code_version=code_version("transform"),
+        backbone=config.backbone,
+        image_size=config.input_size,
+        lowercase=config.lowercase,
+        max_tokens=config.max_tokens,
+        vocab_size=config.vocab_size,
     )
 
 
@@ -324,6 +387,9 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         image_cache_mb=config.image_cache_mb,
         shuffle_buffer_mb=config.shuffle_buffer_mb,
         discriminative_lr=config.discriminative_lr,
+        max_tokens=config.max_tokens,
+        vocab_size=config.vocab_size,
+        embedding_dim=config.embedding_dim,
         export=config.export_settings,
         class_names=config.class_names,
         seed=config.seed,

@@ -17,7 +17,7 @@ from tfx.proto import example_gen_pb2
 
 from components.evaluator.eval_config import build_eval_config
 from components.evaluator.executor import Evaluator
-from components.example_gen import image_executor, image_ingest
+from components.example_gen import image_executor, image_ingest, text_executor
 from components.example_validator.executor import ExampleValidator
 from components.pusher.executor import Pusher
 from components.serving_baseline.component import ServingBaseline
@@ -45,6 +45,24 @@ def hash_split(eval_percent: int) -> example_gen_pb2.SplitConfig:
 
 def example_gen_component(config: cfg.GraftConfig):
     eval_split = hash_split(config.eval_percent)
+    if config.text_data:
+        # A table file is the split pattern under its folder; a folder (of tables, or of class
+        # folders) is read whole by the executor, and its files fingerprinted at any depth.
+        folder = os.path.isdir(config.text_data)
+        eval_split.partition_feature_name = "path"  # the text's hash
+        return FileBasedExampleGen(
+            input_base=_abs(config.text_data if folder else os.path.dirname(config.text_data) or "."),
+            input_config=example_gen_pb2.Input(
+                splits=[
+                    example_gen_pb2.Input.Split(
+                        name="all", pattern="*" if folder else os.path.basename(config.text_data)
+                    )
+                ]
+            ),
+            output_config=example_gen_pb2.Output(split_config=eval_split),
+            custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config)),
+            custom_executor_spec=executor_spec.BeamExecutorSpec(text_executor.Executor),
+        ).with_id("TextExampleGen")
     if config.tfrecord_dir:
         return tfx.components.ImportExampleGen(
             input_base=_abs(config.tfrecord_dir),

@@ -8,7 +8,7 @@ import os
 
 from components.backbones import registry
 from components.contract import CLASS_NAMES_FILE, LABEL_KEY
-from components.example_gen import image_ingest
+from components.example_gen import image_ingest, text_ingest
 from components.serving import serving_dir
 from pipeline.config import ConfigError, GraftConfig
 
@@ -77,6 +77,12 @@ def check_weights(config: GraftConfig) -> None:
     if config.weights == "none":
         return
     entry = config.backbone_entry
+    if entry.kind == "text":
+        try:
+            registry.build_text_encoder(entry, config.weights, config.max_tokens, config.vocab_size, 1)
+        except registry.WeightsUnavailableError as err:
+            raise ConfigError(f"--weights: {err}") from None
+        return
     if os.path.isfile(config.weights) and entry.weighted_layers:
         # A file for another architecture is refused from its header, before TensorFlow loads.
         found = _h5_weighted_layers(config.weights)
@@ -115,7 +121,7 @@ def check_blocks(config: GraftConfig) -> None:
     """Stages that unfreeze 'from:<block>' name blocks this backbone has (checked now, not
     when the Trainer reaches that stage)."""
     wanted = [s.from_block for s in config.stage_plan if s.from_block]
-    if not wanted or config.backbone == registry.HUB.name:
+    if not wanted or config.backbone_entry.is_hub or config.kind == "text":
         return
     entry = config.backbone_entry
     names = registry.blocks(entry, registry.build(entry, config.input_size, "none", **config.backbone_kwargs))
@@ -126,10 +132,39 @@ def check_blocks(config: GraftConfig) -> None:
         )
 
 
+def text_class_names(config: GraftConfig) -> list[str]:
+    """The labels of the accepted texts (sorted, as TextExampleGen numbers them), after checking
+    there are at least 2 and enough of each."""
+    try:
+        listing = text_ingest.read_text_input(config.text_data, config.text_rules)
+    except text_ingest.TextInputError as err:
+        raise ConfigError(f"--text-data: {err}") from None
+    counts = {}
+    for record in listing.accepted:
+        counts[record.label] = counts.get(record.label, 0) + 1
+    if len(counts) < 2:
+        raise ConfigError(
+            f"--text-data {config.text_data}: found label(s) {sorted(counts)} among {len(listing.accepted)} accepted "
+            f"texts; a classifier needs at least 2 (label_column: {config.label_column})"
+        )
+    short = sorted(f"{name} ({n})" for name, n in counts.items() if n < config.min_images_per_class)
+    if short:
+        raise ConfigError(
+            f"--text-data {config.text_data}: labels with fewer than min_images_per_class="
+            f"{config.min_images_per_class} texts: " + ", ".join(short)
+        )
+    return sorted(counts)
+
+
 def resolve_class_names(config: GraftConfig) -> None:
     """Checks the data layout (the newest span's, with spans) and fills in config.class_names:
-    from the class folders, else from the TFRecords' labels when the config names none."""
-    if config.data_dir:
+    from the class folders or text labels, else from the TFRecords' labels when the config names none."""
+    if config.text_data:
+        found = text_class_names(config)
+        if config.class_names and list(config.class_names) != found:
+            raise ConfigError(f"class_names {config.class_names} differ from the labels in the text data {found}")
+        config.class_names = found
+    elif config.data_dir:
         data_dir = config.data_dir
         if config.spans:
             span = image_ingest.newest_span(data_dir)

@@ -181,7 +181,8 @@ def collect_summary(config, progress=None) -> dict:
         summary["component_state"][node_id] = states.get(execution.last_known_state, "other")
     if progress is not None:  # measured around each component: more exact than MLMD's timestamps
         summary["component_seconds"].update(progress.seconds)
-    examples = nodes.get("ImageExampleGen", nodes.get("ImportExampleGen", {})).get("outputs", {}).get("examples")
+    example_gen = next((nodes[n] for n in ("ImageExampleGen", "TextExampleGen", "ImportExampleGen") if n in nodes), {})
+    examples = example_gen.get("outputs", {}).get("examples")
     if examples:
         report_path = os.path.join(examples[0].uri, "ingest", "report.json")
         if os.path.exists(report_path):

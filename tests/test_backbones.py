@@ -11,7 +11,7 @@ from components.trainer.model import apply_stage, backbone_of, build_model
 from components.trainer.stages import Stage
 from tests.conftest import REPO, export_tiny_hub_feature_vector, tiny_trainer_settings
 
-KERAS_ENTRIES = [n for n in backbones.names() if n != "hub"]
+KERAS_ENTRIES = [n for n in backbones.names() if backbones.get(n).kind == "image" and n != "hub"]
 EXPECTED = {
     "vgg16",
     "vgg19",
@@ -35,6 +35,8 @@ EXPECTED = {
     "nasnet_large",
     "convnext_tiny",
     "hub",
+    "hub_text",
+    "text_scratch",
 }
 
 
@@ -93,7 +95,8 @@ def test_graft_backbones_table_and_json():
     assert "inception_v3" in table.stdout and "299" in table.stdout and "23,587,712" in table.stdout
     rows = json.loads(subprocess.run([graft, "backbones", "--json"], capture_output=True, text=True, cwd=REPO).stdout)
     assert {r["name"] for r in rows} == EXPECTED
-    assert {"name", "input_size", "preprocessing", "parameters"} <= set(rows[0])
+    assert {"name", "kind", "input_size", "preprocessing", "parameters"} <= set(rows[0])
+    assert {r["name"]: r["kind"] for r in rows if r["kind"] == "text"} == {"hub_text": "text", "text_scratch": "text"}
 
 
 def test_hub_feature_vector_from_local_savedmodel(tmp_path):

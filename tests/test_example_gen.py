@@ -23,6 +23,7 @@ SETTINGS = ExampleGenSettings(
     max_quarantine_fraction=0.05,
     min_images_per_class=5,
     data_fingerprint="",
+    text_rules=None,
 )
 
 

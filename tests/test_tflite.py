@@ -86,9 +86,7 @@ def exported(tmp_path_factory):
     train_stages(model, [Stage("full", 6, "all", 0.002)], data, None, TrainingOptions(settings, 9))
     export_dir = str(root / "model")
     transform = _TransformStandIn()
-    signatures = make_signatures(
-        model, transform, tf.io.FixedLenFeature([], tf.string), CLASSES, SIZE, settings.backbone_entry.preprocess
-    )
+    signatures = make_signatures(model, transform, tf.io.FixedLenFeature([], tf.string), CLASSES, settings)
     model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
     eval_file = _write_examples(str(root / "eval.gz"), eval_images, eval_labels)
     save_serving_check(model, transform, [eval_file], export_dir)

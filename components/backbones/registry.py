@@ -16,7 +16,7 @@ from typing import Optional
 # How pixels in [0, 255] become the backbone's input (names as in keras.applications):
 #   caffe: RGB->BGR, minus the ImageNet channel means; tf: scaled to [-1, 1];
 #   torch: [0, 1], then ImageNet mean/std; none: the model rescales inside; unit: [0, 1] (TF Hub).
-PREPROCESS_MODES = ("caffe", "tf", "torch", "none", "unit")
+PREPROCESS_MODES = ("caffe", "tf", "torch", "none", "unit")  # text encoders: "text"
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,13 @@ class Backbone:
     block_pattern: str = ""
     imagenet_size_only: bool = False  # NASNet: ImageNet weights exist for default_size alone
     weighted_layers: int = 0  # layers holding weights: a weights file for another architecture differs
+    kind: str = "image"  # image | text: what the backbone reads
+    description: str = ""
+
+    @property
+    def is_hub(self) -> bool:
+        """Built from a TF Hub handle (URL or local SavedModel directory) given as `weights`."""
+        return self.name in (HUB.name, HUB_TEXT.name)
 
     def check_size(self, size: int, weights: str = "none") -> Optional[str]:
         """Why `size` cannot be this backbone's input size, or None when it can."""
@@ -199,9 +206,18 @@ def _entries():
 
 
 # TF Hub image feature vectors: `--backbone hub --weights <URL or SavedModel dir> --image-size N`.
-HUB = Backbone("hub", "", "", "unit", 224, 32, 0)
+HUB = Backbone("hub", "", "", "unit", 224, 32, 0, description="TF Hub image feature vector (--weights: its handle)")
+# Text encoders. A TF Hub sentence encoder that takes raw strings (Universal Sentence Encoder,
+# NNLM, or any such handle); and one learned from scratch: the vocabulary (words and word
+# pairs) computed in Transform, an embedding averaged over the text, for users without one.
+HUB_TEXT = Backbone(
+    "hub_text", "", "", "text", 0, 0, kind="text", description="TF Hub sentence encoder, strings in (--weights)"
+)
+TEXT_SCRATCH = Backbone(
+    "text_scratch", "", "", "text", 0, 0, kind="text", description="words and word pairs, embedded and averaged"
+)
 
-_REGISTRY = {b.name: b for b in [*_entries(), HUB]}
+_REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH]}
 
 
 class UnknownBackboneError(ValueError):
@@ -240,10 +256,12 @@ def blocks(backbone: Backbone, model) -> list[str]:
 
 def available(backbone: Backbone) -> bool:
     """Whether the installed Keras has this architecture (TF Hub needs tensorflow_hub)."""
-    if backbone.name == HUB.name:
+    if backbone.is_hub:
         import importlib.util
 
         return importlib.util.find_spec("tensorflow_hub") is not None
+    if backbone.kind == "text":
+        return True
     import tf_keras as keras
 
     return hasattr(keras.applications, backbone.keras_class)
@@ -255,19 +273,46 @@ def is_hub_handle(weights: str) -> bool:
 
 def _build_hub(handle: str, image_size: int):
     """A TF Hub image feature vector (URL or local TF2 SavedModel dir) as a Keras model."""
-    import tensorflow_hub as hub
     import tf_keras as keras
 
+    layer = load_hub_layer(handle, "hub_feature_vector")
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    return keras.Model(inputs, layer(inputs), name="hub")
+
+
+def load_hub_layer(handle: str, name: str, **kwargs):
+    """hub.KerasLayer for `handle`, failing in seconds with what to do when it cannot load."""
+    import tensorflow_hub as hub
+
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(10)  # an offline download must fail in seconds, not minutes
     try:
-        layer = hub.KerasLayer(handle, trainable=False, name="hub_feature_vector")
+        return hub.KerasLayer(handle, trainable=False, name=name, **kwargs)
     except Exception as err:
         raise WeightsUnavailableError(
             f"cannot load TF Hub handle {handle}: {str(err).splitlines()[0][:200]}\n"
             "  Offline: download the model where there is a network, unpack it, and pass the local "
             "directory as --weights (or set TFHUB_CACHE_DIR to a populated cache)."
         ) from None
-    inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    return keras.Model(inputs, layer(inputs), name="hub")
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_size: int, embedding_dim: int):
+    """The text encoder as a Keras model: strings [batch] in (hub_text) or token ids
+    [batch, max_tokens] (text_scratch, 0 = padding) in; a vector per text out."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if backbone.name == HUB_TEXT.name:
+        layer = load_hub_layer(weights, "hub_sentence_encoder")
+        inputs = keras.Input((), dtype=tf.string, name="text")
+        return keras.Model(inputs, layer(inputs), name="hub_text")
+    inputs = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
+    # Ids 1..vocab_size + 1 (the last: out of vocabulary), 0 = padding, masked out of the average.
+    embedded = keras.layers.Embedding(vocab_size + 2, embedding_dim, mask_zero=True, name="embedding")(inputs)
+    pooled = keras.layers.GlobalAveragePooling1D(name="average")(embedded)
+    return keras.Model(inputs, pooled, name="text_scratch")
 
 
 def build(backbone: Backbone, image_size: int, weights: str, **kwargs):
@@ -281,12 +326,7 @@ def build(backbone: Backbone, image_size: int, weights: str, **kwargs):
     import tf_keras as keras
 
     if backbone.name == HUB.name:
-        previous_timeout = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(10)
-        try:
-            return _build_hub(weights, image_size)
-        finally:
-            socket.setdefaulttimeout(previous_timeout)
+        return _build_hub(weights, image_size)
     constructor = getattr(keras.applications, backbone.keras_class)
     weights_arg = None if weights in (None, "none") else weights
     if weights_arg not in (None, "imagenet") and not os.path.exists(weights_arg):

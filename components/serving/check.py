@@ -23,10 +23,10 @@ from components.contract import (
     EXAMPLES_INPUT,
     EXAMPLES_SIGNATURE,
     EXTRA_DIR,
-    IMAGE_BYTES_INPUT,
-    IMAGE_BYTES_SIGNATURE,
-    IMAGE_KEY,
     PROBABILITIES,
+    RAW_FEATURE,
+    RAW_INPUT,
+    RAW_SIGNATURE,
     SERVING_CHECK_FILE,
 )
 from components.serving import serving_dir
@@ -38,22 +38,24 @@ class ServingCheckError(RuntimeError):
     pass
 
 
-def write_check_data(export_dir: str, images: list, probabilities) -> None:
+def write_check_data(export_dir: str, raw: list, probabilities, kind: str = "image") -> None:
+    """`raw`: the eval examples' raw feature (image bytes or UTF-8 text) the Trainer predicted."""
     extra = os.path.join(export_dir, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, SERVING_CHECK_FILE), "w") as f:
         json.dump(
             {
-                "images_b64": [base64.b64encode(b).decode() for b in images],
+                "kind": kind,
+                "images_b64": [base64.b64encode(b).decode() for b in raw],
                 "probabilities": [[float(p) for p in row] for row in probabilities],
             },
             f,
         )
 
 
-def _example(image: bytes) -> bytes:
+def _example(feature: str, value: bytes) -> bytes:
     return tf.train.Example(
-        features=tf.train.Features(feature={IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})
+        features=tf.train.Features(feature={feature: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))})
     ).SerializeToString()
 
 
@@ -62,11 +64,13 @@ def check_in_this_process(model_dir: str) -> dict:
     data = serving_dir.read_extra_json(model_dir, SERVING_CHECK_FILE)
     if data is None:
         raise ServingCheckError(f"{model_dir}: no {EXTRA_DIR}/{SERVING_CHECK_FILE} (not exported by Graft's Trainer)")
+    kind = data.get("kind", "image")
     images = [base64.b64decode(b) for b in data["images_b64"]]
     expected = np.array(data["probabilities"])
     model = tf.saved_model.load(model_dir)
-    by_bytes = model.signatures[IMAGE_BYTES_SIGNATURE](**{IMAGE_BYTES_INPUT: tf.constant(images)})
-    by_example = model.signatures[EXAMPLES_SIGNATURE](**{EXAMPLES_INPUT: tf.constant([_example(b) for b in images])})
+    by_bytes = model.signatures[RAW_SIGNATURE[kind]](**{RAW_INPUT[kind]: tf.constant(images)})
+    examples = [_example(RAW_FEATURE[kind], b) for b in images]
+    by_example = model.signatures[EXAMPLES_SIGNATURE](**{EXAMPLES_INPUT: tf.constant(examples)})
     by_bytes, by_example = by_bytes[PROBABILITIES].numpy(), by_example[PROBABILITIES].numpy()
     worst = float(max(np.abs(by_bytes - expected).max(), np.abs(by_example - expected).max()))
     return {"images": len(images), "max_abs_difference": worst, "ok": worst <= TOLERANCE}

@@ -3,7 +3,7 @@ names and the serving-check data in assets.extra.
 
 - `serving_default`: serialized tf.Example (what TFMA and batch scoring send).
 - `serving_image_bytes`: raw encoded image bytes; the input name ends in `_bytes`, so a
-  TF Serving REST client sends {"b64": ...} for it.
+  TF Serving REST client sends {"b64": ...} for it. For text: `serving_text`, UTF-8 strings.
 Both return class probabilities, class index and class name.
 - `serving_pixels`: float32 [batch, size, size, 3], RGB in [0, 255], already decoded and
   resized (the bilinear resize of the Transform graph); the backbone's normalisation is inside.
@@ -21,7 +21,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.backbones.preprocessing import scale_pixels
-from components.backbones.registry import HUB
 from components.contract import (
     CLASS_ID,
     CLASS_NAME,
@@ -29,49 +28,56 @@ from components.contract import (
     EXAMPLES_INPUT,
     EXAMPLES_SIGNATURE,
     EXTRA_DIR,
-    IMAGE_BYTES_INPUT,
-    IMAGE_BYTES_SIGNATURE,
-    IMAGE_KEY,
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
     PROBABILITIES,
+    RAW_FEATURE,
+    RAW_INPUT,
+    RAW_SIGNATURE,
 )
 from components.serving.check import write_check_data
 from components.trainer.model import build_model
 
 
-def make_signatures(model, tft_layer, image_feature_spec, class_names, image_size: int, preprocess_mode: str):
+def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
     """Concrete serving functions for `model` with the Transform layer in front of it (and,
     for pixels, the backbone's normalisation alone)."""
     names = tf.constant(list(class_names))
+    kind = settings.backbone_entry.kind
+    feature = RAW_FEATURE[kind]
 
     def predict(raw_features):
         transformed = tft_layer(raw_features)
-        probabilities = model(transformed[IMAGE_KEY], training=False)
+        probabilities = model(transformed[feature], training=False)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {PROBABILITIES: probabilities, CLASS_ID: class_id, CLASS_NAME: tf.gather(names, class_id)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
     def serve_examples(examples):
-        return predict(tf.io.parse_example(examples, {IMAGE_KEY: image_feature_spec}))
+        return predict(tf.io.parse_example(examples, {feature: raw_feature_spec}))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)], autograph=False)
-    def serve_image_bytes(image_bytes):
-        shape = [-1] + [1] * len(image_feature_spec.shape)
-        return predict({IMAGE_KEY: tf.reshape(image_bytes, shape)})
+    # Raw input: encoded image bytes (the name ends in `_bytes`: TF Serving's REST API takes
+    # {"b64": ...}) or UTF-8 texts.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=RAW_INPUT[kind])], autograph=False)
+    def serve_raw(raw):
+        shape = [-1] + [1] * len(raw_feature_spec.shape)
+        return predict({feature: tf.reshape(raw, shape)})
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)],
-        autograph=False,
-    )
-    def serve_pixels(pixels):
-        return {PROBABILITIES: model(scale_pixels(pixels, preprocess_mode), training=False)}
-
-    return {
+    signatures = {
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
-        IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
-        PIXELS_SIGNATURE: serve_pixels.get_concrete_function(),
+        RAW_SIGNATURE[kind]: serve_raw.get_concrete_function(),
     }
+    if kind == "image":
+        size, mode = settings.image_size, settings.backbone_entry.preprocess
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=PIXELS_INPUT)], autograph=False
+        )
+        def serve_pixels(pixels):
+            return {PROBABILITIES: model(scale_pixels(pixels, mode), training=False)}
+
+        signatures[PIXELS_SIGNATURE] = serve_pixels.get_concrete_function()
+    return signatures
 
 
 def float32_twin(model, settings, num_classes: int):
@@ -86,7 +92,7 @@ def float32_twin(model, settings, num_classes: int):
     try:
         # The weights are copied over, so none need loading (a TF Hub handle is the architecture).
         twin = build_model(
-            settings if settings.backbone == HUB.name else replace(settings, weights="none"), num_classes
+            settings if settings.backbone_entry.is_hub else replace(settings, weights="none"), num_classes
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -94,13 +100,12 @@ def float32_twin(model, settings, num_classes: int):
     return twin
 
 
-def export_model(model, tft_output, class_names, export_dir: str, image_size: int, preprocess_mode: str) -> None:
+def export_model(model, tft_output, class_names, export_dir: str, settings) -> None:
     """SavedModel with the serving signatures; class names also in assets.extra."""
     tft_layer = tft_output.transform_features_layer()
     model.tft_layer = tft_layer  # tracked, so the Transform graph's assets are saved with the model
-    signatures = make_signatures(
-        model, tft_layer, tft_output.raw_feature_spec()[IMAGE_KEY], class_names, image_size, preprocess_mode
-    )
+    feature = RAW_FEATURE[settings.backbone_entry.kind]
+    signatures = make_signatures(model, tft_layer, tft_output.raw_feature_spec()[feature], class_names, settings)
     # save_traces=False: only signatures are served; tracing every layer's call cost ~30 s.
     model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
     extra = os.path.join(export_dir, EXTRA_DIR)
@@ -109,12 +114,13 @@ def export_model(model, tft_output, class_names, export_dir: str, image_size: in
         json.dump(list(class_names), f, ensure_ascii=False)
 
 
-def save_serving_check(model, tft_output, eval_files, export_dir: str, count: int = 8) -> None:
-    """The Trainer's own predictions on a few eval images, for the Pusher's serving check."""
+def save_serving_check(model, tft_output, eval_files, export_dir: str, kind: str = "image", count: int = 8) -> None:
+    """The Trainer's own predictions on a few eval examples, for the Pusher's serving check."""
+    feature = RAW_FEATURE[kind]
     files = [f for p in eval_files for f in tf.io.gfile.glob(p)]
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    images = [tf.train.Example.FromString(r.numpy()).features.feature[IMAGE_KEY].bytes_list.value[0] for r in records]
-    transformed = tft_output.transform_features_layer()({IMAGE_KEY: tf.constant([[b] for b in images])})
+    raw = [tf.train.Example.FromString(r.numpy()).features.feature[feature].bytes_list.value[0] for r in records]
+    transformed = tft_output.transform_features_layer()({feature: tf.constant([[b] for b in raw])})
     with tf.device("/CPU:0"):  # as the Pusher's fresh process computes (no TF32 or GPU kernels)
-        predictions = model(transformed[IMAGE_KEY], training=False).numpy()
-    write_check_data(export_dir, images, predictions)
+        predictions = model(transformed[feature], training=False).numpy()
+    write_check_data(export_dir, raw, predictions, kind)

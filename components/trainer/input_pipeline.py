@@ -1,7 +1,7 @@
-"""The Trainer's input: raw tf.Examples -> the Transform graph -> (image, label) batches.
+"""The Trainer's input: raw tf.Examples -> the Transform graph -> (features, label) batches.
 
-Transform does not materialise decoded images, so the graph runs here; decoded tensors are
-cached in memory when they fit.
+Transform does not materialise decoded images (or token ids), so the graph runs here; the
+transformed tensors are cached in memory when they fit.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
-from components.contract import IMAGE_KEY, LABEL_KEY
+from components.contract import LABEL_KEY
 
 
 def _files(file_patterns) -> list[str]:
@@ -36,7 +36,8 @@ def make_dataset(
     data_accessor,
     tft_output,
     batch_size: int,
-    image_size: int,
+    feature: str,
+    example_bytes: int,
     shuffle: bool,
     seed: int,
     count: int,
@@ -45,9 +46,10 @@ def make_dataset(
     cache_bytes: int = 0,
     shuffle_bytes: int = 0,
 ) -> tf.data.Dataset:
-    """(image, label) batches of the `count` examples in `file_patterns` that `keep` (a `carve`
-    predicate) selects, with `augment` (training only) applied to each batch after the cache.
-    The part is selected on the raw records, so images outside it are never decoded."""
+    """(`feature`, label) batches of the `count` examples in `file_patterns` that `keep` (a
+    `carve` predicate) selects, with `augment` (training only) applied to each batch after the
+    cache. The part is selected on the raw records, so images outside it are never decoded.
+    `example_bytes`: one transformed example's size, for the cache and shuffle bounds."""
     tft_layer = tft_output.transform_features_layer()
     read_batch = max(batch_size, 64)
     dataset = data_accessor.tf_dataset_factory(
@@ -58,16 +60,15 @@ def make_dataset(
     if keep is not None:
         dataset = take_part(dataset.unbatch(), keep).batch(read_batch)
     dataset = dataset.map(
-        lambda raw: tft_layer({IMAGE_KEY: raw[IMAGE_KEY], LABEL_KEY: raw[LABEL_KEY]}),
+        lambda raw: tft_layer({feature: raw[feature], LABEL_KEY: raw[LABEL_KEY]}),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    dataset = dataset.map(lambda t: (t[IMAGE_KEY], t[LABEL_KEY])).unbatch()
-    image_bytes = image_size * image_size * 3 * 4
-    if count * image_bytes <= cache_bytes:
+    dataset = dataset.map(lambda t: (t[feature], t[LABEL_KEY])).unbatch()
+    if count * example_bytes <= cache_bytes:
         dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(
-            shuffle_buffer_size(count, image_bytes, shuffle_bytes), seed=seed, reshuffle_each_iteration=True
+            shuffle_buffer_size(count, example_bytes, shuffle_bytes), seed=seed, reshuffle_each_iteration=True
         )
     dataset = dataset.batch(batch_size)
     if augment is not None:

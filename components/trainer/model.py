@@ -23,8 +23,11 @@ OUTPUT_LAYER = PROBABILITIES
 
 
 def build_model(settings: TrainerSettings, num_classes: int) -> keras.Model:
-    """Backbone (frozen) + global average pooling + dropout + softmax head, float32 output."""
+    """Backbone (frozen) + global average pooling + dropout + softmax head, float32 output.
+    For text: the text encoder (strings or token ids in, a vector out) + dropout + head."""
     backbone = settings.backbone_entry
+    if backbone.kind == "text":
+        return _build_text_model(settings, num_classes)
     size = settings.image_size
     base = registry.build(backbone, size, settings.weights, **settings.backbone_kwargs)
     base._name = BACKBONE_LAYER
@@ -38,6 +41,22 @@ def build_model(settings: TrainerSettings, num_classes: int) -> keras.Model:
     # Keras Applications give a feature map; TF Hub feature vectors are already pooled.
     x = keras.layers.GlobalAveragePooling2D(name="pool")(features) if len(features.shape) == 4 else features
     x = keras.layers.Dropout(settings.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
+    model = keras.Model(inputs, outputs, name=f"graft_{backbone.name}")
+    skip_autograph(model)
+    return model
+
+
+def _build_text_model(settings: TrainerSettings, num_classes: int) -> keras.Model:
+    backbone = settings.backbone_entry
+    base = registry.build_text_encoder(
+        backbone, settings.weights, settings.max_tokens, settings.vocab_size, settings.embedding_dim
+    )
+    base._name = BACKBONE_LAYER
+    # A learned-from-scratch encoder trains from the start; a pretrained one starts frozen.
+    base.trainable = backbone.name == registry.TEXT_SCRATCH.name
+    inputs = keras.Input(base.input.shape[1:], dtype=base.input.dtype, name="text")
+    x = keras.layers.Dropout(settings.dropout, name="dropout")(base(inputs))
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
     model = keras.Model(inputs, outputs, name=f"graft_{backbone.name}")
     skip_autograph(model)

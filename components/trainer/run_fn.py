@@ -13,7 +13,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.contract import CLASS_NAMES_FILE, HISTORY_FILE
+from components.backbones import registry
+from components.contract import CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
 from components.trainer import augmentation, tflite_export
 from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import carve, label_counts, make_dataset
@@ -36,6 +37,15 @@ def distribution_strategy(mixed_precision: str):
     keras.mixed_precision.set_global_policy(policy)
     log.info("devices: %d GPU(s); precision %s", len(gpus), policy)
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def example_bytes(settings: TrainerSettings) -> int:
+    """One transformed example in memory: float32 pixels, int64 token ids, or a text (a guess:
+    its length is known only per text)."""
+    entry = settings.backbone_entry
+    if entry.kind == "image":
+        return settings.image_size * settings.image_size * 3 * 4
+    return settings.max_tokens * 8 if entry.name == registry.TEXT_SCRATCH.name else 1024
 
 
 def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
@@ -62,12 +72,15 @@ def run_fn(fn_args):
     train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
     batch, size = settings.batch_size, settings.image_size
     memory = {"cache_bytes": settings.image_cache_mb << 20, "shuffle_bytes": settings.shuffle_buffer_mb << 20}
+    kind = settings.backbone_entry.kind
+    feature = RAW_FEATURE[kind]
     train_ds = make_dataset(
         fn_args.train_files,
         fn_args.data_accessor,
         tft_output,
         batch,
-        size,
+        feature,
+        example_bytes(settings),
         True,
         settings.seed,
         train_count,
@@ -82,7 +95,8 @@ def run_fn(fn_args):
             fn_args.data_accessor,
             tft_output,
             batch,
-            size,
+            feature,
+            example_bytes(settings),
             False,
             settings.seed,
             validation_count,
@@ -105,11 +119,11 @@ def run_fn(fn_args):
     with strategy.scope():
         model = build_model(settings, len(class_names))
         log.info(
-            "training %s (%s parameters) on %d classes at %d px",
+            "training %s (%s parameters) on %d classes%s",
             settings.backbone,
             f"{model.count_params():,}",
             len(class_names),
-            size,
+            f" at {size} px" if kind == "image" else "",
         )
         tensorboard = keras.callbacks.TensorBoard(
             log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False
@@ -128,7 +142,7 @@ def run_fn(fn_args):
     started = time.time()
     served = float32_twin(model, settings, len(class_names))
     export_model(served, tft_output, class_names, fn_args.serving_model_dir, size, settings.backbone_entry.preprocess)
-    save_serving_check(served, tft_output, fn_args.eval_files, fn_args.serving_model_dir)
+    save_serving_check(served, tft_output, fn_args.eval_files, fn_args.serving_model_dir, kind)
     log.info("exported SavedModel in %.1fs", time.time() - started)
     if settings.export.kinds:
         started = time.time()

@@ -83,6 +83,9 @@ class TrainerSettings(ComponentSettings):
     image_cache_mb: int  # decoded images cached in memory up to this
     shuffle_buffer_mb: int  # the training shuffle buffer holds at most this many bytes of images
     discriminative_lr: float
+    max_tokens: int  # text_scratch
+    vocab_size: int  # text_scratch
+    embedding_dim: int  # text_scratch
     export: ExportSettings
     class_names: Optional[list]
     seed: int

@@ -12,3 +12,6 @@ class TransformSettings(ComponentSettings):
     code_version: str
     backbone: str
     image_size: int
+    lowercase: bool  # text
+    max_tokens: int  # text_scratch: token ids per text
+    vocab_size: int  # text_scratch

@@ -1,0 +1,152 @@
+"""ExampleGen executor for labelled texts: one tf.Example per accepted row or .txt file.
+
+The image executor's machinery (FileBasedExampleGen: input fingerprints for caching, hash
+splits, the per-split accepted counts) with text's reading rules (text_ingest). Each example
+holds the UTF-8 `text`, the integer `label` (index in sorted label names), `label_name` and
+`path`: the text's hash, which the train/eval split is keyed on (a text keeps its split when
+rows are added or reordered). Rows and files that are not labelled texts are quarantined with
+their reason or skipped by a rule; the accounting goes where the image executor puts it.
+
+The input is read once, in this process, and handed to Beam: fine for the tables text
+classifiers train on (a million short rows is a few hundred MB); shard bigger corpora into a
+folder of tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.contract import (
+    CLASS_NAMES_FILE,
+    INGEST_DIR,
+    INGEST_REPORT_FILE,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    PATH_KEY,
+    TEXT_KEY,
+)
+from components.example_gen import image_executor, text_ingest
+from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
+
+_STATE_KEY = "_graft_text"
+
+
+def text_path(input_base: str, pattern: str) -> str:
+    """What the split pattern names: a table file ('reviews.csv') or, for '*' patterns, the
+    folder itself."""
+    return input_base if "*" in pattern else os.path.join(input_base, pattern)
+
+
+def _example(record: dict) -> bytes:
+    def feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                TEXT_KEY: feature(record["text"].encode("utf-8")),
+                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[record["label"]])),
+                LABEL_NAME_KEY: feature(record["label_name"].encode("utf-8")),
+                PATH_KEY: feature(record["key"].encode("utf-8")),
+            }
+        )
+    )
+
+
+class _Listing:
+    """build_report's view of the text listing (it reads `skipped` and `empty_classes`)."""
+
+    def __init__(self, listing: text_ingest.TextListing):
+        self.skipped, self.empty_classes = listing.skipped, []
+
+
+class Executor(image_executor.Executor):
+    """Texts to tf.Examples, with every row accounted for."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        @beam.ptransform_fn
+        def TextsToExample(pipeline, exec_properties, split_pattern):
+            return (
+                pipeline
+                | "Records" >> beam.Create(exec_properties[_STATE_KEY]["records"])
+                | "ToExample" >> beam.Map(lambda record: tf.train.Example.FromString(_example(record)))
+            )
+
+        return TextsToExample
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        settings = image_executor.read_settings(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        path = text_path(exec_properties["input_base"], input_config.splits[0].pattern)
+        rules = text_ingest.TextRules(**{**settings.text_rules, "labels": _labels(settings.text_rules)})
+        try:
+            listing = text_ingest.read_text_input(path, rules)
+        except text_ingest.TextInputError as err:
+            raise IngestError(str(err)) from None
+        class_names = listing.classes
+        if len(class_names) < 2:
+            raise IngestError(
+                f"{path}: found {len(class_names)} label(s) with texts ({', '.join(class_names) or 'none'}); "
+                "a classifier needs at least 2"
+            )
+        index = {name: i for i, name in enumerate(class_names)}
+        ingest_dir = os.path.join(examples.uri, INGEST_DIR)
+        tf.io.gfile.makedirs(ingest_dir)
+        with tf.io.gfile.GFile(os.path.join(ingest_dir, "quarantine-0.jsonl"), "w") as f:
+            f.writelines(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n" for q in listing.quarantined)
+        exec_properties = dict(exec_properties)
+        exec_properties[_STATE_KEY] = {
+            "records": [
+                {"text": r.text, "label": index[r.label], "label_name": r.label, "key": r.split_key}
+                for r in listing.accepted
+            ]
+        }
+        logging.info(
+            "Ingesting %d texts in %d classes from %s (%d quarantined, %d skipped by rule, %d truncated)",
+            len(listing.accepted),
+            len(class_names),
+            path,
+            len(listing.quarantined),
+            len(listing.skipped),
+            listing.truncated,
+        )
+        super(image_executor.Executor, self).Do(input_dict, output_dict, exec_properties)
+
+        with tf.io.gfile.GFile(os.path.join(examples.uri, CLASS_NAMES_FILE), "w") as f:
+            json.dump(class_names, f, ensure_ascii=False)
+        report = build_report(
+            ingest_dir,
+            {"all": (0, "all", _Listing(listing))},
+            class_names,
+            artifact_utils.decode_split_names(examples.split_names),
+        )
+        report["truncated"] = listing.truncated
+        with tf.io.gfile.GFile(os.path.join(ingest_dir, INGEST_REPORT_FILE), "w") as f:
+            json.dump(report, f, ensure_ascii=False, indent=1, sort_keys=True)
+        examples.set_string_custom_property("class_names", json.dumps(class_names, ensure_ascii=False))
+        for key in ("total", "accepted", "skipped", "truncated"):
+            examples.set_int_custom_property(f"ingest_{key}", report[key])
+        examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
+        check_quarantine(report, settings.max_quarantine_fraction)
+        check_counts(report, settings.min_images_per_class)
+
+
+def _labels(rules: dict):
+    return tuple(rules["labels"]) if rules.get("labels") is not None else None
