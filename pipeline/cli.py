@@ -114,8 +114,9 @@ def format_summary(summary: dict) -> str:
     ingest = summary.get("ingest")
     if ingest:
         lines.append(
-            f"  images: {ingest['total']} seen, {ingest['accepted']} accepted, "
-            f"{len(ingest['quarantined'])} quarantined, {ingest['skipped']} skipped by rule"
+            f"  {'texts' if summary.get('kind') == 'text' else 'images'}: {ingest['total']} seen, "
+            f"{ingest['accepted']} accepted, {len(ingest['quarantined'])} quarantined, {ingest['skipped']} skipped by rule"
+            + (f" ({ingest['truncated']} truncated to max_text_chars)" if ingest.get("truncated") else "")
         )
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")

@@ -196,7 +196,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         "<h2>Dataset</h2>",
         f"<p>{ingest.get('total')} files seen, {ingest.get('accepted')} accepted, "
         f"{len(ingest.get('quarantined', []))} quarantined, {ingest.get('skipped')} skipped by rule.</p>",
-        _table(["split", "class", "images"], split_rows),
+        _table(["split", "class", "texts" if summary.get("kind") == "text" else "images"], split_rows),
         _table(["quarantined file", "reason"], [[q["path"], q["reason"]] for q in ingest.get("quarantined", [])])
         if ingest.get("quarantined")
         else "",

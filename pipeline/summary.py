@@ -161,6 +161,7 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
 def collect_summary(config, progress=None) -> dict:
     nodes = latest_run_outputs(config.metadata_path, config.pipeline_name)
     summary = {
+        "kind": config.kind,
         "blessed": False,
         "pushed_model_dir": None,
         "metrics": {},
@@ -190,7 +191,16 @@ def collect_summary(config, progress=None) -> dict:
                 report = json.load(f)
             summary["ingest"] = {
                 k: report[k]
-                for k in ("total", "accepted", "quarantined", "skipped", "accepted_per_split", "class_names")
+                for k in (
+                    "total",
+                    "accepted",
+                    "quarantined",
+                    "skipped",
+                    "accepted_per_split",
+                    "class_names",
+                    "truncated",
+                )
+                if k in report
             }
     evaluator = nodes.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("blessing"):

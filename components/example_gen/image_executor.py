@@ -39,7 +39,7 @@ from components.example_gen import image_ingest
 from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
 from components.example_gen.settings import ExampleGenSettings
 
-_STATE_KEY = "_graft_ingest"
+STATE_KEY = "_graft_ingest"
 
 
 def make_custom_config(settings: ExampleGenSettings) -> example_gen_pb2.CustomConfig:
@@ -161,7 +161,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         @beam.ptransform_fn
         def ImagesToExample(pipeline, exec_properties, split_pattern):
-            state = exec_properties[_STATE_KEY]
+            state = exec_properties[STATE_KEY]
             split = state["splits"][split_pattern]
             outputs = (
                 pipeline
@@ -186,7 +186,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def GenerateExamplesByBeam(self, pipeline, exec_properties):
         """The base class's splits, plus a count of accepted images per split and class."""
         splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
-        ingest_dir = exec_properties[_STATE_KEY]["ingest_dir"]
+        ingest_dir = exec_properties[STATE_KEY]["ingest_dir"]
         for split_name, examples in splits.items():
             counts = (
                 examples
@@ -226,7 +226,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         ingest_dir = os.path.join(examples.uri, INGEST_DIR)
         tf.io.gfile.makedirs(ingest_dir)
         exec_properties = dict(exec_properties)
-        exec_properties[_STATE_KEY] = {
+        exec_properties[STATE_KEY] = {
             "ingest_dir": ingest_dir,
             "class_index": {name: i for i, name in enumerate(class_names)},
             "max_pixels": settings.max_image_pixels,

@@ -38,8 +38,6 @@ from components.contract import (
 from components.example_gen import image_executor, text_ingest
 from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
 
-_STATE_KEY = "_graft_text"
-
 
 def text_path(input_base: str, pattern: str) -> str:
     """What the split pattern names: a table file ('reviews.csv') or, for '*' patterns, the
@@ -47,7 +45,7 @@ def text_path(input_base: str, pattern: str) -> str:
     return input_base if "*" in pattern else os.path.join(input_base, pattern)
 
 
-def _example(record: dict) -> bytes:
+def _example(record: dict) -> tf.train.Example:
     def feature(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
@@ -78,8 +76,8 @@ class Executor(image_executor.Executor):
         def TextsToExample(pipeline, exec_properties, split_pattern):
             return (
                 pipeline
-                | "Records" >> beam.Create(exec_properties[_STATE_KEY]["records"])
-                | "ToExample" >> beam.Map(lambda record: tf.train.Example.FromString(_example(record)))
+                | "Records" >> beam.Create(exec_properties[image_executor.STATE_KEY]["records"])
+                | "ToExample" >> beam.Map(_example)
             )
 
         return TextsToExample
@@ -110,13 +108,14 @@ class Executor(image_executor.Executor):
         ingest_dir = os.path.join(examples.uri, INGEST_DIR)
         tf.io.gfile.makedirs(ingest_dir)
         with tf.io.gfile.GFile(os.path.join(ingest_dir, "quarantine-0.jsonl"), "w") as f:
-            f.writelines(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n" for q in listing.quarantined)
+            f.write("".join(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n" for q in listing.quarantined))
         exec_properties = dict(exec_properties)
-        exec_properties[_STATE_KEY] = {
+        exec_properties[image_executor.STATE_KEY] = {
+            "ingest_dir": ingest_dir,
             "records": [
                 {"text": r.text, "label": index[r.label], "label_name": r.label, "key": r.split_key}
                 for r in listing.accepted
-            ]
+            ],
         }
         logging.info(
             "Ingesting %d texts in %d classes from %s (%d quarantined, %d skipped by rule, %d truncated)",

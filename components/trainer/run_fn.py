@@ -141,7 +141,7 @@ def run_fn(fn_args):
 
     started = time.time()
     served = float32_twin(model, settings, len(class_names))
-    export_model(served, tft_output, class_names, fn_args.serving_model_dir, size, settings.backbone_entry.preprocess)
+    export_model(served, tft_output, class_names, fn_args.serving_model_dir, settings)
     save_serving_check(served, tft_output, fn_args.eval_files, fn_args.serving_model_dir, kind)
     log.info("exported SavedModel in %.1fs", time.time() - started)
     if settings.export.kinds:

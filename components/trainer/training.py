@@ -234,8 +234,10 @@ def train_stages(
         )
         if cache:
             log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
-        if settings.train_batchnorm and stage.trainable != "none":
-            batches = recalibrate_batchnorm(model, train_ds)
+        batches = (
+            recalibrate_batchnorm(model, train_ds) if settings.train_batchnorm and stage.trainable != "none" else 0
+        )
+        if batches:
             log.info(
                 "stage %d/%d %s: BatchNorm statistics re-estimated over %d training batches",
                 index,
