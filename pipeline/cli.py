@@ -265,14 +265,21 @@ def rollback_command(argv) -> int:
 def predict_command(argv) -> int:
     p = argparse.ArgumentParser(
         prog="graft predict",
-        description="Classify images with a pushed model; "
-        "prints one JSON line per image (path, class_name, probability, top_k).",
+        description="Classify images (or texts, with a text model) with a pushed model; prints one JSON "
+        "line per input (path, class_name, probability, top_k).",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="images or folders of images; for a text model: .txt files (one text each), CSV/TSV/JSON Lines "
+        "tables (one text per row, see --text-column), or - for one text per line on stdin",
+    )
     p.add_argument("--serving-dir", required=True)
     p.add_argument("--version", type=int, help="model version (default: the newest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--text-column", default="text", help="text models: the tables' text column")
     p.add_argument(
         "--tflite",
         choices=["float", "int8"],
@@ -284,13 +291,21 @@ def predict_command(argv) -> int:
 
     try:
         model_dir = predict.resolve_model_dir(args.serving_dir, args.version)
-        files = predict.expand_inputs(args.inputs)
-        results = predict.predict_files(model_dir, files, args.batch_size, args.top_k, tflite=args.tflite)
+        if predict.model_kind(model_dir) == "text":
+            if args.tflite:
+                raise FileNotFoundError("--tflite: TFLite export applies to image models only")
+            total = None
+            results = predict.predict_texts(model_dir, args.inputs, args.batch_size, args.top_k, None, args.text_column)
+        else:
+            files = predict.expand_inputs(args.inputs)
+            total = len(files)
+            results = predict.predict_files(model_dir, files, args.batch_size, args.top_k, tflite=args.tflite)
         first = next(results, None)  # a missing model is found here, before any output
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=len(files) < 2 * args.batch_size) as bar:
+    quiet = total < 2 * args.batch_size if total is not None else not sys.stderr.isatty()
+    with tqdm(total=total, unit="input", file=sys.stderr, disable=quiet) as bar:
         for result in itertools.chain([first] if first else [], results):
             print(json.dumps(result, ensure_ascii=False), flush=True)
             bar.update(1)
@@ -300,7 +315,7 @@ def predict_command(argv) -> int:
 COMMANDS = {
     "run": "run the pipeline locally (same as python local_runner.py)",
     "backbones": "list the backbones and their input size, preprocessing and size",
-    "predict": "classify images with a pushed model (JSON lines)",
+    "predict": "classify images or texts with a pushed model (JSON lines)",
     "rollback": "make an earlier serving version the newest again",
     "kfp": "compile, submit, schedule or run-local the pipeline on Kubeflow Pipelines v2",
 }

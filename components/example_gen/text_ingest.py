@@ -39,6 +39,7 @@ class TextRules:
     max_text_chars: int = 20_000  # longer texts are truncated or quarantined (long_text)
     long_text: str = "truncate"  # truncate | quarantine
     labels: Optional[tuple] = None  # only these labels; rows with others are skipped by rule
+    label_required: bool = True  # False: texts to classify (graft predict), no label column needed
 
 
 @dataclass
@@ -104,7 +105,7 @@ def _judge(listing: TextListing, rules: TextRules, text, label, source: str) -> 
         byte = ord(bad.group()) - 0xDC00
         listing.quarantined.append({"path": source, "class": "", "reason": f"not UTF-8 (byte 0x{byte:02x})"})
         return
-    if not label:
+    if not label and rules.label_required:
         listing.quarantined.append({"path": source, "class": "", "reason": f"missing label ({rules.label_column})"})
         return
     if not text.strip():
@@ -138,13 +139,15 @@ def _read_delimited(path: str, name: str, delimiter: str, rules: TextRules, list
     except StopIteration:
         raise TextInputError(f"{path}: empty file, expected a header row") from None
     header = [h.strip().lstrip("\ufeff") for h in header]
-    missing = [c for c in (rules.text_column, rules.label_column) if c not in header]
+    wanted = (rules.text_column, rules.label_column) if rules.label_required else (rules.text_column,)
+    missing = [c for c in wanted if c not in header]
     if missing:
         raise TextInputError(
             f"{path}: no column {', '.join(repr(c) for c in missing)} in the header (columns: {', '.join(header)}); "
-            "set text_column and label_column"
+            "set text_column" + (" and label_column" if rules.label_required else "")
         )
-    text_at, label_at = header.index(rules.text_column), header.index(rules.label_column)
+    text_at = header.index(rules.text_column)
+    label_at = header.index(rules.label_column) if rules.label_column in header else None
     while True:
         line = reader.line_num + 1
         try:
@@ -167,7 +170,7 @@ def _read_delimited(path: str, name: str, delimiter: str, rules: TextRules, list
                 }
             )
             continue
-        _judge(listing, rules, row[text_at], row[label_at], f"{name}:{line}")
+        _judge(listing, rules, row[text_at], row[label_at] if label_at is not None else "", f"{name}:{line}")
 
 
 def _read_jsonl(path: str, name: str, rules: TextRules, listing: TextListing) -> None:

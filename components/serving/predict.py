@@ -4,6 +4,7 @@ or through its TFLite model with the client-side preprocessing a device does."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -11,12 +12,14 @@ import tensorflow as tf
 
 from components.contract import (
     CLASS_NAMES_FILE,
-    IMAGE_BYTES_INPUT,
-    IMAGE_BYTES_SIGNATURE,
     PROBABILITIES,
+    RAW_INPUT,
+    RAW_SIGNATURE,
+    SERVING_CHECK_FILE,
     TFLITE_DIR,
     tflite_file,
 )
+from components.example_gen import text_ingest
 from components.example_gen.image_ingest import skip_reason
 from components.serving import serving_dir
 from components.serving.tflite_model import TFLiteClassifier, client_pixels
@@ -53,10 +56,15 @@ def resolve_model_dir(serving: str, version: int | None = None) -> str:
     return path
 
 
-def _savedmodel_scorer(model_dir: str):
-    """images (bytes) -> probabilities [n, classes], through the raw-bytes signature."""
-    predict = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
-    return lambda images: predict(**{IMAGE_BYTES_INPUT: tf.constant(images)})[PROBABILITIES].numpy()
+def model_kind(model_dir: str) -> str:
+    """image | text: what the version classifies (recorded by the Trainer in its check data)."""
+    return (serving_dir.read_extra_json(model_dir, SERVING_CHECK_FILE) or {}).get("kind", "image")
+
+
+def _savedmodel_scorer(model_dir: str, kind: str):
+    """raw inputs (image bytes or UTF-8 texts) -> probabilities [n, classes], through the raw signature."""
+    predict = tf.saved_model.load(model_dir).signatures[RAW_SIGNATURE[kind]]
+    return lambda raw: predict(**{RAW_INPUT[kind]: tf.constant(raw)})[PROBABILITIES].numpy()
 
 
 def _tflite_scorer(model_dir: str, kind: str):
@@ -80,39 +88,91 @@ def _tflite_scorer(model_dir: str, kind: str):
     return lambda images: np.stack([model.probabilities(client_pixels(image, size)) for image in images])
 
 
+def image_items(files: list[str]) -> Iterator[tuple[str, bytes | None, str]]:
+    """(path, encoded bytes, "") per file, or (path, None, why) when serving could not decode it."""
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            tf.io.decode_image(data, channels=3, expand_animations=False)  # the serving decoder
+            yield path, data, ""
+        except (OSError, tf.errors.InvalidArgumentError) as err:
+            yield path, None, str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+
+
+def text_items(inputs: list[str], text_column: str = "text", stdin=None) -> Iterator[tuple[str, bytes | None, str]]:
+    """(where, UTF-8 text, "") per text: a .txt file is one text; a CSV/TSV/JSON Lines table gives
+    one per row (its `text_column`); "-" reads one text per line from `stdin`."""
+    for path in inputs:
+        if path == "-":
+            for number, line in enumerate(stdin or sys.stdin, 1):
+                if line.strip():
+                    yield f"stdin:{number}", line.rstrip("\n").encode("utf-8"), ""
+            continue
+        kind = text_ingest.table_kind(path)
+        try:
+            if kind is None:
+                with open(path, "rb") as f:
+                    data = f.read()
+                yield path, data.decode("utf-8").encode("utf-8"), ""
+                continue
+            rules = text_ingest.TextRules(text_column=text_column, label_required=False)
+            listing = text_ingest.read_table(path, rules)
+        except (OSError, UnicodeDecodeError, text_ingest.TextInputError) as err:
+            yield path, None, str(err).splitlines()[0][:200]
+            continue
+        for record in listing.accepted:
+            yield record.source, record.text.encode("utf-8"), ""
+        for record in listing.quarantined:
+            yield record["path"], None, record["reason"]
+
+
 def predict_files(
     model_dir: str, files: list[str], batch_size: int = 64, top_k: int = 3, progress=None, tflite: str | None = None
 ) -> Iterator[dict]:
-    """One result per file: path, class name, probability, top-k; unreadable or undecodable
-    files yield an `error` instead (the batch goes on). `tflite` (float | int8): the version's
-    TFLite model answers instead of the SavedModel."""
-    score = _tflite_scorer(model_dir, tflite) if tflite else _savedmodel_scorer(model_dir)
+    """One result per image file: path, class name, probability, top-k; unreadable or
+    undecodable files yield an `error` instead (the batch goes on). `tflite` (float | int8): the
+    version's TFLite model answers instead of the SavedModel."""
+    score = _tflite_scorer(model_dir, tflite) if tflite else _savedmodel_scorer(model_dir, "image")
+    return predict_items(model_dir, image_items(files), score, batch_size, top_k, progress)
+
+
+def predict_texts(
+    model_dir: str, inputs: list[str], batch_size: int = 64, top_k: int = 3, progress=None, text_column: str = "text"
+) -> Iterator[dict]:
+    """One result per text (see text_items), through the version's serving_text signature."""
+    score = _savedmodel_scorer(model_dir, "text")
+    return predict_items(model_dir, text_items(inputs, text_column), score, batch_size, top_k, progress)
+
+
+def predict_items(model_dir: str, items, score, batch_size: int, top_k: int, progress=None) -> Iterator[dict]:
     names = serving_dir.read_extra_json(model_dir, CLASS_NAMES_FILE)
-    for start in range(0, len(files), batch_size):
-        batch = files[start : start + batch_size]
-        images, ok, errors = [], [], {}
-        for path in batch:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-                tf.io.decode_image(data, channels=3, expand_animations=False)  # the serving decoder
-                images.append(data)
-                ok.append(path)
-            except (OSError, tf.errors.InvalidArgumentError) as err:
-                errors[path] = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        probabilities = score(images) if images else None
-        row = {p: i for i, p in enumerate(ok)}
-        for path in batch:
-            if path in errors:
-                yield {"path": path, "error": errors[path]}
-                continue
-            scores = probabilities[row[path]]
-            order = np.argsort(-scores)[:top_k]
-            yield {
-                "path": path,
-                "class_name": names[order[0]],
-                "probability": round(float(scores[order[0]]), 6),
-                "top_k": [{"class_name": names[i], "probability": round(float(scores[i]), 6)} for i in order],
-            }
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from _score_batch(batch, score, names, top_k)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        yield from _score_batch(batch, score, names, top_k)
         if progress:
             progress(len(batch))
+
+
+def _score_batch(batch: list, score, names: list, top_k: int) -> Iterator[dict]:
+    good = [raw for _, raw, _ in batch if raw is not None]
+    probabilities = iter(score(good)) if good else iter(())
+    for where, raw, error in batch:
+        if raw is None:
+            yield {"path": where, "error": error}
+            continue
+        scores = next(probabilities)
+        order = np.argsort(-scores)[:top_k]
+        yield {
+            "path": where,
+            "class_name": names[order[0]],
+            "probability": round(float(scores[order[0]]), 6),
+            "top_k": [{"class_name": names[i], "probability": round(float(scores[i]), 6)} for i in order],
+        }
