@@ -17,10 +17,11 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
 WORKERS ?= 2
 
-.PHONY: setup run test test-fast lint bench clean-run help
+.PHONY: setup run run-text test test-fast lint bench clean-run help
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
+	@echo "make run-text   the same on the bundled text sample (review sentences)"
 	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 10 minutes on 2 cores)"
 	@echo "make test-fast  the tests that run no pipeline (under 3 minutes), for the edit loop"
 	@echo "make lint       ruff: lint and formatting check"
@@ -42,6 +43,10 @@ $(STAMP): requirements.lock pyproject.toml kubeflow/install.sh
 run: $(STAMP)
 	$(PY) -m pipeline.sample_data
 	$(PY) local_runner.py --config pipeline/sample_config.yaml --summary-json tfx_pipeline_output/graft-digits/summary.json $(ARGS)
+
+run-text: $(STAMP)
+	$(PY) -m pipeline.sample_text_data
+	$(PY) local_runner.py --config pipeline/sample_text_config.yaml --summary-json tfx_pipeline_output/graft-reviews/summary.json $(ARGS)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)

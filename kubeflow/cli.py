@@ -91,7 +91,8 @@ def _load(args):
     settings = dataclasses.replace(config.kubeflow_settings, **flags)
     settings.validate()
     if not config.class_names:
-        if config.data_dir and "://" not in config.data_dir:
+        local = config.data_dir or config.text_data
+        if local and "://" not in local:
             preflight.resolve_class_names(config)
         else:
             raise cfg.ConfigError(

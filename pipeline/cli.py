@@ -163,7 +163,9 @@ def run_command(argv) -> int:
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     size = f" at {config.input_size}px" if config.kind == "image" else ""
     print(f"Graft: {config.backbone}{size} on {config.data_path}")
-    if config.from_scratch and config.stages == AUTO:
+    if config.from_scratch and config.stages == AUTO and config.kind == "text":
+        print("text_scratch: the encoder learns from scratch (stages 'scratch': every layer trains)")
+    elif config.from_scratch and config.stages == AUTO:
         print(
             "--weights none: training from scratch (stages 'scratch': every layer trains; BatchNorm trains with "
             f"momentum {config.batchnorm_momentum_used} and is re-estimated over the training data after each stage)"

@@ -57,3 +57,56 @@ def write_digit_folders(root: str, indices, name_of) -> int:
         Image.fromarray(digit_pixels(digits.images[i]), mode="L").save(os.path.join(folder, f"{i:04d}.png"))
         written += 1
     return written
+
+
+# ---- text: a sentence encoder in TF Hub's format (strings in, one vector per text out) ----
+
+TEXT_BUCKETS, TEXT_DIM = 4096, 32
+
+
+def _encode(texts, embeddings):
+    """Lower-cased words (punctuation split off), hashed into buckets, embedded, averaged."""
+    words = tf.strings.split(tf.strings.regex_replace(tf.strings.lower(texts), r"([^\w\s'])", r" \1 "))
+    vectors = tf.gather(embeddings, tf.strings.to_hash_bucket_fast(words, TEXT_BUCKETS))
+    counts = tf.cast(tf.maximum(words.row_lengths(), 1), tf.float32)[:, None]
+    return tf.reduce_sum(vectors, axis=1) / counts
+
+
+class _SentenceEncoder(tf.__internal__.tracking.AutoTrackable):
+    """TF Hub's sentence-encoder interface: tf.string [batch] -> float32 [batch, dim]; its
+    embedding trains when the KerasLayer is trainable."""
+
+    def __init__(self, embeddings):
+        self.embeddings = tf.Variable(embeddings, name="embeddings")
+        self.variables = [self.embeddings]
+        self.trainable_variables = [self.embeddings]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, texts):
+        return _encode(texts, self.embeddings)
+
+
+class _EncoderLayer(keras.layers.Layer):
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            "embeddings", [TEXT_BUCKETS, TEXT_DIM], initializer=keras.initializers.RandomNormal(stddev=0.1)
+        )
+
+    def call(self, texts):
+        return _encode(texts, self.embeddings)
+
+
+def pretrain_sentence_encoder(path: str, texts: list, labels: list, epochs: int = 5) -> float:
+    """Trains the encoder (with a throw-away head) on one text task; exports it to `path` as a
+    TF Hub SavedModel, as users get them; returns its training accuracy. epochs=0: the same
+    encoder untrained (random embeddings), the from-scratch twin."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((), dtype=tf.string)
+    encoder = _EncoderLayer()
+    outputs = keras.layers.Dense(len(set(labels)), activation="softmax")(encoder(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=0).batch(32)
+    history = model.fit(data, epochs=epochs, verbose=0).history if epochs else {"accuracy": [0.0]}
+    tf.saved_model.save(_SentenceEncoder(encoder.embeddings.numpy()), path)
+    return history["accuracy"][-1]

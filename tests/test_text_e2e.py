@@ -136,3 +136,47 @@ def test_text_classification_end_to_end(tmp_path):
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == ["queries.csv:2", "queries.csv:3", "queries.csv:4"]
     assert [r["class_name"] for r in rows] == [n.decode() for n in by_text["class_name"].numpy()]
+
+
+def _full_corpus() -> list[dict]:
+    """The larger corpus beside the sample in the same wheel: 12,808 fresh/rotten sentences."""
+    path = os.path.join(os.path.dirname(package_file()), "rotten_tomatoes_corpus_full.csv.bz2")
+    with open(path, "rb") as f:
+        rows = csv.DictReader(io.StringIO(bz2.decompress(f.read()).decode("utf-8")))
+        return [r for r in rows if r["category"] in ("fresh", "rotten")]
+
+
+@pytest.mark.e2e
+def test_a_pretrained_sentence_encoder_transfers(tmp_path):
+    """An encoder pretrained here on one corpus (sentiment of 12,000 sentences about some
+    movies), exported in TF Hub's format, fine-tuned through the pipeline on a small dataset
+    about other movies (300 sentences, balanced): far above the same encoder untrained."""
+    from tests.pretraining import pretrain_sentence_encoder
+
+    rows = sample_rows(5000)
+    small = [r for r in rows if r["category"] == "fresh"][:150] + [r for r in rows if r["category"] == "rotten"][:150]
+    movies, texts = {r["movie_name"] for r in small}, {r["text"] for r in small}
+    corpus = [r for r in _full_corpus() if r["movie_name"] not in movies and r["text"] not in texts]
+    labels = [int(r["category"] == "fresh") for r in corpus]
+    pretrained, untrained = str(tmp_path / "pretrained_encoder"), str(tmp_path / "untrained_encoder")
+    assert pretrain_sentence_encoder(pretrained, [r["text"] for r in corpus], labels) > 0.75
+    pretrain_sentence_encoder(untrained, [r["text"] for r in corpus], labels, epochs=0)
+    table = str(tmp_path / "small.csv")
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "category"])
+        writer.writerows([r["text"], r["category"]] for r in small)
+
+    stages = [  # small data: a fast head, then the whole encoder at a 10x lower rate
+        {"name": "head", "epochs": 30, "trainable": "none", "learning_rate": 0.01},
+        {"name": "fine_tune", "epochs": 5, "trainable": "all", "learning_rate": 0.001},
+    ]
+    accuracy = {}
+    for name, encoder in (("pretrained", pretrained), ("untrained", untrained)):
+        settings = dict(backbone="hub_text", weights=encoder, stages=stages, eval_percent=50, min_accuracy=0.0)
+        summary, _ = run_graft(tmp_path, config(tmp_path, name, table, **settings), name)
+        accuracy[name] = summary["metrics"]["sparse_categorical_accuracy"]
+        eval_count = summary["metrics"]["example_count"]
+        assert [row["stage"] for row in summary["training_history"]][-1] == "fine_tune"
+    print(f"\nsentiment of {eval_count} eval sentences about other movies: {accuracy}")
+    assert accuracy["pretrained"] >= 0.6 and accuracy["pretrained"] >= accuracy["untrained"] + 0.1
