@@ -17,7 +17,7 @@ from tfx.proto import example_gen_pb2
 
 from components.evaluator.eval_config import build_eval_config
 from components.evaluator.executor import Evaluator
-from components.example_gen import image_executor, image_ingest, text_executor
+from components.example_gen import image_executor, image_ingest, text_executor, text_ingest
 from components.example_validator.executor import ExampleValidator
 from components.pusher.executor import Pusher
 from components.serving_baseline.component import ServingBaseline
@@ -48,7 +48,7 @@ def example_gen_component(config: cfg.GraftConfig):
     if config.text_data:
         # A table file is the split pattern under its folder; a folder (of tables, or of class
         # folders) is read whole by the executor, and its files fingerprinted at any depth.
-        folder = os.path.isdir(config.text_data)
+        folder = text_ingest.table_kind(config.text_data) is None  # works for object-store paths too
         eval_split.partition_feature_name = "path"  # the text's hash
         return FileBasedExampleGen(
             input_base=_abs(config.text_data if folder else os.path.dirname(config.text_data) or "."),

@@ -411,3 +411,21 @@ def test_image_and_make_setup_install_through_one_script():
         assert "pip install" not in text
     compiled_command = compiler.EXECUTOR_COMMAND
     assert compiled_command == ["python", "-m", "kubeflow.kfp_entrypoint"]  # what run-local runs too
+
+
+def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
+    config = GraftConfig(
+        pipeline_name="graft-text",
+        text_data="gs://bucket/reviews.csv",
+        pipeline_root="gs://bucket/root",
+        serving_dir="gs://bucket/serving",
+        class_names=["fresh", "rotten"],
+        backbone="text_scratch",
+        weights="none",
+    )
+    path = compiler.compile_pipeline(config, KubeflowSettings.from_dict({}), str(tmp_path / "text.yaml"))
+    spec, _ = compiler.load_compiled(path)
+    assert "TextExampleGen" in spec["root"]["dag"]["tasks"] and "ImageExampleGen" not in spec["root"]["dag"]["tasks"]
+    example_gen = json.dumps(spec["root"]["dag"]["tasks"]["TextExampleGen"])
+    assert "gs://bucket" in example_gen and "reviews.csv" in example_gen
+    assert "/graft/schemas/text_classification/schema.pbtxt" in json.dumps(spec)

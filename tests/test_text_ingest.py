@@ -122,3 +122,19 @@ def test_nul_byte_row_is_quarantined_and_reading_goes_on(tmp_path):
     outcomes = _outcomes(read_text_input(str(path), TextRules()))
     assert outcomes["n.csv:2"] == ("accepted", "a") and outcomes["n.csv:4"] == ("accepted", "b")
     assert outcomes["n.csv:3"][0] == "quarantined" and "malformed row" in outcomes["n.csv:3"][1]
+
+
+def test_object_store_paths_are_read_through_gfile():
+    """On Kubeflow the text data is on an object store; TensorFlow's ram:// filesystem stands in."""
+    import tensorflow as tf
+
+    for path, data in [("ram://texts/pos/a.txt", b"good"), ("ram://texts/neg/b.txt", b"bad \xff")]:
+        tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(data)
+    listing = read_text_input("ram://texts", TextRules())
+    assert [(r.source, r.label) for r in listing.accepted] == [("pos/a.txt", "pos")]
+    assert listing.quarantined == [{"path": "neg/b.txt", "class": "neg", "reason": "not UTF-8 (byte 0xff)"}]
+    with tf.io.gfile.GFile("ram://tables/r.csv.bz2", "wb") as f:
+        f.write(bz2.compress(b"text,label\nhi,a\n"))
+    assert [r.text for r in read_text_input("ram://tables/r.csv.bz2", TextRules()).accepted] == ["hi"]

@@ -6,7 +6,8 @@ and a label column, a folder of such tables, or class folders of .txt files
 ends up accepted, quarantined with its reason, or skipped by a rule (with the rule), so nothing
 is dropped silently: the same accounting as for images.
 
-Plain Python, no TensorFlow: used by the ExampleGen executor and by the pre-flight check.
+Plain Python for local paths (used by the pre-flight check and `graft predict`); object-store
+paths (gs://, s3://: on Kubeflow) are read through tf.io.gfile, imported only for them.
 """
 
 from __future__ import annotations
@@ -86,9 +87,44 @@ def table_kind(name: str) -> Optional[str]:
     return None
 
 
+class _Files:
+    """os for local paths, tf.io.gfile for object stores."""
+
+    @staticmethod
+    def _gfile(path: str):
+        if "://" not in path:
+            return None
+        import tensorflow as tf
+
+        return tf.io.gfile
+
+    def read(self, path: str) -> bytes:
+        gfile = self._gfile(path)
+        with gfile.GFile(path, "rb") if gfile else open(path, "rb") as f:
+            return f.read()
+
+    def exists(self, path: str) -> bool:
+        gfile = self._gfile(path)
+        return gfile.exists(path) if gfile else os.path.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        gfile = self._gfile(path)
+        return gfile.isdir(path) if gfile else os.path.isdir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        gfile = self._gfile(path)
+        return sorted(n.rstrip("/") for n in gfile.listdir(path)) if gfile else sorted(os.listdir(path))
+
+    def walk(self, path: str):
+        gfile = self._gfile(path)
+        return gfile.walk(path) if gfile else os.walk(path)
+
+
+_FILES = _Files()
+
+
 def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _FILES.read(path)
     if path.lower().endswith(".gz"):
         return gzip.decompress(data)
     if path.lower().endswith(".bz2"):
@@ -210,15 +246,15 @@ def read_table(path: str, rules: TextRules, listing: TextListing | None = None, 
 
 
 def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> None:
-    for entry in sorted(os.listdir(root)):
+    for entry in _FILES.listdir(root):
         path = os.path.join(root, entry)
-        if not os.path.isdir(path):
+        if not _FILES.isdir(path):
             listing.skipped.append({"path": entry, "reason": skip_reason(entry) or "outside class folders"})
             continue
         if skip_reason(entry):
             listing.skipped.append({"path": entry + "/", "reason": skip_reason(entry)})
             continue
-        for dirpath, dirnames, filenames in os.walk(path):
+        for dirpath, dirnames, filenames in _FILES.walk(path):
             dirnames.sort()
             for filename in sorted(filenames):
                 relative = os.path.relpath(os.path.join(dirpath, filename), root)
@@ -226,8 +262,7 @@ def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> No
                 if rule:
                     listing.skipped.append({"path": relative, "reason": rule})
                     continue
-                with open(os.path.join(dirpath, filename), "rb") as f:
-                    data = f.read()
+                data = _FILES.read(os.path.join(dirpath, filename))
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as err:
@@ -241,14 +276,14 @@ def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> No
 def read_text_input(path: str, rules: TextRules) -> TextListing:
     """Everything at `path` (a table, a folder of tables, or class folders of .txt files), with
     exact duplicates of an accepted text skipped, so the same text is never in both splits."""
-    if not os.path.exists(path):
+    if not _FILES.exists(path):
         raise TextInputError(f"{path}: no such file or folder")
     listing = TextListing()
-    if os.path.isfile(path):
+    if not _FILES.isdir(path):
         read_table(path, rules, listing)
     else:
-        entries = sorted(os.listdir(path))
-        tables = [e for e in entries if os.path.isfile(os.path.join(path, e)) and table_kind(e)]
+        entries = _FILES.listdir(path)
+        tables = [e for e in entries if not _FILES.isdir(os.path.join(path, e)) and table_kind(e)]
         if tables:
             for entry in entries:
                 if entry in tables:
