@@ -345,3 +345,15 @@ def test_shuffle_buffer_is_bounded_in_bytes():
     assert shuffle_buffer_size(10_000, image_380px, 1024 << 20) == (1024 << 20) // image_380px  # 619, not 10,000
     assert shuffle_buffer_size(300, image_380px, 1024 << 20) == 300  # all fit
     assert shuffle_buffer_size(300, image_380px, 0) == 1
+
+
+def test_text_default_fine_tunes_the_whole_encoder_after_a_warmup(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\na,x\nb,y\n")
+    config = GraftConfig(text_data=str(table), backbone="hub_text", weights=str(tmp_path))
+    head, fine_tune = config.stage_plan
+    assert (head.trainable, fine_tune.trainable) == ("none", "all")
+    assert fine_tune.learning_rate == head.learning_rate / 10
+    assert fine_tune.schedule == {"type": "cosine", "warmup_epochs": 1}
+    scratch = GraftConfig(text_data=str(table), backbone="text_scratch", weights="none")
+    assert [s.trainable for s in scratch.stage_plan] == ["all"]

@@ -59,6 +59,19 @@ def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.learning_rate)
     if name == "frozen":
         return [head]
+    if name == "two_stage" and getattr(config, "kind", "image") == "text":
+        # A sentence encoder is fine-tuned whole, at the lower rate reached after a one-epoch
+        # warmup (then cosine decay): large first steps would wreck the pretrained embedding.
+        return [
+            head,
+            Stage(
+                "fine_tune",
+                config.fine_tune_epochs,
+                "all",
+                config.fine_tune_learning_rate,
+                schedule={"type": "cosine", "warmup_epochs": 1},
+            ),
+        ]
     if name == "two_stage":
         return [
             head,
