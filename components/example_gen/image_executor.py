@@ -155,6 +155,23 @@ def _write_jsonl(pcoll, path: str, label: str):
     )
 
 
+def publish_ingest(examples: types.Artifact, class_names: list, report: dict, settings: ExampleGenSettings) -> None:
+    """Writes the class names and the ingestion report beside the examples, records the counts
+    as artifact properties (ML Metadata), then stops the run if the data cannot train a sound
+    model."""
+    with tf.io.gfile.GFile(os.path.join(examples.uri, CLASS_NAMES_FILE), "w") as f:
+        json.dump(class_names, f, ensure_ascii=False)
+    with tf.io.gfile.GFile(os.path.join(examples.uri, INGEST_DIR, INGEST_REPORT_FILE), "w") as f:
+        json.dump(report, f, ensure_ascii=False, indent=1, sort_keys=True)
+    examples.set_string_custom_property("class_names", json.dumps(class_names, ensure_ascii=False))
+    for key in ("total", "accepted", "skipped", "truncated"):
+        if key in report:
+            examples.set_int_custom_property(f"ingest_{key}", report[key])
+    examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
+    check_quarantine(report, settings.max_quarantine_fraction)
+    check_counts(report, settings.min_images_per_class)
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Image folders to tf.Examples, with every file accounted for."""
 
@@ -243,16 +260,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         super().Do(input_dict, output_dict, exec_properties)
 
-        with tf.io.gfile.GFile(os.path.join(examples.uri, CLASS_NAMES_FILE), "w") as f:
-            json.dump(class_names, f, ensure_ascii=False)
         report = build_report(
             ingest_dir, listings, class_names, artifact_utils.decode_split_names(examples.split_names)
         )
-        with tf.io.gfile.GFile(os.path.join(ingest_dir, INGEST_REPORT_FILE), "w") as f:
-            json.dump(report, f, ensure_ascii=False, indent=1, sort_keys=True)
-        examples.set_string_custom_property("class_names", json.dumps(class_names, ensure_ascii=False))
-        for key in ("total", "accepted", "skipped"):
-            examples.set_int_custom_property(f"ingest_{key}", report[key])
-        examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
-        check_quarantine(report, settings.max_quarantine_fraction)
-        check_counts(report, settings.min_images_per_class)
+        publish_ingest(examples, class_names, report, settings)

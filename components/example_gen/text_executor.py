@@ -27,16 +27,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.contract import (
-    CLASS_NAMES_FILE,
     INGEST_DIR,
-    INGEST_REPORT_FILE,
     LABEL_KEY,
     LABEL_NAME_KEY,
     PATH_KEY,
     TEXT_KEY,
 )
 from components.example_gen import image_executor, text_ingest
-from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
+from components.example_gen.ingest_report import IngestError, build_report
 
 
 def text_path(input_base: str, pattern: str) -> str:
@@ -128,8 +126,6 @@ class Executor(image_executor.Executor):
         )
         super(image_executor.Executor, self).Do(input_dict, output_dict, exec_properties)
 
-        with tf.io.gfile.GFile(os.path.join(examples.uri, CLASS_NAMES_FILE), "w") as f:
-            json.dump(class_names, f, ensure_ascii=False)
         report = build_report(
             ingest_dir,
             {"all": (0, "all", _Listing(listing))},
@@ -137,14 +133,7 @@ class Executor(image_executor.Executor):
             artifact_utils.decode_split_names(examples.split_names),
         )
         report["truncated"] = listing.truncated
-        with tf.io.gfile.GFile(os.path.join(ingest_dir, INGEST_REPORT_FILE), "w") as f:
-            json.dump(report, f, ensure_ascii=False, indent=1, sort_keys=True)
-        examples.set_string_custom_property("class_names", json.dumps(class_names, ensure_ascii=False))
-        for key in ("total", "accepted", "skipped", "truncated"):
-            examples.set_int_custom_property(f"ingest_{key}", report[key])
-        examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
-        check_quarantine(report, settings.max_quarantine_fraction)
-        check_counts(report, settings.min_images_per_class)
+        image_executor.publish_ingest(examples, class_names, report, settings)
 
 
 def _labels(rules: dict):
