@@ -108,11 +108,13 @@ class Executor(image_executor.Executor):
         with tf.io.gfile.GFile(os.path.join(ingest_dir, "quarantine-0.jsonl"), "w") as f:
             f.write("".join(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n" for q in listing.quarantined))
         exec_properties = dict(exec_properties)
+        # Written in the order of the texts' hashes, not the table's: tables are often sorted by
+        # label, and the Trainer carves its validation part by position.
         exec_properties[image_executor.STATE_KEY] = {
             "ingest_dir": ingest_dir,
             "records": [
                 {"text": r.text, "label": index[r.label], "label_name": r.label, "key": r.split_key}
-                for r in listing.accepted
+                for r in sorted(listing.accepted, key=lambda r: r.split_key)
             ],
         }
         logging.info(
