@@ -75,8 +75,8 @@ class GraftConfig:
     epochs: int = 5  # head epochs for the presets
     fine_tune_epochs: int = 3
     fine_tune_layers: int = 30  # top backbone layers unfrozen in two_stage
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
+    learning_rate: Optional[float] = None  # the head's; None: 1e-3 for images, 1e-2 for text (see head_learning_rate)
+    fine_tune_learning_rate: Optional[float] = None  # None: 10x lower than the head's
     batch_size: int = 32
     train_batchnorm: Optional[bool] = None  # None: only from scratch (weights none); False: inference mode always
     augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
@@ -141,6 +141,20 @@ class GraftConfig:
             max_text_chars=self.max_text_chars,
             long_text=self.long_text,
             labels=tuple(str(label) for label in self.labels) if self.labels is not None else None,
+        )
+
+    @property
+    def head_learning_rate(self) -> float:
+        """The presets' head rate. A head on sentence vectors needs larger steps than one on
+        image features: at 1e-3 for 5 epochs, 300 sentences left it predicting one class."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-2 if self.kind == "text" else 1e-3
+
+    @property
+    def fine_tune_rate(self) -> float:
+        return (
+            self.fine_tune_learning_rate if self.fine_tune_learning_rate is not None else self.head_learning_rate / 10
         )
 
     @property
@@ -298,6 +312,10 @@ def validate(config: GraftConfig) -> None:
             "for the from-scratch recipe (everything trains), unfreeze the backbone, pass pretrained --weights, or "
             "set allow_frozen_random_backbone: true to insist"
         )
+    for name in ("learning_rate", "fine_tune_learning_rate"):
+        rate = getattr(config, name)
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < 1):
+            problems.append(f"{name} must be in (0, 1) (got {rate!r})")
     if not 0 <= config.label_smoothing < 1:
         problems.append("label_smoothing must be in [0, 1)")
     if config.class_weights not in (None, "balanced"):

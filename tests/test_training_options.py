@@ -356,7 +356,11 @@ def test_text_default_fine_tunes_the_whole_encoder_after_a_warmup(tmp_path):
     config = GraftConfig(text_data=str(table), backbone="hub_text", weights=str(tmp_path))
     head, fine_tune = config.stage_plan
     assert (head.trainable, fine_tune.trainable) == ("none", "all")
-    assert fine_tune.learning_rate == head.learning_rate / 10
+    assert (head.learning_rate, fine_tune.learning_rate) == (1e-2, 1e-3)  # images: 1e-3, 1e-4
     assert fine_tune.schedule == {"type": "cosine", "warmup_epochs": 1}
     scratch = GraftConfig(text_data=str(table), backbone="text_scratch", weights="none")
-    assert [s.trainable for s in scratch.stage_plan] == ["all"]
+    assert [(s.trainable, s.learning_rate) for s in scratch.stage_plan] == [("all", 1e-2)]
+    images = GraftConfig(data_dir=".", weights="imagenet").stage_plan
+    assert [s.learning_rate for s in images] == [1e-3, 1e-4]
+    explicit = GraftConfig(data_dir=".", learning_rate=0.005).stage_plan
+    assert [s.learning_rate for s in explicit] == [0.005, 0.0005]

@@ -56,7 +56,7 @@ class Stage:
 
 
 def preset(name: str, config) -> list[Stage]:
-    head = Stage("head", config.epochs, "none", config.learning_rate)
+    head = Stage("head", config.epochs, "none", config.head_learning_rate)
     if name == "frozen":
         return [head]
     if name == "two_stage" and getattr(config, "kind", "image") == "text":
@@ -68,27 +68,27 @@ def preset(name: str, config) -> list[Stage]:
                 "fine_tune",
                 config.fine_tune_epochs,
                 "all",
-                config.fine_tune_learning_rate,
+                config.fine_tune_rate,
                 schedule={"type": "cosine", "warmup_epochs": 1},
             ),
         ]
     if name == "two_stage":
         return [
             head,
-            Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers, config.fine_tune_learning_rate),
+            Stage("fine_tune", config.fine_tune_epochs, config.fine_tune_layers, config.fine_tune_rate),
         ]
     if name == "progressive":
         # Gradual unfreezing: each stage opens more of the backbone at a lower learning rate.
         return [
             head,
-            Stage("top_quarter", config.fine_tune_epochs, "top:0.25", config.fine_tune_learning_rate),
-            Stage("top_half", config.fine_tune_epochs, "top:0.5", config.fine_tune_learning_rate / 3),
+            Stage("top_quarter", config.fine_tune_epochs, "top:0.25", config.fine_tune_rate),
+            Stage("top_half", config.fine_tune_epochs, "top:0.5", config.fine_tune_rate / 3),
         ]
     if name == "full":
-        return [Stage("full", config.epochs, "all", config.learning_rate)]
+        return [Stage("full", config.epochs, "all", config.head_learning_rate)]
     if name == "scratch":
         # A randomly initialised backbone has no features worth freezing: everything trains.
-        return [Stage("scratch", config.epochs + config.fine_tune_epochs, "all", config.learning_rate)]
+        return [Stage("scratch", config.epochs + config.fine_tune_epochs, "all", config.head_learning_rate)]
     raise ConfigError(f"stages: unknown preset {name!r}; known: {AUTO}, {', '.join(PRESETS)}")
 
 
