@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from components import files
+
 # OS and tool litter that is never an image and never counts against the quarantine budget.
 METADATA_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}
 SPLIT_DIRS = ("train", "eval")
@@ -128,17 +130,9 @@ def list_split(data_root: str, split_root: str = "") -> Listing:
     return listing
 
 
-def _isdir(path: str) -> bool:
-    if "://" in path:
-        import tensorflow as tf
-
-        return tf.io.gfile.isdir(path)
-    return os.path.isdir(path)
-
-
 def detect_split_roots(data_root: str) -> Optional[list[str]]:
     """['train', 'eval'] when the data is already split that way, else None (one pool)."""
-    present = [d for d in SPLIT_DIRS if _isdir(os.path.join(data_root, d))]
+    present = [d for d in SPLIT_DIRS if files.isdir(os.path.join(data_root, d))]
     if len(present) == len(SPLIT_DIRS):
         return list(SPLIT_DIRS)
     return None
@@ -149,16 +143,11 @@ SPAN_PREFIX = "span-"
 
 def newest_span(data_root: str) -> Optional[str]:
     """'span-<N>' with the highest N under `data_root`, or None (TFX's {SPAN} convention)."""
-    if "://" in data_root:
-        import tensorflow as tf
-
-        names = [n.rstrip("/") for n in tf.io.gfile.listdir(data_root)]
-    else:
-        names = os.listdir(data_root) if os.path.isdir(data_root) else []
+    names = files.listdir(data_root) if files.isdir(data_root) else []
     spans = [
         int(n[len(SPAN_PREFIX) :])
         for n in names
-        if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX) :].isdigit() and _isdir(os.path.join(data_root, n))
+        if n.startswith(SPAN_PREFIX) and n[len(SPAN_PREFIX) :].isdigit() and files.isdir(os.path.join(data_root, n))
     ]
     return f"{SPAN_PREFIX}{max(spans)}" if spans else None
 
@@ -223,16 +212,6 @@ def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     return None
 
 
-def _read(path: str) -> bytes:
-    if "://" in path:
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def drop_duplicates(data_root: str, listings: list) -> None:
     """Keeps the first copy of each distinct file (listings in split order, train first; paths
     sorted) and moves later copies to `skipped`: the same image in train and eval would leak
@@ -244,7 +223,7 @@ def drop_duplicates(data_root: str, listings: list) -> None:
         kept = []
         for rel_path, class_name in listing.files:
             try:
-                digest = hashlib.sha256(_read(os.path.join(data_root, rel_path))).hexdigest()
+                digest = hashlib.sha256(files.read(os.path.join(data_root, rel_path))).hexdigest()
             except OSError:
                 kept.append((rel_path, class_name))  # unreadable: the reader quarantines it with the reason
                 continue

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from components import files
 from components.example_gen.image_ingest import skip_reason
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -87,44 +88,8 @@ def table_kind(name: str) -> Optional[str]:
     return None
 
 
-class _Files:
-    """os for local paths, tf.io.gfile for object stores."""
-
-    @staticmethod
-    def _gfile(path: str):
-        if "://" not in path:
-            return None
-        import tensorflow as tf
-
-        return tf.io.gfile
-
-    def read(self, path: str) -> bytes:
-        gfile = self._gfile(path)
-        with gfile.GFile(path, "rb") if gfile else open(path, "rb") as f:
-            return f.read()
-
-    def exists(self, path: str) -> bool:
-        gfile = self._gfile(path)
-        return gfile.exists(path) if gfile else os.path.exists(path)
-
-    def isdir(self, path: str) -> bool:
-        gfile = self._gfile(path)
-        return gfile.isdir(path) if gfile else os.path.isdir(path)
-
-    def listdir(self, path: str) -> list[str]:
-        gfile = self._gfile(path)
-        return sorted(n.rstrip("/") for n in gfile.listdir(path)) if gfile else sorted(os.listdir(path))
-
-    def walk(self, path: str):
-        gfile = self._gfile(path)
-        return gfile.walk(path) if gfile else os.walk(path)
-
-
-_FILES = _Files()
-
-
 def _read_bytes(path: str) -> bytes:
-    data = _FILES.read(path)
+    data = files.read(path)
     if path.lower().endswith(".gz"):
         return gzip.decompress(data)
     if path.lower().endswith(".bz2"):
@@ -246,15 +211,15 @@ def read_table(path: str, rules: TextRules, listing: TextListing | None = None, 
 
 
 def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> None:
-    for entry in _FILES.listdir(root):
+    for entry in files.listdir(root):
         path = os.path.join(root, entry)
-        if not _FILES.isdir(path):
+        if not files.isdir(path):
             listing.skipped.append({"path": entry, "reason": skip_reason(entry) or "outside class folders"})
             continue
         if skip_reason(entry):
             listing.skipped.append({"path": entry + "/", "reason": skip_reason(entry)})
             continue
-        for dirpath, dirnames, filenames in _FILES.walk(path):
+        for dirpath, dirnames, filenames in files.walk(path):
             dirnames.sort()
             for filename in sorted(filenames):
                 relative = os.path.relpath(os.path.join(dirpath, filename), root)
@@ -262,7 +227,7 @@ def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> No
                 if rule:
                     listing.skipped.append({"path": relative, "reason": rule})
                     continue
-                data = _FILES.read(os.path.join(dirpath, filename))
+                data = files.read(os.path.join(dirpath, filename))
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as err:
@@ -276,14 +241,14 @@ def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> No
 def read_text_input(path: str, rules: TextRules) -> TextListing:
     """Everything at `path` (a table, a folder of tables, or class folders of .txt files), with
     exact duplicates of an accepted text skipped, so the same text is never in both splits."""
-    if not _FILES.exists(path):
+    if not files.exists(path):
         raise TextInputError(f"{path}: no such file or folder")
     listing = TextListing()
-    if not _FILES.isdir(path):
+    if not files.isdir(path):
         read_table(path, rules, listing)
     else:
-        entries = _FILES.listdir(path)
-        tables = [e for e in entries if not _FILES.isdir(os.path.join(path, e)) and table_kind(e)]
+        entries = files.listdir(path)
+        tables = [e for e in entries if not files.isdir(os.path.join(path, e)) and table_kind(e)]
         if tables:
             for entry in entries:
                 if entry in tables:

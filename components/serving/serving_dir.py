@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Optional
 
+from components import files
 from components.contract import EXTRA_DIR, SAVED_MODEL_FILE, SOURCE_FILE
 
 STAGING_PREFIX = ".incoming-"
@@ -21,18 +22,11 @@ STAGING_PREFIX = ".incoming-"
 def versions(serving_dir: str) -> list[int]:
     """Complete versions, oldest first. (Local folders are read without TensorFlow, so the
     pre-flight checks stay fast.)"""
-    if "://" in serving_dir:
-        import tensorflow as tf
-
-        isdir, listdir, exists = tf.io.gfile.isdir, tf.io.gfile.listdir, tf.io.gfile.exists
-    else:
-        isdir, listdir, exists = os.path.isdir, os.listdir, os.path.exists
-    if not isdir(serving_dir):
+    if not files.isdir(serving_dir):
         return []
     found = []
-    for name in listdir(serving_dir):
-        name = name.rstrip("/")
-        if name.isdigit() and exists(os.path.join(serving_dir, name, SAVED_MODEL_FILE)):
+    for name in files.listdir(serving_dir):
+        if name.isdigit() and files.exists(os.path.join(serving_dir, name, SAVED_MODEL_FILE)):
             found.append(int(name))
     return sorted(found)
 
@@ -41,17 +35,7 @@ def read_extra_json(version_dir: str, name: str):
     """A JSON file from a version's assets.extra (class names, serving-check data), or None;
     on an object store too."""
     path = os.path.join(version_dir, EXTRA_DIR, name)
-    if "://" in path:
-        import tensorflow as tf
-
-        if not tf.io.gfile.exists(path):
-            return None
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(files.read(path).decode("utf-8")) if files.exists(path) else None
 
 
 def newest(serving_dir: str) -> Optional[str]:
