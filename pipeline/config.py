@@ -140,7 +140,7 @@ class GraftConfig:
             label_column=self.label_column,
             max_text_chars=self.max_text_chars,
             long_text=self.long_text,
-            labels=tuple(str(label) for label in self.labels) if self.labels is not None else None,
+            labels=[str(label) for label in self.labels] if self.labels is not None else None,
         )
 
     @property
@@ -367,13 +367,8 @@ def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
         max_quarantine_fraction=config.max_quarantine_fraction,
         min_images_per_class=config.min_images_per_class,
         data_fingerprint=image_ingest.tree_fingerprint(os.path.join(data, span or "")) if data else "",
-        text_rules=_as_data(dataclasses.asdict(config.text_rules)) if config.text_data else None,
+        text_rules=dataclasses.asdict(config.text_rules) if config.text_data else None,
     )
-
-
-def _as_data(values: dict) -> dict:
-    """Tuples as lists: a custom_config travels as a protobuf Struct."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def transform_settings(config: GraftConfig) -> TransformSettings:

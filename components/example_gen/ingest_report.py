@@ -20,17 +20,13 @@ def _read_jsonl(path: str) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def build_report(ingest_dir: str, listings: dict, class_names: list, split_names: list) -> dict:
-    """Files seen = accepted + quarantined + skipped, with per split and class counts."""
-    quarantined, skipped = [], []
-    for index, _, listing in listings.values():
-        quarantined += _read_jsonl(os.path.join(ingest_dir, f"quarantine-{index}.jsonl"))
-        skipped += listing.skipped
-    accepted = {}
-    for split in split_names:
-        accepted[split] = {
-            name: count for name, count in _read_jsonl(os.path.join(ingest_dir, f"accepted-{split}.jsonl"))
-        }
+def accepted_counts(ingest_dir: str, split_names: list) -> dict:
+    """{split: {class: accepted examples}}, as the ExampleGen's Beam pipeline counted them."""
+    return {split: dict(_read_jsonl(os.path.join(ingest_dir, f"accepted-{split}.jsonl"))) for split in split_names}
+
+
+def make_report(accepted: dict, quarantined: list, skipped: list, class_names: list, empty_classes=()) -> dict:
+    """Seen = accepted + quarantined + skipped, with per split and class counts."""
     total_accepted = sum(sum(c.values()) for c in accepted.values())
     return {
         "total": total_accepted + len(quarantined) + len(skipped),
@@ -40,10 +36,18 @@ def build_report(ingest_dir: str, listings: dict, class_names: list, split_names
         "skipped": len(skipped),
         "skipped_files": skipped,
         "class_names": class_names,
-        "empty_class_folders": sorted(
-            {c for _, _, split_listing in listings.values() for c in split_listing.empty_classes}
-        ),
+        "empty_class_folders": sorted(set(empty_classes)),
     }
+
+
+def build_report(ingest_dir: str, listings: dict, class_names: list, split_names: list) -> dict:
+    """The image folders' report: quarantine records come from the Beam workers' files."""
+    quarantined, skipped, empty = [], [], []
+    for index, _, listing in listings.values():
+        quarantined += _read_jsonl(os.path.join(ingest_dir, f"quarantine-{index}.jsonl"))
+        skipped += listing.skipped
+        empty += listing.empty_classes
+    return make_report(accepted_counts(ingest_dir, split_names), quarantined, skipped, class_names, empty)
 
 
 def check_counts(report: dict, min_per_class: int) -> None:

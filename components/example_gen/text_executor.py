@@ -14,7 +14,6 @@ folder of tables.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -34,7 +33,7 @@ from components.contract import (
     TEXT_KEY,
 )
 from components.example_gen import image_executor, text_ingest
-from components.example_gen.ingest_report import IngestError, build_report
+from components.example_gen.ingest_report import IngestError, accepted_counts, make_report
 
 
 def text_path(input_base: str, pattern: str) -> str:
@@ -57,13 +56,6 @@ def _example(record: dict) -> tf.train.Example:
             }
         )
     )
-
-
-class _Listing:
-    """build_report's view of the text listing (it reads `skipped` and `empty_classes`)."""
-
-    def __init__(self, listing: text_ingest.TextListing):
-        self.skipped, self.empty_classes = listing.skipped, []
 
 
 class Executor(image_executor.Executor):
@@ -91,7 +83,7 @@ class Executor(image_executor.Executor):
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         path = text_path(exec_properties["input_base"], input_config.splits[0].pattern)
-        rules = text_ingest.TextRules(**{**settings.text_rules, "labels": _labels(settings.text_rules)})
+        rules = text_ingest.TextRules(**settings.text_rules)
         try:
             listing = text_ingest.read_text_input(path, rules)
         except text_ingest.TextInputError as err:
@@ -105,18 +97,15 @@ class Executor(image_executor.Executor):
         index = {name: i for i, name in enumerate(class_names)}
         ingest_dir = os.path.join(examples.uri, INGEST_DIR)
         tf.io.gfile.makedirs(ingest_dir)
-        with tf.io.gfile.GFile(os.path.join(ingest_dir, "quarantine-0.jsonl"), "w") as f:
-            f.write("".join(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n" for q in listing.quarantined))
         exec_properties = dict(exec_properties)
+        records = [
+            {"text": r.text, "label": index[r.label], "label_name": r.label, "key": r.split_key}
+            for r in listing.accepted
+        ]
         # Written in the order of the texts' hashes, not the table's: tables are often sorted by
         # label, and the Trainer carves its validation part by position.
-        exec_properties[image_executor.STATE_KEY] = {
-            "ingest_dir": ingest_dir,
-            "records": [
-                {"text": r.text, "label": index[r.label], "label_name": r.label, "key": r.split_key}
-                for r in sorted(listing.accepted, key=lambda r: r.split_key)
-            ],
-        }
+        records.sort(key=lambda record: record["key"])
+        exec_properties[image_executor.STATE_KEY] = {"ingest_dir": ingest_dir, "records": records}
         logging.info(
             "Ingesting %d texts in %d classes from %s (%d quarantined, %d skipped by rule, %d truncated)",
             len(listing.accepted),
@@ -128,15 +117,7 @@ class Executor(image_executor.Executor):
         )
         super(image_executor.Executor, self).Do(input_dict, output_dict, exec_properties)
 
-        report = build_report(
-            ingest_dir,
-            {"all": (0, "all", _Listing(listing))},
-            class_names,
-            artifact_utils.decode_split_names(examples.split_names),
-        )
+        splits = artifact_utils.decode_split_names(examples.split_names)
+        report = make_report(accepted_counts(ingest_dir, splits), listing.quarantined, listing.skipped, class_names)
         report["truncated"] = listing.truncated
         image_executor.publish_ingest(examples, class_names, report, settings)
-
-
-def _labels(rules: dict):
-    return tuple(rules["labels"]) if rules.get("labels") is not None else None

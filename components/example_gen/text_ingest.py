@@ -40,7 +40,7 @@ class TextRules:
     label_column: str = "label"
     max_text_chars: int = 20_000  # longer texts are truncated or quarantined (long_text)
     long_text: str = "truncate"  # truncate | quarantine
-    labels: Optional[tuple] = None  # only these labels; rows with others are skipped by rule
+    labels: Optional[list] = None  # only these labels; rows with others are skipped by rule
     label_required: bool = True  # False: texts to classify (graft predict), no label column needed
 
 
