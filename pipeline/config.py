@@ -160,7 +160,7 @@ class GraftConfig:
     @property
     def from_scratch(self) -> bool:
         """No pretrained weights: the backbone starts random."""
-        return self.weights == "none" or self.backbone == registry.TEXT_SCRATCH.name
+        return self.weights == "none"  # text_scratch: validate requires it
 
     @property
     def batchnorm_trains(self) -> bool:

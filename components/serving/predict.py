@@ -114,7 +114,8 @@ def text_items(inputs: list[str], text_column: str = "text", stdin=None) -> Iter
             if kind is None:
                 with open(path, "rb") as f:
                     data = f.read()
-                yield path, data.decode("utf-8").encode("utf-8"), ""
+                data.decode("utf-8")  # a file that is not UTF-8 is reported, not sent
+                yield path, data, ""
                 continue
             rules = text_ingest.TextRules(text_column=text_column, label_required=False)
             listing = text_ingest.read_table(path, rules)

@@ -71,38 +71,27 @@ def run_fn(fn_args):
     counts, validation_counts = label_counts(fn_args.train_files, settings.validation_percent)  # one pass
     train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
     batch, size = settings.batch_size, settings.image_size
-    memory = {"cache_bytes": settings.image_cache_mb << 20, "shuffle_bytes": settings.shuffle_buffer_mb << 20}
     kind = settings.backbone_entry.kind
-    feature = RAW_FEATURE[kind]
-    train_ds = make_dataset(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tft_output,
-        batch,
-        feature,
-        example_bytes(settings),
-        True,
-        settings.seed,
-        train_count,
-        augment,
-        keep=train_part,
-        **memory,
-    )
-    validation_ds = None
-    if validation_count:
-        validation_ds = make_dataset(
+
+    def dataset(part, count: int, training: bool):
+        return make_dataset(
             fn_args.train_files,
             fn_args.data_accessor,
             tft_output,
             batch,
-            feature,
+            RAW_FEATURE[kind],
             example_bytes(settings),
-            False,
+            training,
             settings.seed,
-            validation_count,
-            keep=validation_part,
-            **memory,
+            count,
+            augment if training else None,
+            keep=part,
+            cache_bytes=settings.image_cache_mb << 20,
+            shuffle_bytes=settings.shuffle_buffer_mb << 20,
         )
+
+    train_ds = dataset(train_part, train_count, training=True)
+    validation_ds = dataset(validation_part, validation_count, training=False) if validation_count else None
     log.info(
         "training on %d examples; validation (model selection, curves) on %d carved from the training split; "
         "the eval split is left to the Evaluator",

@@ -59,7 +59,7 @@ def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.head_learning_rate)
     if name == "frozen":
         return [head]
-    if name == "two_stage" and getattr(config, "kind", "image") == "text":
+    if name == "two_stage" and config.kind == "text":
         # A sentence encoder is fine-tuned whole, at the lower rate reached after a one-epoch
         # warmup (then cosine decay): large first steps would wreck the pretrained embedding.
         return [
