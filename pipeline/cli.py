@@ -35,7 +35,6 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         "backbone, evaluate it, and push it to a serving directory if it is good enough. "
         "Runs Graft's TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML "
         "Metadata). Re-running with unchanged inputs executes nothing and pushes nothing.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", help="YAML/JSON file with any option below (underscores or dashes); flags override it")
     data = p.add_argument_group("data (one of)")
@@ -52,7 +51,11 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     )
     model = p.add_argument_group("model")
     model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
-    model.add_argument("--weights", help="imagenet | none | path to a Keras weights file (default imagenet)")
+    model.add_argument(
+        "--weights",
+        help="imagenet | none | path to a Keras weights file (default imagenet); for hub and hub_text: "
+        "a TF Hub handle (URL or local SavedModel directory)",
+    )
     model.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
     train = p.add_argument_group("training")
     train.add_argument(
