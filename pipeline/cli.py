@@ -47,14 +47,19 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     data.add_argument(
         "--text-data",
         help="texts: a CSV/TSV/JSON Lines table (text_column, label_column in --config), a folder of them, "
-        "or DIR/<class>/<file>.txt; with --backbone text_scratch or hub_text",
+        "or DIR/<class>/<file>.txt; with --backbone text_scratch, hub_text or hub_bert",
     )
     model = p.add_argument_group("model")
     model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
     model.add_argument(
         "--weights",
-        help="imagenet | none | path to a Keras weights file (default imagenet); for hub and hub_text: "
-        "a TF Hub handle (URL or local SavedModel directory)",
+        help="imagenet | none | path to a Keras weights file (default imagenet); for hub, hub_text and "
+        "hub_bert: a TF Hub handle (URL or local SavedModel directory)",
+    )
+    model.add_argument(
+        "--text-preprocessor",
+        help="hub_bert: the encoder's TF Hub preprocessing model (URL or local SavedModel directory), "
+        "e.g. https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3; it runs in Transform",
     )
     model.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
     train = p.add_argument_group("training")
@@ -67,7 +72,9 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     train.add_argument("--fine-tune-epochs", type=int, help="fine-tuning epochs of two_stage (default 3)")
     train.add_argument("--batch-size", type=int, help="default 32")
     train.add_argument(
-        "--learning-rate", type=float, help="head learning rate (default 1e-3, text 1e-2; fine-tuning 10x lower)"
+        "--learning-rate",
+        type=float,
+        help="head learning rate (default 1e-3, text 1e-2; fine-tuning 10x lower, hub_bert 3e-5)",
     )
     ev = p.add_argument_group("promotion")
     ev.add_argument("--min-accuracy", type=float, help="eval accuracy needed to be blessed (default 0.5)")
@@ -92,6 +99,7 @@ _CONFIG_FLAGS = (
     "text_data",
     "backbone",
     "weights",
+    "text_preprocessor",
     "image_size",
     "stages",
     "epochs",
@@ -246,6 +254,10 @@ def backbones_command(argv) -> int:
         print(f"{r['name']:<22}{r['kind']:<6}{size:>11}  {r['preprocessing']:<14}{params}{note}")
     print("\nhub: --backbone hub --weights <TF Hub URL or local SavedModel dir> --image-size <its size>")
     print("hub_text: --backbone hub_text --weights <TF Hub sentence encoder URL or SavedModel dir> --text-data ...")
+    print(
+        "hub_bert: --backbone hub_bert --weights <encoder URL or dir> --text-preprocessor <its preprocessing "
+        "model> --text-data ... (trainable: N counts transformer blocks)"
+    )
     print("text_scratch: --backbone text_scratch --weights none --text-data ...")
     return EXIT_OK
 

@@ -47,7 +47,9 @@ class GraftConfig:
     tfrecord_dir: Optional[str] = None
     text_data: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
-    spans: bool = False  # data_dir holds span-<N>/ folders (new data lands as a new span); each run takes the newest
+    spans: bool = (
+        False  # data_dir or text_data holds span-<N>/ folders (new data lands as a new span); each run takes the newest
+    )
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05
@@ -61,7 +63,8 @@ class GraftConfig:
     max_text_chars: int = 20_000  # longer texts are truncated, or quarantined with long_text: quarantine
     long_text: str = "truncate"  # truncate | quarantine
     lowercase: bool = False  # lower-case texts in Transform (so at serving too)
-    max_tokens: int = 128  # text_scratch: words and word pairs read per text
+    max_tokens: int = 128  # text_scratch: words and word pairs read per text; hub_bert: word pieces with [CLS], [SEP]
+    text_preprocessor: Optional[str] = None  # hub_bert: its TF Hub preprocessing model (URL or SavedModel dir)
     vocab_size: int = 20_000  # text_scratch: vocabulary computed in Transform (words seen at least twice)
     embedding_dim: int = 64  # text_scratch
     # Model.
@@ -76,7 +79,7 @@ class GraftConfig:
     fine_tune_epochs: int = 3
     fine_tune_layers: int = 30  # top backbone layers unfrozen in two_stage
     learning_rate: Optional[float] = None  # the head's; None: 1e-3 for images, 1e-2 for text (see head_learning_rate)
-    fine_tune_learning_rate: Optional[float] = None  # None: 10x lower than the head's
+    fine_tune_learning_rate: Optional[float] = None  # None: 10x lower than the head's (hub_bert: 3e-5)
     batch_size: int = 32
     train_batchnorm: Optional[bool] = None  # None: only from scratch (weights none); False: inference mode always
     augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
@@ -153,9 +156,11 @@ class GraftConfig:
 
     @property
     def fine_tune_rate(self) -> float:
-        return (
-            self.fine_tune_learning_rate if self.fine_tune_learning_rate is not None else self.head_learning_rate / 10
-        )
+        """10x below the head's; a whole BERT-family encoder at 3e-5, inside the 2e-5..5e-5 its
+        authors fine-tune at (at 1e-3, the text default, its pretrained weights are lost)."""
+        if self.fine_tune_learning_rate is not None:
+            return self.fine_tune_learning_rate
+        return 3e-5 if self.backbone == registry.HUB_BERT.name else self.head_learning_rate / 10
 
     @property
     def from_scratch(self) -> bool:
@@ -263,8 +268,20 @@ def validate(config: GraftConfig) -> None:
     except registry.UnknownBackboneError as err:
         problems.append(f"--backbone: {err}")
     if entry is not None and entry.kind != config.kind:
-        wanted = "text_scratch or hub_text" if config.kind == "text" else "an image backbone (see `graft backbones`)"
+        wanted = (
+            "text_scratch, hub_text or hub_bert"
+            if config.kind == "text"
+            else "an image backbone (see `graft backbones`)"
+        )
         problems.append(f"--backbone {config.backbone} reads {entry.kind}, but the data is {config.kind}: use {wanted}")
+    if config.backbone == registry.HUB_BERT.name and not registry.is_hub_handle(config.text_preprocessor or ""):
+        problems.append(
+            f"--text-preprocessor {config.text_preprocessor or '(unset)'}: hub_bert needs the encoder's TF Hub preprocessing "
+            "model (https://... URL or a local SavedModel directory), e.g. https://tfhub.dev/tensorflow/"
+            "bert_en_uncased_preprocess/3 for the uncased BERTs"
+        )
+    elif config.text_preprocessor and config.backbone != registry.HUB_BERT.name:
+        problems.append(f"--text-preprocessor applies to --backbone hub_bert only (the backbone is {config.backbone})")
     if entry is not None and entry.is_hub:
         if not registry.is_hub_handle(config.weights):
             problems.append(
@@ -337,9 +354,10 @@ def validate(config: GraftConfig) -> None:
                 problems.append(f"{name} must be >= 1")
         if config.augmentation not in ("none", None, []):
             problems.append("augmentation applies to images only; set augmentation: none for text")
-        if config.spans:
+        if config.spans and text_ingest.table_kind(config.text_data) is not None:
             problems.append(
-                "spans are supported for image folders only (text_data: one table, folder, or class folders)"
+                f"spans: --text-data {config.text_data} is a table; with spans it is a folder of span-<N>/ folders "
+                "(each a table, a folder of tables, or class folders of .txt files)"
             )
         try:
             if config.export_settings.kinds:
@@ -360,7 +378,7 @@ def validate(config: GraftConfig) -> None:
 
 def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
     data = config.data_dir or config.text_data or ""
-    span = image_ingest.newest_span(data) if config.data_dir and config.spans else None
+    span = image_ingest.newest_span(data) if data and config.spans else None
     return ExampleGenSettings(
         code_version=code_version("example_gen"),
         max_image_pixels=config.max_image_pixels,
@@ -379,7 +397,13 @@ def transform_settings(config: GraftConfig) -> TransformSettings:
         lowercase=config.lowercase,
         max_tokens=config.max_tokens,
         vocab_size=config.vocab_size,
+        text_preprocessor=_local_or_handle(config.text_preprocessor or ""),
     )
+
+
+def _local_or_handle(path: str) -> str:
+    """An absolute path for a local file or folder (components may run elsewhere), else as given."""
+    return os.path.abspath(path) if path and os.path.exists(path) else path
 
 
 def trainer_settings(config: GraftConfig) -> TrainerSettings:
@@ -387,7 +411,7 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         code_version=code_version("trainer"),
         backbone=config.backbone,
         image_size=config.input_size,
-        weights=os.path.abspath(config.weights) if os.path.exists(config.weights) else config.weights,
+        weights=_local_or_handle(config.weights),
         backbone_kwargs=dict(config.backbone_kwargs),
         dropout=config.dropout,
         stages=config.stage_plan,

@@ -48,17 +48,19 @@ def example_gen_component(config: cfg.GraftConfig):
     if config.text_data:
         # A table file is the split pattern under its folder; a folder (of tables, or of class
         # folders) is read whole by the executor, and its files fingerprinted at any depth.
+        # With spans, the folder's newest span-<N>/ (TFX's {SPAN} pattern, as for images).
         folder = text_ingest.table_kind(config.text_data) is None  # works for object-store paths too
-        eval_split.partition_feature_name = "path"  # the text's hash
+        pattern = (
+            f"{image_ingest.SPAN_PREFIX}{{SPAN}}/*"
+            if config.spans
+            else "*"
+            if folder
+            else os.path.basename(config.text_data)
+        )
+        eval_split.partition_feature_name = "path"  # the text's hash: a text keeps its split in every span
         return FileBasedExampleGen(
             input_base=_abs(config.text_data if folder else os.path.dirname(config.text_data) or "."),
-            input_config=example_gen_pb2.Input(
-                splits=[
-                    example_gen_pb2.Input.Split(
-                        name="all", pattern="*" if folder else os.path.basename(config.text_data)
-                    )
-                ]
-            ),
+            input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)]),
             output_config=example_gen_pb2.Output(split_config=eval_split),
             custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config)),
             custom_executor_spec=executor_spec.BeamExecutorSpec(text_executor.Executor),

@@ -73,11 +73,17 @@ def _h5_weighted_layers(path: str):
 
 
 def check_weights(config: GraftConfig) -> None:
-    """ImageNet weights must be in the Keras cache or downloadable; a weights file must fit."""
+    """ImageNet weights must be in the Keras cache or downloadable; a weights file must fit; a
+    TF Hub handle (and a BERT preprocessing model) must load."""
     if config.weights == "none":
         return
     entry = config.backbone_entry
     if entry.kind == "text":
+        if config.text_preprocessor:
+            try:
+                registry.load_hub_model(config.text_preprocessor)
+            except registry.WeightsUnavailableError as err:
+                raise ConfigError(f"--text-preprocessor: {err}") from None
         try:
             registry.build_text_encoder(entry, config.weights, config.max_tokens, config.vocab_size, 1)
         except registry.WeightsUnavailableError as err:
@@ -132,11 +138,20 @@ def check_blocks(config: GraftConfig) -> None:
         )
 
 
+def newest_span_path(data: str) -> str:
+    """DIR/span-<N> with the highest N: what a run with spans reads."""
+    span = image_ingest.newest_span(data)
+    if not span:
+        raise ConfigError(f"{data}: spans is set but there is no span-<N> folder")
+    return os.path.join(data, span)
+
+
 def text_class_names(config: GraftConfig) -> list[str]:
     """The labels of the accepted texts (sorted, as TextExampleGen numbers them), after checking
     there are at least 2 and enough of each."""
+    path = newest_span_path(config.text_data) if config.spans else config.text_data
     try:
-        listing = text_ingest.read_text_input(config.text_data, config.text_rules)
+        listing = text_ingest.read_text_input(path, config.text_rules)
     except text_ingest.TextInputError as err:
         raise ConfigError(f"--text-data: {err}") from None
     counts = {}
@@ -144,13 +159,13 @@ def text_class_names(config: GraftConfig) -> list[str]:
         counts[record.label] = counts.get(record.label, 0) + 1
     if len(counts) < 2:
         raise ConfigError(
-            f"--text-data {config.text_data}: found label(s) {sorted(counts)} among {len(listing.accepted)} accepted "
+            f"--text-data {path}: found label(s) {sorted(counts)} among {len(listing.accepted)} accepted "
             f"texts; a classifier needs at least 2 (label_column: {config.label_column})"
         )
     short = sorted(f"{name} ({n})" for name, n in counts.items() if n < config.min_images_per_class)
     if short:
         raise ConfigError(
-            f"--text-data {config.text_data}: labels with fewer than min_images_per_class="
+            f"--text-data {path}: labels with fewer than min_images_per_class="
             f"{config.min_images_per_class} texts: " + ", ".join(short)
         )
     return sorted(counts)
@@ -165,12 +180,7 @@ def resolve_class_names(config: GraftConfig) -> None:
             raise ConfigError(f"class_names {config.class_names} differ from the labels in the text data {found}")
         config.class_names = found
     elif config.data_dir:
-        data_dir = config.data_dir
-        if config.spans:
-            span = image_ingest.newest_span(data_dir)
-            if not span:
-                raise ConfigError(f"{data_dir}: spans is set but there is no span-<N> folder")
-            data_dir = os.path.join(data_dir, span)
+        data_dir = newest_span_path(config.data_dir) if config.spans else config.data_dir
         found = check_data_dir(data_dir, config.min_images_per_class)
         if config.class_names and list(config.class_names) != found:
             raise ConfigError(f"class_names {config.class_names} differ from the class folders {found}")

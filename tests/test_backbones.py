@@ -36,6 +36,7 @@ EXPECTED = {
     "convnext_tiny",
     "hub",
     "hub_text",
+    "hub_bert",
     "text_scratch",
 }
 
@@ -96,7 +97,11 @@ def test_graft_backbones_table_and_json():
     rows = json.loads(subprocess.run([graft, "backbones", "--json"], capture_output=True, text=True, cwd=REPO).stdout)
     assert {r["name"] for r in rows} == EXPECTED
     assert {"name", "kind", "input_size", "preprocessing", "parameters"} <= set(rows[0])
-    assert {r["name"]: r["kind"] for r in rows if r["kind"] == "text"} == {"hub_text": "text", "text_scratch": "text"}
+    assert {r["name"]: r["kind"] for r in rows if r["kind"] == "text"} == {
+        "hub_text": "text",
+        "hub_bert": "text",
+        "text_scratch": "text",
+    }
 
 
 def test_hub_feature_vector_from_local_savedmodel(tmp_path):
@@ -113,7 +118,7 @@ def test_hub_feature_vector_from_local_savedmodel(tmp_path):
 def test_unreachable_hub_url_fails_fast_with_instructions(monkeypatch):
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("TFHUB_CACHE_DIR", "/nonexistent-cache")
-    with pytest.raises(backbones.WeightsUnavailableError, match="pass the local directory as --weights"):
+    with pytest.raises(backbones.WeightsUnavailableError, match="pass the local directory instead"):
         backbones.build(
             backbones.get("hub"), 32, "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
         )

@@ -36,10 +36,35 @@ def test_run_takes_the_newest_span(tmp_path):
     assert_transform_matches_keras(tmp_path / "root", "efficientnet_b0", newest[::10], 32)
     assert_signatures_agree(summary["pushed_model_dir"], newest[::10], 2)
 
+    assert _examples_span(config["metadata_path"]) == 2  # resolved by TFX's driver
+
+
+def _examples_span(metadata_path: str) -> int:
+    """The span recorded on the run's examples artifact in ML Metadata."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = config["metadata_path"]
+    connection.sqlite.filename_uri = metadata_path
     [examples] = metadata_store.MetadataStore(connection).get_artifacts_by_type("Examples")
-    assert examples.custom_properties["span"].int_value == 2  # resolved by TFX's driver
+    return examples.custom_properties["span"].int_value
+
+
+@pytest.mark.e2e
+def test_text_run_takes_the_newest_span(tmp_path):
+    """Texts as spans: a folder of span-<N>/ folders (here a table in each); the run reads the
+    newest, and the examples artifact records its span."""
+    from tests.test_text_e2e import config as text_config
+    from tests.test_text_e2e import sample_rows, write_table
+
+    rows = sample_rows(900)
+    data = tmp_path / "texts"
+    for span, part in ((1, rows[:300]), (2, rows[300:])):
+        (data / f"span-{span}").mkdir(parents=True)
+        write_table(str(data / f"span-{span}" / "reviews.csv"), part)
+    config = text_config(tmp_path, "spans", str(data), spans=True, min_accuracy=0.0)
+    summary, _ = run_graft(tmp_path, config, "spans")
+    ingest = summary["ingest"]
+    assert ingest["accepted"] + ingest["skipped"] == 600 and len(ingest["quarantined"]) == 4  # span-2 alone
+    assert summary["pushed_model_dir"]
+    assert _examples_span(config["metadata_path"]) == 2

@@ -11,10 +11,12 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the Transform graph and model hold its NFC op)
 
 from pipeline.sample_text_data import package_file
 from tests.conftest import run_graft
@@ -67,8 +69,9 @@ def config(tmp_path, name: str, data: str, **overrides) -> dict:
 
 
 def python_token_ids(text: str, vocabulary: list, max_tokens: int) -> list:
-    """The documented tokenization, written again in plain Python: lower-case, punctuation split
-    off, words then adjacent word pairs, vocabulary index + 1 (unknown: len + 1), 0-padded."""
+    """The documented tokenization, written again in plain Python: NFC, lower-case, punctuation
+    split off, words then adjacent word pairs, vocabulary index + 1 (unknown: len + 1), 0-padded."""
+    text = unicodedata.normalize("NFC", text)
     words = re.sub(r"([^\w\s'])", r" \1 ", re.sub(r"\s+", " ", text).strip().lower()).split()
     tokens = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
     index = {token: i for i, token in enumerate(vocabulary)}
@@ -105,7 +108,12 @@ def test_text_classification_end_to_end(tmp_path):
     [graph_dir] = glob.glob(str(tmp_path / "text" / "root" / "Transform" / "transform_graph" / "*"))
     transform = tft.TFTransformOutput(graph_dir)
     vocabulary = [w.decode("utf-8") for w in transform.vocabulary_by_name("text_vocabulary")]
-    texts = ["A gorgeous, moving film -- truly!", "Dull.  And far   too LONG", "zyzzyva qwxv"]
+    texts = [
+        "A gorgeous, moving film -- truly!",
+        "Dull.  And far   too LONG",
+        "zyzzyva qwxv",
+        "Cafe\u0301 DÉJÀ\u00a0vu, naïve",
+    ]
     ids = transform.transform_features_layer()({"text": tf.constant([[t] for t in texts])})["text"].numpy()
     for text, row in zip(texts, ids):
         assert list(row) == python_token_ids(text, vocabulary, 64), text
@@ -134,7 +142,7 @@ def test_text_classification_end_to_end(tmp_path):
     )
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
-    assert [r["path"] for r in rows] == ["queries.csv:2", "queries.csv:3", "queries.csv:4"]
+    assert [r["path"] for r in rows] == ["queries.csv:2", "queries.csv:3", "queries.csv:4", "queries.csv:5"]
     assert [r["class_name"] for r in rows] == [n.decode() for n in by_text["class_name"].numpy()]
 
 

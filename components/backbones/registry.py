@@ -6,6 +6,7 @@ validation and `graft backbones` all read from here.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -39,7 +40,7 @@ class Backbone:
     @property
     def is_hub(self) -> bool:
         """Built from a TF Hub handle (URL or local SavedModel directory) given as `weights`."""
-        return self.name in (HUB.name, HUB_TEXT.name)
+        return self.name in (HUB.name, HUB_TEXT.name, HUB_BERT.name)
 
     def check_size(self, size: int, weights: str = "none") -> Optional[str]:
         """Why `size` cannot be this backbone's input size, or None when it can."""
@@ -216,8 +217,21 @@ HUB_TEXT = Backbone(
 TEXT_SCRATCH = Backbone(
     "text_scratch", "", "", "text", 0, 0, kind="text", description="words and word pairs, embedded and averaged"
 )
+# The BERT family as TF Hub publishes it (BERT, small BERTs, ELECTRA, ALBERT, ...): a
+# preprocessing model (text_preprocessor), run in Transform, and the encoder (--weights), whose
+# pooled output feeds the head; `trainable: N` counts its transformer blocks from the top.
+HUB_BERT = Backbone(
+    "hub_bert",
+    "",
+    "",
+    "text",
+    0,
+    0,
+    kind="text",
+    description="TF Hub BERT-family encoder (--weights) with its preprocessing model (--text-preprocessor)",
+)
 
-_REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH]}
+_REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH, HUB_BERT]}
 
 
 class UnknownBackboneError(ValueError):
@@ -280,27 +294,49 @@ def _build_hub(handle: str, image_size: int):
     return keras.Model(inputs, layer(inputs), name="hub")
 
 
-def load_hub_layer(handle: str, name: str, **kwargs):
-    """hub.KerasLayer for `handle`, failing in seconds with what to do when it cannot load."""
-    import tensorflow_hub as hub
+@contextlib.contextmanager
+def _hub_handle(handle: str):
+    """Loading a TF Hub handle: an offline download fails in seconds, with what to do. Text
+    models may hold tensorflow-text's ops (a BERT preprocessing model's WordPiece, the
+    multilingual USE's SentencePiece), which must be registered before they load."""
+    import tensorflow_text  # noqa: F401
 
     previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(10)  # an offline download must fail in seconds, not minutes
+    socket.setdefaulttimeout(10)
     try:
-        return hub.KerasLayer(handle, trainable=False, name=name, **kwargs)
+        yield
     except Exception as err:
-        raise WeightsUnavailableError(
-            f"cannot load TF Hub handle {handle}: {str(err).splitlines()[0][:200]}\n"
+        message = str(err).splitlines()[0][:300]
+        hint = (
             "  Offline: download the model where there is a network, unpack it, and pass the local "
-            "directory as --weights (or set TFHUB_CACHE_DIR to a populated cache)."
-        ) from None
+            "directory instead (or set TFHUB_CACHE_DIR to a populated cache)."
+            if "://" in handle
+            else "  Is it a TF2 SavedModel directory (saved_model.pb, variables/) in TF Hub's format?"
+        )
+        raise WeightsUnavailableError(f"cannot load TF Hub handle {handle}: {message}\n{hint}") from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
 
+def load_hub_layer(handle: str, name: str, **kwargs):
+    """hub.KerasLayer for `handle` (frozen until a stage unfreezes it)."""
+    import tensorflow_hub as hub
+
+    with _hub_handle(handle):
+        return hub.KerasLayer(handle, trainable=False, name=name, **kwargs)
+
+
+def load_hub_model(handle: str):
+    """The SavedModel behind `handle` as an object (a BERT preprocessing model's `tokenize`)."""
+    import tensorflow_hub as hub
+
+    with _hub_handle(handle):
+        return hub.load(handle)
+
+
 def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_size: int, embedding_dim: int):
     """The text encoder as a Keras model: strings [batch] in (hub_text) or token ids
-    [batch, max_tokens] (text_scratch, 0 = padding) in; a vector per text out."""
+    [batch, max_tokens] (text_scratch, hub_bert; 0 = padding) in; a vector per text out."""
     import tensorflow as tf
     import tf_keras as keras
 
@@ -308,6 +344,11 @@ def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_
         layer = load_hub_layer(weights, "hub_sentence_encoder")
         inputs = keras.Input((), dtype=tf.string, name="text")
         return keras.Model(inputs, layer(inputs), name="hub_text")
+    if backbone.name == HUB_BERT.name:
+        from components.backbones import bert_encoder
+
+        with _hub_handle(weights):
+            return bert_encoder.build(weights, max_tokens)
     inputs = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
     # Ids 1..vocab_size + 1 (the last: out of vocabulary), 0 = padding, masked out of the average.
     embedded = keras.layers.Embedding(vocab_size + 2, embedding_dim, mask_zero=True, name="embedding")(inputs)

@@ -1,9 +1,11 @@
-"""TFX's Evaluator, given no baseline when ServingBaseline found nothing serving.
+"""TFX's Evaluator, given no baseline when ServingBaseline found nothing serving, in a process
+where tensorflow-text's ops are registered (TFMA loads text models, whose graphs hold them).
 
 ServingBaseline always publishes its artifact (see there); an empty one, marked with an empty
 serving version, must not reach TFMA as a model to load.
 """
 
+import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 from tfx.components.evaluator import component as tfx_component
 from tfx.components.evaluator import executor as tfx_evaluator
 from tfx.dsl.components.base import executor_spec

@@ -38,8 +38,12 @@ from components.example_gen.ingest_report import IngestError, accepted_counts, m
 
 def text_path(input_base: str, pattern: str) -> str:
     """What the split pattern names: a table file ('reviews.csv') or, for '*' patterns, the
-    folder itself."""
-    return input_base if "*" in pattern else os.path.join(input_base, pattern)
+    folder the '*' is in (the input folder, or a resolved span's 'span-3/*')."""
+    return (
+        os.path.join(input_base, os.path.dirname(pattern)).rstrip("/")
+        if "*" in pattern
+        else os.path.join(input_base, pattern)
+    )
 
 
 def _example(record: dict) -> tf.train.Example:
@@ -80,6 +84,7 @@ class Executor(image_executor.Executor):
     ) -> None:
         settings = image_executor.read_settings(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        exec_properties = image_executor.resolve_span(exec_properties, examples)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         path = text_path(exec_properties["input_base"], input_config.splits[0].pattern)

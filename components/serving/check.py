@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 
 from components.contract import (
     EXAMPLES_INPUT,

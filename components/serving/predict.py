@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 
 from components.contract import (
     CLASS_NAMES_FILE,

@@ -10,6 +10,7 @@ import os
 import time
 
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 import tensorflow_transform as tft
 import tf_keras as keras
 
@@ -45,7 +46,7 @@ def example_bytes(settings: TrainerSettings) -> int:
     entry = settings.backbone_entry
     if entry.kind == "image":
         return settings.image_size * settings.image_size * 3 * 4
-    return settings.max_tokens * 8 if entry.name == registry.TEXT_SCRATCH.name else 1024
+    return settings.max_tokens * 8 if entry.name != registry.HUB_TEXT.name else 1024
 
 
 def read_class_names(train_files, settings: TrainerSettings) -> list[str]:

@@ -2,8 +2,8 @@
 
 Images: `preprocess_image_bytes`. Transform runs with materialize=False: decoded float images
 would be ~34x the encoded bytes on disk. Texts: normalised strings for a TF Hub sentence
-encoder; for text_scratch also the vocabulary, computed here over the training data, and each
-text as padded token ids. The Trainer applies this same graph inside its input pipeline, and
+encoder; for a BERT-family encoder, its preprocessing model's token ids; for text_scratch the
+vocabulary, computed here over the training data, and each text as padded token ids. The Trainer applies this same graph inside its input pipeline, and
 the serving signatures embed it, so there is exactly one preprocessing graph.
 """
 
@@ -31,6 +31,8 @@ def preprocessing_fn(inputs, custom_config):
 
 def text_features(texts: tf.Tensor, settings: TransformSettings) -> tf.Tensor:
     texts = text_preprocessing.normalize(texts, settings.lowercase)
+    if settings.backbone == registry.HUB_BERT.name:
+        return text_preprocessing.bert_token_ids(texts, settings.text_preprocessor, settings.max_tokens)
     if settings.backbone != registry.TEXT_SCRATCH.name:
         return texts  # a sentence encoder reads the strings
     tokens = text_preprocessing.words_and_pairs(texts)

@@ -13,5 +13,6 @@ class TransformSettings(ComponentSettings):
     backbone: str
     image_size: int
     lowercase: bool  # text
-    max_tokens: int  # text_scratch: token ids per text
+    max_tokens: int  # text_scratch, hub_bert: token ids per text
     vocab_size: int  # text_scratch
+    text_preprocessor: str  # hub_bert: the TF Hub preprocessing model's handle

@@ -1,0 +1,91 @@
+"""A TF Hub BERT-family encoder (TF Hub's common text API: a dict of input_word_ids,
+input_mask and input_type_ids in, `pooled_output` out) as Graft's text backbone, and which of
+its transformer blocks train.
+
+The preprocessing model runs in Transform and gives token ids (0 = padding, as in every TF Hub
+BERT, ELECTRA and ALBERT vocabulary); the mask and segment ids for one text are derived here.
+One hub.KerasLayer holds the whole encoder, so `trainable: N` cannot be set per Keras layer:
+it is a filter on the layer's variables by their TF Hub names, `transformer/layer_<i>/...`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras as keras
+
+ENCODER_LAYER = "hub_bert_encoder"
+_BLOCK = re.compile(r"(?:^|/)transformer/layer_(\d+)/")
+_ABOVE_BLOCKS = re.compile(r"pooler")  # variables above the last block: they train with any block
+
+
+def block_of(variable_name: str) -> Optional[int]:
+    """The transformer block a variable belongs to, from its TF Hub name; None outside blocks."""
+    match = _BLOCK.search(variable_name)
+    return int(match.group(1)) if match else None
+
+
+class BlockTrainableEncoder(hub.KerasLayer):
+    """hub.KerasLayer whose trainable variables can be limited to the blocks from
+    `first_block` upward (with the pooler); below that, embeddings and blocks stay frozen."""
+
+    first_block = 0  # 0: every variable trains (when the layer is trainable)
+
+    @property
+    def block_count(self) -> int:
+        found = {block_of(v.name) for v in self._func.trainable_variables}
+        return len(found - {None})
+
+    def _trains(self, variable) -> bool:
+        if self.first_block == 0:
+            return True
+        block = block_of(variable.name)
+        return bool(_ABOVE_BLOCKS.search(variable.name)) if block is None else block >= self.first_block
+
+    @property
+    def trainable_weights(self):
+        return [w for w in super().trainable_weights if self._trains(w)]
+
+    @property
+    def non_trainable_weights(self):
+        held_back = [w for w in super().trainable_weights if not self._trains(w)] if self.trainable else []
+        return held_back + super().non_trainable_weights
+
+
+def build(handle: str, max_tokens: int) -> keras.Model:
+    """Token ids int64 [batch, max_tokens] -> the encoder's pooled output [batch, hidden]."""
+    encoder = BlockTrainableEncoder(handle, trainable=False, name=ENCODER_LAYER)
+    ids = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
+    word_ids = tf.cast(ids, tf.int32)
+    inputs = {
+        "input_word_ids": word_ids,
+        "input_mask": tf.cast(word_ids != 0, tf.int32),
+        "input_type_ids": tf.zeros_like(word_ids),
+    }
+    return keras.Model(ids, encoder(inputs)["pooled_output"], name="hub_bert")
+
+
+def encoder_layer(base: keras.Model) -> Optional[BlockTrainableEncoder]:
+    """The BERT encoder inside a backbone model, or None for other backbones."""
+    for layer in base.layers:
+        if isinstance(layer, BlockTrainableEncoder):
+            return layer
+    return None
+
+
+def first_trainable_block(block_count: int, trainable, top_fraction: Optional[float], from_block: Optional[str]):
+    """Lowest block that trains for a stage's `trainable` (see stages.py), counted in blocks:
+    "all" 0, N the top N, "top:f" the top fraction, "from:layer_<i>" block i."""
+    if trainable == "all":
+        return 0
+    if isinstance(trainable, int):
+        return max(0, block_count - trainable)
+    if top_fraction is not None:
+        return block_count - max(1, round(top_fraction * block_count))
+    names = [f"layer_{i}" for i in range(block_count)]
+    if from_block not in names:
+        raise ValueError(f"trainable 'from:{from_block}': the encoder's blocks are {', '.join(names)}")
+    return names.index(from_block)

@@ -1,0 +1,153 @@
+"""The BERT family through the same DAG: a BERT-style preprocessing model and encoder in TF
+Hub's format (tests/bert_hub.py), the encoder pretrained here on one corpus, fine-tuned through
+the pipeline on review sentences about other movies; the tokenization in Transform is the
+preprocessing model's own; `trainable: N` counts transformer blocks."""
+
+import csv
+import glob
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the graphs below hold its ops)
+import tf_keras as keras
+
+from components.backbones import bert_encoder
+from components.trainer.model import apply_stage, build_model
+from components.trainer.stages import Stage
+from tests.bert_hub import pretrain_bert
+from tests.conftest import run_graft, tiny_trainer_settings
+from tests.test_text_e2e import _full_corpus, config, sample_rows
+
+MAX_TOKENS = 48
+
+
+@pytest.fixture(scope="module")
+def bert_pair(tmp_path_factory):
+    """A pair pretrained on 4,000 sentences of the larger corpus about movies the small task
+    does not have."""
+    small_movies = {r["movie_name"] for r in sample_rows(1200)}
+    rows = [r for r in _full_corpus() if r["movie_name"] not in small_movies]
+    random.Random(0).shuffle(rows)
+    rows = rows[:4000]
+    pair = pretrain_bert(
+        str(tmp_path_factory.mktemp("bert")), [r["text"] for r in rows], [int(r["category"] == "fresh") for r in rows]
+    )
+    assert pair["accuracy"] > 0.75
+    return pair
+
+
+def test_trainable_n_counts_transformer_blocks(bert_pair):
+    """trainable: 1 trains the top block and the pooler, not the lower block or the
+    embeddings; one training step moves exactly those."""
+    settings = tiny_trainer_settings(
+        backbone="hub_bert",
+        weights=bert_pair["encoder"],
+        max_tokens=MAX_TOKENS,
+        data_dir=None,
+        text_data=".",
+        backbone_kwargs={},
+    )
+    model = build_model(settings, 2)
+    encoder = bert_encoder.encoder_layer(model.get_layer("backbone"))
+    assert encoder.block_count == 2 and not encoder.trainable_weights  # frozen at first
+
+    apply_stage(model, Stage("top", 1, 1, 1e-3))
+    names = [w.name for w in model.trainable_weights]
+    assert any(n.startswith("transformer/layer_1/") for n in names)
+    assert not any(n.startswith(("transformer/layer_0/", "word_embeddings", "embeddings/")) for n in names)
+    assert any(n.startswith("pooler_transform/") for n in names)
+
+    before = {w.name: w.numpy().copy() for w in encoder.weights}
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    ids = np.zeros((4, MAX_TOKENS), np.int64)
+    ids[:, :5] = [2, 40, 41, 42, 3]
+    model.fit(ids, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    moved = {w.name for w in encoder.weights if not np.array_equal(before[w.name], w.numpy())}
+    assert moved and all(n.startswith(("transformer/layer_1/", "pooler_transform/")) for n in moved), moved
+
+    apply_stage(model, Stage("all", 1, "all", 1e-3))
+    assert len(model.trainable_weights) == len(encoder.weights) + 2  # every encoder variable and the head
+    with pytest.raises(ValueError, match="layer_0, layer_1"):
+        apply_stage(model, Stage("from", 1, "from:layer_5", 1e-3))
+
+
+@pytest.mark.e2e
+def test_bert_family_end_to_end(tmp_path, bert_pair):
+    import tensorflow_transform as tft
+
+    rows = sample_rows(1200)
+    table = str(tmp_path / "reviews.csv")
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "category"])
+        writer.writerows([r["text"], r["category"]] for r in rows)
+    # The handles are copied: after the run they are deleted, and serving must not need them.
+    preprocessor = shutil.copytree(bert_pair["preprocessor"], str(tmp_path / "handles" / "preprocess"))
+    encoder = shutil.copytree(bert_pair["encoder"], str(tmp_path / "handles" / "encoder"))
+    stages = [
+        {"name": "head", "epochs": 10, "trainable": "none", "learning_rate": 0.01},
+        {"name": "top_block", "epochs": 2, "trainable": 1, "learning_rate": 0.0003},
+    ]
+    settings = dict(
+        backbone="hub_bert",
+        weights=encoder,
+        text_preprocessor=preprocessor,
+        max_tokens=MAX_TOKENS,
+        lowercase=False,
+        stages=stages,
+        min_accuracy=0.6,
+    )
+    summary, output = run_graft(tmp_path, config(tmp_path, "bert", table, **settings), "bert")
+    accuracy = summary["metrics"]["sparse_categorical_accuracy"]
+    print(
+        f"\nhub_bert (pretrained on other movies) on {summary['metrics']['example_count']} eval sentences: {accuracy:.3f}"
+    )
+    assert summary["blessed"] and summary["pushed_model_dir"] and accuracy >= 0.6  # chance: 0.5
+    assert [row["stage"] for row in summary["training_history"]][-1] == "top_block"
+    shutil.rmtree(tmp_path / "handles")
+
+    # Transform's token ids are the preprocessing model's own (bert_pack_inputs at max_tokens),
+    # after NFC: a decomposed "é" tokenizes as the composed one.
+    texts = ["A gorgeous, moving film -- truly!", "Cafe\u0301 society is dull.", "Café society is dull."]
+    [graph_dir] = glob.glob(str(tmp_path / "bert" / "root" / "Transform" / "transform_graph" / "*"))
+    ids = tft.TFTransformOutput(graph_dir).transform_features_layer()({"text": tf.constant([[t] for t in texts])})
+    ids = ids["text"].numpy()
+    reference = tf.saved_model.load(bert_pair["preprocessor"])
+    packed = reference.bert_pack_inputs(
+        [reference.tokenize(tf.constant(texts[:1] + texts[2:]))], tf.constant(MAX_TOKENS)
+    )
+    expected = packed["input_word_ids"].numpy()
+    np.testing.assert_array_equal(ids[[0, 2]], expected)
+    np.testing.assert_array_equal(ids[1], ids[2])
+
+    # Both signatures agree; graft predict (a fresh process) answers as serving_text does.
+    served = tf.saved_model.load(summary["pushed_model_dir"])
+    by_text = served.signatures["serving_text"](text=tf.constant(texts))
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))}
+            )
+        ).SerializeToString()
+        for t in texts
+    ]
+    by_example = served.signatures["serving_default"](examples=tf.constant(examples))
+    np.testing.assert_allclose(by_text["probabilities"].numpy(), by_example["probabilities"].numpy(), atol=1e-5)
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    predicted = subprocess.run(
+        [graft, "predict", "--serving-dir", str(tmp_path / "bert" / "serving"), "-"],
+        input="\n".join(texts) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    answers = [json.loads(line)["class_name"] for line in predicted.stdout.splitlines()]
+    assert answers == [n.decode() for n in by_text["class_name"].numpy()]
