@@ -101,6 +101,8 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
     # platform_config: give it the component resources like every other step.
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container", {})
+        if config.runtime_env and "container" in executor:
+            container.setdefault("env", []).extend({"name": k, "value": v} for k, v in config.runtime_env.items())
         if "resources" not in container:
             container["resources"] = {
                 "cpuLimit": float(settings.component_cpu),

@@ -169,8 +169,9 @@ class LocalBackend:
             args.append(arg.replace(_PLACEHOLDER, json.dumps(executor_input)) if _PLACEHOLDER in arg else arg)
         return command + args + self.beam_args
 
-    def _launch(self, name: str, step: str, command: list[str], log_file: str) -> None:
+    def _launch(self, name: str, step: str, command: list[str], log_file: str, container_env=()) -> None:
         env = {**os.environ, "GRAFT_TARGET": self.target, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": _REPO_DIR}
+        env.update({item["name"]: item["value"] for item in container_env})  # the compiled container's env
         with open(log_file, "a", encoding="utf-8") as log:
             log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
             log.flush()
@@ -192,12 +193,14 @@ class LocalBackend:
         if hook and self.target == "vertex":
             # Vertex runs the driver hook first, then updates the task's parameters and output
             # artifacts from the ExecutorOutput it wrote (TFX's run_executor reads the same file).
-            self._launch(name, "driver hook", self._command(hook, executor_input), task.log_file)
+            self._launch(name, "driver hook", self._command(hook, executor_input), task.log_file, hook.get("env", ()))
             hooked = _read_json(executor_input["outputs"]["outputFile"])
             for key, artifacts in hooked.get("artifacts", {}).items():
                 provisioned = executor_input["outputs"]["artifacts"][key]["artifacts"][0]
                 provisioned["metadata"].update(artifacts["artifacts"][0].get("metadata", {}))
-        self._launch(name, "executor", self._command(container, executor_input), task.log_file)
+        self._launch(
+            name, "executor", self._command(container, executor_input), task.log_file, container.get("env", ())
+        )
         produced = _read_json(executor_input["outputs"]["outputFile"]).get("artifacts", {})
         for key, artifacts in executor_input["outputs"]["artifacts"].items():
             artifact = artifacts["artifacts"][0]

@@ -173,6 +173,8 @@ def run_command(argv) -> int:
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    for name, value in config.runtime_env.items():  # TensorFlow is not loaded yet
+        os.environ.setdefault(name, value)
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     size = f" at {config.input_size}px" if config.kind == "image" else ""
     print(f"Graft: {config.backbone}{size} on {config.data_path}")

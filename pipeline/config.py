@@ -175,6 +175,14 @@ class GraftConfig:
     def batchnorm_momentum_used(self) -> Optional[float]:
         return self.batchnorm_momentum if self.batchnorm_momentum is not None or not self.from_scratch else 0.9
 
+    @property
+    def runtime_env(self) -> dict:
+        """Environment every process of this pipeline starts with (set before TensorFlow loads).
+        TF 2.16's oneDNN CPU kernels corrupt memory when a transformer's attention runs on
+        several threads at once, as the Evaluator's and any server's do (measured: 6 crashes in
+        6 runs of 4 threads, none with oneDNN off; the family of tensorflow/tensorflow#117700)."""
+        return {"TF_ENABLE_ONEDNN_OPTS": "0"} if self.backbone == registry.HUB_BERT.name else {}
+
     @functools.cached_property
     def stage_plan(self) -> tuple[Stage, ...]:
         """`stages` (a preset or a list) as checked Stage objects; raises ConfigError."""

@@ -167,5 +167,17 @@ def create_pipeline(
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args or cfg.beam_args(config),
+        beam_pipeline_args=with_text_ops(beam_pipeline_args or cfg.beam_args(config), config.kind),
     )
+
+
+TEXT_OPS_PLUGIN = "--beam_plugins=tensorflow_text"
+
+
+def with_text_ops(beam_args: list, kind: str) -> list:
+    """A text pipeline's Beam workers (separate processes with multi_processing, the Kubeflow
+    default, or on Dataflow) load Transform graphs and models that hold tensorflow-text's ops:
+    Beam imports its plugins in every worker before any work (tensorflow/transform#170)."""
+    if kind != "text" or any(a.startswith("--beam_plugins") and "tensorflow_text" in a for a in beam_args):
+        return list(beam_args)
+    return [*beam_args, TEXT_OPS_PLUGIN]

@@ -118,6 +118,23 @@ def build_encoder(vocab_size: int, hidden: int = 32, blocks: int = 2, heads: int
     return keras.Model(inputs, result, name="bert_encoder")
 
 
+class ReusableEncoder(tf.__internal__.tracking.AutoTrackable):
+    """The encoder as TF Hub's reusable SavedModel: `__call__(inputs, training)` traced for both
+    values of `training`, `variables` and `trainable_variables`."""
+
+    def __init__(self, encoder: keras.Model):
+        self._encoder = encoder
+        self.variables = list(encoder.variables)
+        self.trainable_variables = list(encoder.trainable_variables)
+        specs = {name: tf.TensorSpec([None, None], tf.int32, name) for name in encoder.input}
+        for training in (False, True):
+            self.__call__.get_concrete_function(specs, training)
+
+    @tf.function
+    def __call__(self, inputs, training=False):
+        return self._encoder(inputs, training=training)
+
+
 def pretrain_bert(directory: str, texts: list, labels: list, epochs: int = 3, blocks: int = 2) -> dict:
     """Makes the pair under `directory` (preprocess/, encoder/), the encoder trained with a
     throw-away head on one text task (epochs=0: untrained); returns the handles and accuracy."""
@@ -133,5 +150,5 @@ def pretrain_bert(directory: str, texts: list, labels: list, epochs: int = 3, bl
     features = {k: v.numpy()[:, :48] for k, v in packed.items()}  # short sentences: 48 word pieces suffice
     history = model.fit(features, np.array(labels), batch_size=64, epochs=epochs, verbose=0).history if epochs else {}
     encoder_dir = os.path.join(directory, "encoder")
-    tf.saved_model.save(encoder, encoder_dir)
+    tf.saved_model.save(ReusableEncoder(encoder), encoder_dir)
     return {"preprocessor": preprocess, "encoder": encoder_dir, "accuracy": (history.get("accuracy") or [0.0])[-1]}

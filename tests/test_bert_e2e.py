@@ -20,12 +20,28 @@ import tf_keras as keras
 
 from components.backbones import bert_encoder
 from components.trainer.model import apply_stage, build_model
+from components.trainer.optimizers import discriminative_multipliers, variable_key
 from components.trainer.stages import Stage
 from tests.bert_hub import pretrain_bert
 from tests.conftest import run_graft, tiny_trainer_settings
 from tests.test_text_e2e import _full_corpus, config, sample_rows
 
 MAX_TOKENS = 48
+CONCURRENT_CALLS = """
+import random, sys, threading
+import tensorflow as tf, tensorflow_text
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_text"]
+words = "a good bad film plot actors dull moving story great".split()
+def calls(seed):
+    rng = random.Random(seed)
+    for _ in range(50):
+        texts = [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(rng.randint(1, 64))]
+        serve(text=tf.constant(texts))
+threads = [threading.Thread(target=calls, args=(i,)) for i in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("200 calls")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +90,13 @@ def test_trainable_n_counts_transformer_blocks(bert_pair):
 
     apply_stage(model, Stage("all", 1, "all", 1e-3))
     assert len(model.trainable_weights) == len(encoder.weights) + 2  # every encoder variable and the head
+    # Discriminative rates decay by block (one Keras layer holds them all): embeddings lowest.
+    rates = discriminative_multipliers(model, 0.1)
+    by_name = {w.name: rates[variable_key(w)] for w in encoder.trainable_weights}
+    assert by_name["word_embeddings/embeddings:0"] == pytest.approx(0.1)
+    layer_0 = by_name["transformer/layer_0/intermediate/kernel:0"]
+    layer_1 = by_name["transformer/layer_1/intermediate/kernel:0"]
+    assert 0.1 < layer_0 < layer_1 < by_name["pooler_transform/kernel:0"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="layer_0, layer_1"):
         apply_stage(model, Stage("from", 1, "from:layer_5", 1e-3))
 
@@ -112,6 +135,21 @@ def test_bert_family_end_to_end(tmp_path, bert_pair):
     assert summary["blessed"] and summary["pushed_model_dir"] and accuracy >= 0.6  # chance: 0.5
     assert [row["stage"] for row in summary["training_history"]][-1] == "top_block"
     shutil.rmtree(tmp_path / "handles")
+
+    # Served as a server does, from several threads at once, in a process with the pipeline's
+    # runtime environment (oneDNN off): before it, 6 of 6 such processes crashed.
+    from pipeline.config import GraftConfig
+
+    runtime_env = GraftConfig(text_data=table, backbone="hub_bert").runtime_env
+    assert runtime_env == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    served = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_CALLS, summary["pushed_model_dir"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **runtime_env},
+    )
+    assert served.returncode == 0 and "200 calls" in served.stdout, served.stderr[-2000:]
 
     # Transform's token ids are the preprocessing model's own (bert_pack_inputs at max_tokens),
     # after NFC: a decomposed "é" tokenizes as the composed one.

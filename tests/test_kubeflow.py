@@ -429,3 +429,29 @@ def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
     example_gen = json.dumps(spec["root"]["dag"]["tasks"]["TextExampleGen"])
     assert "gs://bucket" in example_gen and "reviews.csv" in example_gen
     assert "/graft/schemas/text_classification/schema.pbtxt" in json.dumps(spec)
+    # Transform's and the Evaluator's Beam workers (multi-processing by default) import
+    # tensorflow-text before loading text graphs.
+    assert "--beam_plugins=tensorflow_text" in json.dumps(spec)
+    assert "--direct_running_mode=multi_processing" in json.dumps(spec)
+    assert not any("env" in e["container"] for e in spec["deploymentSpec"]["executors"].values())
+
+
+def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
+    """TF 2.16's oneDNN kernels corrupt memory when attention runs on several threads (the
+    Evaluator's): every container of a hub_bert pipeline starts with them off."""
+    config = GraftConfig(
+        pipeline_name="graft-bert",
+        text_data="gs://bucket/reviews.csv",
+        pipeline_root="gs://bucket/root",
+        serving_dir="gs://bucket/serving",
+        class_names=["fresh", "rotten"],
+        backbone="hub_bert",
+        weights="gs://bucket/encoder",
+        text_preprocessor="gs://bucket/preprocess",
+    )
+    path = compiler.compile_pipeline(config, KubeflowSettings.from_dict({}), str(tmp_path / "bert.yaml"))
+    spec, _ = compiler.load_compiled(path)
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert len(executors) == 9
+    assert all({"name": "TF_ENABLE_ONEDNN_OPTS", "value": "0"} in e["container"]["env"] for e in executors)
+    assert "gs://bucket/preprocess" in json.dumps(spec)  # Transform's settings name the preprocessing model

@@ -85,7 +85,9 @@ def test_text_classification_end_to_end(tmp_path):
 
     table = str(tmp_path / "reviews.csv")
     good = write_table(table, sample_rows(1500))
-    summary, output = run_graft(tmp_path, config(tmp_path, "text", table), "text")
+    # Beam in separate worker processes, as on Kubeflow: each must register tensorflow-text's ops.
+    settings = config(tmp_path, "text", table, beam_direct_running_mode="multi_processing", beam_num_workers=2)
+    summary, output = run_graft(tmp_path, settings, "text")
 
     # Every row accounted for: the bad ones quarantined with their reasons.
     ingest = summary["ingest"]

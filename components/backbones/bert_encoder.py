@@ -45,6 +45,21 @@ class BlockTrainableEncoder(hub.KerasLayer):
         block = block_of(variable.name)
         return bool(_ABOVE_BLOCKS.search(variable.name)) if block is None else block >= self.first_block
 
+    def depth_groups(self) -> list[list]:
+        """The trainable variables by depth, deepest first: embeddings, each block, the pooler
+        (for discriminative rates, BERT's layer-wise rate decay)."""
+
+        def depth(variable):
+            block = block_of(variable.name)
+            if block is not None:
+                return block
+            return self.block_count if _ABOVE_BLOCKS.search(variable.name) else -1
+
+        groups = {}
+        for variable in self.trainable_weights:
+            groups.setdefault(depth(variable), []).append(variable)
+        return [groups[d] for d in sorted(groups)]
+
     @property
     def trainable_weights(self):
         return [w for w in super().trainable_weights if self._trains(w)]

@@ -8,6 +8,7 @@ import re
 import tensorflow as tf
 import tf_keras as keras
 
+from components.backbones import bert_encoder
 from components.trainer.model import backbone_of
 from components.trainer.schedules import make_schedule
 from components.trainer.stages import Stage
@@ -57,11 +58,18 @@ def variable_key(variable) -> str:
 def discriminative_multipliers(model: keras.Model, lowest: float) -> dict:
     """{variable key: multiplier}: 1 for the head and the top trainable backbone layer, falling
     geometrically to `lowest` for the deepest trainable backbone layer."""
-    layers = [layer for layer in backbone_of(model).layers if layer.trainable and layer.trainable_weights]
+    groups = []  # trainable backbone variables by depth, deepest first
+    for layer in backbone_of(model).layers:
+        if not (layer.trainable and layer.trainable_weights):
+            continue
+        if isinstance(layer, bert_encoder.BlockTrainableEncoder):  # one Keras layer: by block
+            groups.extend(layer.depth_groups())
+        else:
+            groups.append(layer.trainable_weights)
     multipliers = {}
-    for depth, layer in enumerate(layers):
-        position = depth / max(1, len(layers) - 1)  # 0 deepest .. 1 top
-        for variable in layer.trainable_weights:
+    for depth, variables in enumerate(groups):
+        position = depth / max(1, len(groups) - 1)  # 0 deepest .. 1 top
+        for variable in variables:
             multipliers[variable_key(variable)] = lowest ** (1.0 - position)
     return multipliers
 
