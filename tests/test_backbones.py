@@ -122,3 +122,21 @@ def test_unreachable_hub_url_fails_fast_with_instructions(monkeypatch):
         backbones.build(
             backbones.get("hub"), 32, "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
         )
+
+
+def test_unreachable_bert_preprocessor_is_a_config_error_naming_the_option(monkeypatch, tmp_path):
+    from pipeline import preflight
+    from pipeline.config import ConfigError, GraftConfig
+
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "/nonexistent-cache")
+    config = GraftConfig(
+        text_data=str(tmp_path),
+        backbone="hub_bert",
+        weights=str(tmp_path),
+        text_preprocessor="https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3",
+    )
+    with pytest.raises(
+        ConfigError, match=r"^--text-preprocessor: cannot load TF Hub handle https://tfhub.dev/.*\n.*Offline"
+    ):
+        preflight.check_weights(config)

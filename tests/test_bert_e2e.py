@@ -24,7 +24,7 @@ from components.trainer.optimizers import discriminative_multipliers, variable_k
 from components.trainer.stages import Stage
 from tests.bert_hub import pretrain_bert
 from tests.conftest import run_graft, tiny_trainer_settings
-from tests.test_text_e2e import _full_corpus, config, sample_rows
+from tests.test_text_e2e import _full_corpus, assert_text_signatures_agree, config, sample_rows
 
 MAX_TOKENS = 48
 CONCURRENT_CALLS = """
@@ -166,18 +166,7 @@ def test_bert_family_end_to_end(tmp_path, bert_pair):
     np.testing.assert_array_equal(ids[1], ids[2])
 
     # Both signatures agree; graft predict (a fresh process) answers as serving_text does.
-    served = tf.saved_model.load(summary["pushed_model_dir"])
-    by_text = served.signatures["serving_text"](text=tf.constant(texts))
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))}
-            )
-        ).SerializeToString()
-        for t in texts
-    ]
-    by_example = served.signatures["serving_default"](examples=tf.constant(examples))
-    np.testing.assert_allclose(by_text["probabilities"].numpy(), by_example["probabilities"].numpy(), atol=1e-5)
+    by_text = assert_text_signatures_agree(summary["pushed_model_dir"], texts, atol=1e-5)
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
     predicted = subprocess.run(
         [graft, "predict", "--serving-dir", str(tmp_path / "bert" / "serving"), "-"],

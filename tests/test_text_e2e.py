@@ -79,6 +79,24 @@ def python_token_ids(text: str, vocabulary: list, max_tokens: int) -> list:
     return ids + [0] * (max_tokens - len(ids))
 
 
+def assert_text_signatures_agree(model_dir: str, texts: list, atol: float) -> dict:
+    """serving_text on raw strings and serving_default on tf.Examples give the same
+    probabilities; returns serving_text's outputs."""
+    served = tf.saved_model.load(model_dir)
+    by_text = served.signatures["serving_text"](text=tf.constant(texts))
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))}
+            )
+        ).SerializeToString()
+        for t in texts
+    ]
+    by_example = served.signatures["serving_default"](examples=tf.constant(examples))
+    np.testing.assert_allclose(by_text["probabilities"].numpy(), by_example["probabilities"].numpy(), atol=atol)
+    return by_text
+
+
 @pytest.mark.e2e
 def test_text_classification_end_to_end(tmp_path):
     import tensorflow_transform as tft
@@ -121,18 +139,7 @@ def test_text_classification_end_to_end(tmp_path):
         assert list(row) == python_token_ids(text, vocabulary, 64), text
 
     # Both signatures agree on raw text; graft predict answers as the text signature does.
-    served = tf.saved_model.load(summary["pushed_model_dir"])
-    by_text = served.signatures["serving_text"](text=tf.constant(texts))
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))}
-            )
-        ).SerializeToString()
-        for t in texts
-    ]
-    by_example = served.signatures["serving_default"](examples=tf.constant(examples))
-    np.testing.assert_allclose(by_text["probabilities"].numpy(), by_example["probabilities"].numpy(), atol=1e-6)
+    by_text = assert_text_signatures_agree(summary["pushed_model_dir"], texts, atol=1e-6)
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
     queries = tmp_path / "queries.csv"
     queries.write_text("id,text\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(texts)), encoding="utf-8")

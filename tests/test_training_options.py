@@ -112,6 +112,9 @@ def test_feature_cached_head_is_the_grafted_models_head():
 
 
 def test_early_stopping_keeps_the_best_epoch():
+    # Seeded: unseeded, the initial weights depended on which tests ran before in the worker,
+    # and one draw kept improving a little for all 15 epochs (seen once in CI).
+    keras.utils.set_random_seed(0)
     model = _model()
     stage = Stage("all", 15, "all", 0.05)
     history = train_stages(
