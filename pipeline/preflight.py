@@ -85,9 +85,11 @@ def check_weights(config: GraftConfig) -> None:
             except registry.WeightsUnavailableError as err:
                 raise ConfigError(f"--text-preprocessor: {err}") from None
         try:
-            registry.build_text_encoder(entry, config.weights, config.max_tokens, config.vocab_size, 1)
+            encoder = registry.build_text_encoder(entry, config.weights, config.max_tokens, config.vocab_size, 1)
         except registry.WeightsUnavailableError as err:
             raise ConfigError(f"--weights: {err}") from None
+        if entry.name == registry.HUB_BERT.name:
+            check_bert_stages(config, encoder)
         return
     if os.path.isfile(config.weights) and entry.weighted_layers:
         # A file for another architecture is refused from its header, before TensorFlow loads.
@@ -103,6 +105,19 @@ def check_weights(config: GraftConfig) -> None:
         registry.build(config.backbone_entry, config.input_size, config.weights, **config.backbone_kwargs)
     except registry.WeightsUnavailableError as err:
         raise ConfigError(f"--weights: {err}") from None
+
+
+def check_bert_stages(config: GraftConfig, encoder) -> None:
+    """Each stage's `trainable` fits the encoder's transformer blocks (known once it is loaded)."""
+    from components.backbones import bert_encoder
+
+    layer = bert_encoder.encoder_layer(encoder)
+    for stage in config.stage_plan:
+        if stage.trainable != "none":
+            try:
+                bert_encoder.first_block_for(layer, stage)
+            except ValueError as err:
+                raise ConfigError(f"stages: {err}") from None
 
 
 def check_serving_classes(config: GraftConfig) -> None:

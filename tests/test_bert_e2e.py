@@ -101,6 +101,27 @@ def test_trainable_n_counts_transformer_blocks(bert_pair):
         apply_stage(model, Stage("from", 1, "from:layer_5", 1e-3))
 
 
+def test_a_stage_the_encoder_cannot_do_fails_before_the_run(tmp_path, bert_pair):
+    """The encoder's blocks are known once it loads: the pre-flight refuses such a stage
+    (graft run exits 2) instead of the Trainer failing after ExampleGen and Transform."""
+    from pipeline import preflight
+    from pipeline.config import ConfigError, GraftConfig
+
+    def bert_config(trainable):
+        stage = {"name": "deep", "epochs": 1, "trainable": trainable, "learning_rate": 1e-4}
+        return GraftConfig(
+            text_data=str(tmp_path),
+            backbone="hub_bert",
+            weights=bert_pair["encoder"],
+            text_preprocessor=bert_pair["preprocessor"],
+            stages=[stage],
+        )
+
+    with pytest.raises(ConfigError, match=r"stages: stage 'deep': .*the encoder's blocks are layer_0, layer_1"):
+        preflight.check_weights(bert_config("from:layer_7"))
+    preflight.check_weights(bert_config(2))  # the top 2 blocks: fine
+
+
 @pytest.mark.e2e
 def test_bert_family_end_to_end(tmp_path, bert_pair):
     import tensorflow_transform as tft

@@ -91,6 +91,21 @@ def encoder_layer(base: keras.Model) -> Optional[BlockTrainableEncoder]:
     return None
 
 
+def first_block_for(encoder: BlockTrainableEncoder, stage) -> int:
+    """Lowest block that trains in `stage` (a stages.Stage that unfreezes something); raises
+    ValueError naming the stage when the encoder cannot do what it asks."""
+    blocks = encoder.block_count
+    if not blocks and stage.trainable != "all":
+        raise ValueError(
+            f"stage {stage.name!r}: trainable {stage.trainable!r} counts transformer blocks, but no variable "
+            "of this encoder is named transformer/layer_<i>/...; use trainable 'all' or 'none'"
+        )
+    try:
+        return first_trainable_block(blocks, stage.trainable, stage.top_fraction, stage.from_block)
+    except ValueError as err:
+        raise ValueError(f"stage {stage.name!r}: {err}") from None
+
+
 def first_trainable_block(block_count: int, trainable, top_fraction: Optional[float], from_block: Optional[str]):
     """Lowest block that trains for a stage's `trainable` (see stages.py), counted in blocks:
     "all" 0, N the top N, "top:f" the top fraction, "from:layer_<i>" block i."""

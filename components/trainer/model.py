@@ -106,15 +106,7 @@ def apply_stage(model: keras.Model, stage: Stage, backbone: registry.Backbone | 
     base.trainable = True
     encoder = bert_encoder.encoder_layer(base)
     if encoder is not None:  # one Keras layer: its transformer blocks are counted instead
-        blocks = encoder.block_count
-        if not blocks and stage.trainable != "all":
-            raise ValueError(
-                f"stage {stage.name!r}: trainable {stage.trainable!r} counts transformer blocks, but no variable "
-                "of this encoder is named transformer/layer_<i>/...; use trainable 'all' or 'none'"
-            )
-        encoder.first_block = bert_encoder.first_trainable_block(
-            blocks, stage.trainable, stage.top_fraction, stage.from_block
-        )
+        encoder.first_block = bert_encoder.first_block_for(encoder, stage)
         return
     first = first_trainable_layer(base, stage, backbone)
     for layer in base.layers[:first]:
