@@ -49,11 +49,13 @@ class BlockTrainableEncoder(hub.KerasLayer):
         """The trainable variables by depth, deepest first: embeddings, each block, the pooler
         (for discriminative rates, BERT's layer-wise rate decay)."""
 
+        top = self.block_count
+
         def depth(variable):
             block = block_of(variable.name)
             if block is not None:
                 return block
-            return self.block_count if _ABOVE_BLOCKS.search(variable.name) else -1
+            return top if _ABOVE_BLOCKS.search(variable.name) else -1
 
         groups = {}
         for variable in self.trainable_weights:
@@ -92,8 +94,8 @@ def encoder_layer(base: keras.Model) -> Optional[BlockTrainableEncoder]:
 
 
 def first_block_for(encoder: BlockTrainableEncoder, stage) -> int:
-    """Lowest block that trains in `stage` (a stages.Stage that unfreezes something); raises
-    ValueError naming the stage when the encoder cannot do what it asks."""
+    """Lowest block that trains in `stage` (a stages.Stage that unfreezes something), blocks
+    named layer_<i>; raises ValueError naming the stage when the encoder cannot do what it asks."""
     blocks = encoder.block_count
     if not blocks and stage.trainable != "all":
         raise ValueError(
@@ -101,21 +103,6 @@ def first_block_for(encoder: BlockTrainableEncoder, stage) -> int:
             "of this encoder is named transformer/layer_<i>/...; use trainable 'all' or 'none'"
         )
     try:
-        return first_trainable_block(blocks, stage.trainable, stage.top_fraction, stage.from_block)
+        return stage.first_trainable(blocks, {f"layer_{i}": i for i in range(blocks)}, "the encoder")
     except ValueError as err:
         raise ValueError(f"stage {stage.name!r}: {err}") from None
-
-
-def first_trainable_block(block_count: int, trainable, top_fraction: Optional[float], from_block: Optional[str]):
-    """Lowest block that trains for a stage's `trainable` (see stages.py), counted in blocks:
-    "all" 0, N the top N, "top:f" the top fraction, "from:layer_<i>" block i."""
-    if trainable == "all":
-        return 0
-    if isinstance(trainable, int):
-        return max(0, block_count - trainable)
-    if top_fraction is not None:
-        return block_count - max(1, round(top_fraction * block_count))
-    names = [f"layer_{i}" for i in range(block_count)]
-    if from_block not in names:
-        raise ValueError(f"trainable 'from:{from_block}': the encoder's blocks are {', '.join(names)}")
-    return names.index(from_block)

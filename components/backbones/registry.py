@@ -258,13 +258,14 @@ class WeightsUnavailableError(RuntimeError):
     pass
 
 
-def blocks(backbone: Backbone, model) -> list[str]:
-    """The backbone's fine-tuning blocks in input-to-output order, from its layer names."""
-    found = []
-    for layer in model.layers:
+def blocks(backbone: Backbone, model) -> dict[str, int]:
+    """The backbone's fine-tuning blocks in input-to-output order, from its layer names, each
+    with the index of its first layer."""
+    found = {}
+    for index, layer in enumerate(model.layers):
         match = re.search(backbone.block_pattern, layer.name) if backbone.block_pattern else None
-        if match and match.group(1) not in found:
-            found.append(match.group(1))
+        if match:
+            found.setdefault(match.group(1), index)
     return found
 
 

@@ -8,8 +8,6 @@ lets them train, which a backbone trained from scratch (weights none) needs.
 
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 import tf_keras as keras
 
@@ -77,24 +75,8 @@ def backbone_of(model: keras.Model) -> keras.Model:
 
 def first_trainable_layer(base: keras.Model, stage: Stage, backbone: registry.Backbone | None = None) -> int:
     """Index of the lowest backbone layer that trains in `stage` (see stages.py)."""
-    layers = base.layers
-    if stage.trainable == "all":
-        return 0
-    if isinstance(stage.trainable, int):
-        return max(0, len(layers) - stage.trainable)
-    if stage.top_fraction is not None:
-        return len(layers) - max(1, round(stage.top_fraction * len(layers)))
-    block = stage.from_block
-    names = registry.blocks(backbone, base) if backbone else []
-    if block not in names:
-        raise ValueError(
-            f"trainable {stage.trainable!r}: no block {block!r} in {base.name}; blocks: {', '.join(names)}"
-        )
-    for index, layer in enumerate(layers):
-        match = re.search(backbone.block_pattern, layer.name)
-        if match and match.group(1) == block:
-            return index
-    raise AssertionError("unreachable: the block was found above")
+    starts = registry.blocks(backbone, base) if backbone and stage.from_block else {}
+    return stage.first_trainable(len(base.layers), starts, base.name)
 
 
 def apply_stage(model: keras.Model, stage: Stage, backbone: registry.Backbone | None = None) -> None:

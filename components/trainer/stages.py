@@ -54,6 +54,23 @@ class Stage:
             return self.trainable[len(_FROM) :]
         return None
 
+    def first_trainable(self, count: int, block_starts: dict, where: str) -> int:
+        """Index of the lowest of `count` units (a backbone's layers, an encoder's transformer
+        blocks) that trains in this stage; `block_starts` maps each named block to its first unit.
+        "all": 0; N: the top N; "top:f": the top fraction; "from:<block>": that block upward."""
+        if self.trainable == "all":
+            return 0
+        if isinstance(self.trainable, int):
+            return max(0, count - self.trainable)
+        if self.top_fraction is not None:
+            return count - max(1, round(self.top_fraction * count))
+        if self.from_block not in block_starts:
+            raise ValueError(
+                f"trainable {self.trainable!r}: no block {self.from_block!r} in {where}; "
+                f"{where}'s blocks are {', '.join(block_starts)}"
+            )
+        return block_starts[self.from_block]
+
 
 def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.head_learning_rate)
