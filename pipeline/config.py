@@ -47,9 +47,7 @@ class GraftConfig:
     tfrecord_dir: Optional[str] = None
     text_data: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
-    spans: bool = (
-        False  # data_dir or text_data holds span-<N>/ folders (new data lands as a new span); each run takes the newest
-    )
+    spans: bool = False  # the data folder holds span-<N>/ folders (new data lands as a new span); runs take the newest
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05

@@ -413,18 +413,22 @@ def test_image_and_make_setup_install_through_one_script():
     assert compiled_command == ["python", "-m", "kubeflow.kfp_entrypoint"]  # what run-local runs too
 
 
-def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
+def _compiled_text_pipeline(tmp_path, **model) -> dict:
+    """The compiled spec of a text pipeline whose data and outputs are on an object store."""
     config = GraftConfig(
         pipeline_name="graft-text",
         text_data="gs://bucket/reviews.csv",
         pipeline_root="gs://bucket/root",
         serving_dir="gs://bucket/serving",
         class_names=["fresh", "rotten"],
-        backbone="text_scratch",
-        weights="none",
+        **model,
     )
     path = compiler.compile_pipeline(config, KubeflowSettings.from_dict({}), str(tmp_path / "text.yaml"))
-    spec, _ = compiler.load_compiled(path)
+    return compiler.load_compiled(path)[0]
+
+
+def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
+    spec = _compiled_text_pipeline(tmp_path, backbone="text_scratch", weights="none")
     assert "TextExampleGen" in spec["root"]["dag"]["tasks"] and "ImageExampleGen" not in spec["root"]["dag"]["tasks"]
     example_gen = json.dumps(spec["root"]["dag"]["tasks"]["TextExampleGen"])
     assert "gs://bucket" in example_gen and "reviews.csv" in example_gen
@@ -439,18 +443,9 @@ def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
 def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
     """TF 2.16's oneDNN kernels corrupt memory when attention runs on several threads (the
     Evaluator's): every container of a hub_bert pipeline starts with them off."""
-    config = GraftConfig(
-        pipeline_name="graft-bert",
-        text_data="gs://bucket/reviews.csv",
-        pipeline_root="gs://bucket/root",
-        serving_dir="gs://bucket/serving",
-        class_names=["fresh", "rotten"],
-        backbone="hub_bert",
-        weights="gs://bucket/encoder",
-        text_preprocessor="gs://bucket/preprocess",
+    spec = _compiled_text_pipeline(
+        tmp_path, backbone="hub_bert", weights="gs://bucket/encoder", text_preprocessor="gs://bucket/preprocess"
     )
-    path = compiler.compile_pipeline(config, KubeflowSettings.from_dict({}), str(tmp_path / "bert.yaml"))
-    spec, _ = compiler.load_compiled(path)
     executors = spec["deploymentSpec"]["executors"].values()
     assert len(executors) == 9
     assert all({"name": "TF_ENABLE_ONEDNN_OPTS", "value": "0"} in e["container"]["env"] for e in executors)
