@@ -135,7 +135,8 @@ def test_batchnorm_recalibration_makes_moving_statistics_the_training_average():
     base = backbone_of(model)
     first_bn = base.get_layer("bn_Conv1")
     data = _data(64)
-    assert recalibrate_batchnorm(model, data) == 4
+    every = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert recalibrate_batchnorm(model, data, every) == 4
     conv = base.get_layer("Conv1")
     outputs = np.concatenate([conv(images).numpy() for images, _ in data])  # what bn_Conv1 sees
     np.testing.assert_allclose(first_bn.moving_mean.numpy(), outputs.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
@@ -144,3 +145,35 @@ def test_batchnorm_recalibration_makes_moving_statistics_the_training_average():
     np.testing.assert_allclose(first_bn.moving_variance.numpy(), np.mean(batch_variances, axis=0), rtol=2e-2)
     assert first_bn.momentum == 0.9  # restored (from scratch: 0.9)
     assert not base.trainable and not first_bn.trainable  # restored
+
+
+def test_batchnorm_reestimation_leaves_frozen_layers_and_reads_unaugmented_batches():
+    """Only the BatchNorm layers that trained in the stage are re-estimated (frozen pretrained
+    layers keep their statistics), over the training batches without augmentation."""
+    from components.trainer.training import recalibrate_batchnorm
+
+    keras.utils.set_random_seed(1)
+    model = _tiny_model(train_batchnorm=True, batchnorm_momentum=0.9)
+    base = backbone_of(model)
+    plain = _data(64)
+    augmented = plain.map(lambda x, y: (x * 3.0 + 1.0, y))  # a stand-in for augmentation that moves statistics
+    frozen_before = {v.name: v.numpy().copy() for v in base.variables if "moving_" in v.name}
+    settings = tiny_trainer_settings(train_batchnorm=True, batchnorm_momentum=0.9)
+    options = TrainingOptions(settings, augmented=True, plain_train_ds=plain)
+    stage = Stage("top", 1, 20, 1e-3)
+    train_stages(model, [stage], augmented, None, options)
+    trained = [layer for layer in base.layers[-20:] if isinstance(layer, keras.layers.BatchNormalization)]
+    frozen = [layer for layer in base.layers[:-20] if isinstance(layer, keras.layers.BatchNormalization)]
+    assert trained and frozen
+    for layer in frozen:
+        np.testing.assert_array_equal(layer.moving_mean.numpy(), frozen_before[layer.moving_mean.name])
+        np.testing.assert_array_equal(layer.moving_variance.numpy(), frozen_before[layer.moving_variance.name])
+    # The trained layers' statistics are those of the plain batches: re-estimating them there again
+    # changes nothing; over the augmented batches it would.
+    after = [layer.moving_variance.numpy().copy() for layer in trained]
+    recalibrate_batchnorm(model, plain, trained)
+    for layer, variance in zip(trained, after):
+        np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-9)
+    recalibrate_batchnorm(model, augmented, trained)
+    ratio = [float(layer.moving_variance.numpy().sum() / variance.sum()) for layer, variance in zip(trained, after)]
+    assert max(ratio) > 2, ratio  # pixels x3: variances several times larger

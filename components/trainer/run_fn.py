@@ -104,6 +104,8 @@ def run_fn(fn_args):
         steps_per_epoch=max(1, math.ceil(train_count / batch)),
         class_weight=balanced_class_weights(counts) if settings.class_weights == "balanced" else None,
         augmented=augment is not None,
+        # BatchNorm statistics are re-estimated on what inference sees: un-augmented images.
+        plain_train_ds=dataset(train_part, train_count, training=False) if augment is not None else None,
     )
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():

@@ -58,6 +58,7 @@ class TrainingOptions:
     steps_per_epoch: int = 1
     class_weight: Optional[dict] = None
     augmented: bool = False  # whether train_ds applies random augmentation (no feature caching then)
+    plain_train_ds: Optional[tf.data.Dataset] = None  # the training batches without augmentation, when augmented
 
 
 def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -101,17 +102,23 @@ def cached_features(
     return computed.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, max_batches: int = 100) -> int:
-    """Re-estimates every backbone BatchNorm layer's moving mean and variance as the plain
-    average over (up to `max_batches`) training batches, with the weights as trained; returns
-    the number of batches used.
+def trained_batchnorm_layers(model: keras.Model) -> list:
+    """The backbone's BatchNorm layers that train in the current stage (after apply_stage)."""
+    base = backbone_of(model)
+    return [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+
+
+def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, layers: list, max_batches: int = 100) -> int:
+    """Re-estimates the moving mean and variance of `layers` (backbone BatchNorm layers: those
+    that trained in the stage; frozen ones keep their pretrained statistics) as the plain
+    average over (up to `max_batches`) training batches, without augmentation (what inference
+    sees), with the weights as trained; returns the number of batches used.
 
     Moving averages trail the weights: after a few hundred steps of a fast-changing backbone
     trained from scratch they describe earlier weights, and inference (which uses them) can
     score at chance while training accuracy is high. A pass with momentum k/(k+1) on batch k
     makes them the exact average for the final weights (as the literature's "BN recalibration")."""
     base = backbone_of(model)
-    layers = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return 0
     saved = [(layer.momentum, layer.trainable) for layer in layers]
@@ -235,7 +242,13 @@ def train_stages(
         if cache:
             log.info("stage %d/%d %s: done in %.1fs", index, len(stages), stage.name, time.time() - started)
         batches = (
-            recalibrate_batchnorm(model, train_ds) if settings.train_batchnorm and stage.trainable != "none" else 0
+            recalibrate_batchnorm(
+                model,
+                options.plain_train_ds if options.plain_train_ds is not None else train_ds,
+                trained_batchnorm_layers(model),
+            )
+            if settings.train_batchnorm and stage.trainable != "none"
+            else 0
         )
         if batches:
             log.info(
