@@ -367,3 +367,37 @@ def test_text_default_fine_tunes_the_whole_encoder_after_a_warmup(tmp_path):
     assert [s.learning_rate for s in images] == [1e-3, 1e-4]
     explicit = GraftConfig(data_dir=".", learning_rate=0.005).stage_plan
     assert [s.learning_rate for s in explicit] == [0.005, 0.0005]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_discriminative_rates_scale_what_the_optimizer_applies_to_embeddings_too(optimizer):
+    """An embedding's gradient is sparse (IndexedSlices): its step must be scaled like a dense
+    one. Two identical text_scratch models, one step each on the same batch: with
+    discriminative_lr 0.1 the embedding (the deepest, and only, backbone layer) moves 0.1x what it
+    moves without, the head 1x."""
+    from components.trainer.optimizers import compile_for_stage
+
+    settings = tiny_trainer_settings(
+        backbone="text_scratch", data_dir=None, text_data="t.csv", vocab_size=40, max_tokens=8, embedding_dim=4
+    )
+    stage = Stage("all", 1, "all", 0.01, optimizer=optimizer)
+    rng = np.random.default_rng(0)
+    ids, labels = tf.constant(rng.integers(1, 42, (16, 8))), tf.constant(rng.integers(0, 3, 16))
+    deltas = []
+    for discriminative in (0.0, 0.1):
+        keras.utils.set_random_seed(0)
+        model = build_model(settings, 3)
+        apply_stage(model, stage)
+        compile_for_stage(model, stage, discriminative_lr=discriminative)
+        before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+        with tf.GradientTape() as tape:
+            loss = model.compiled_loss(labels, model(ids, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert any(isinstance(g, tf.IndexedSlices) for g in grads)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        deltas.append({v.name: v.numpy() - before[v.name] for v in model.trainable_variables})
+    plain, scaled = deltas
+    embedding = next(name for name in plain if "embedding" in name)
+    assert np.abs(plain[embedding]).max() > 1e-4
+    np.testing.assert_allclose(scaled[embedding], 0.1 * plain[embedding], rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(scaled["probabilities/kernel:0"], plain["probabilities/kernel:0"], rtol=1e-5)

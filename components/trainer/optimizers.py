@@ -33,15 +33,26 @@ def _discriminative(base_class):
                 super().__init__(*args, **kwargs)
                 self._multipliers = dict(multipliers or {})
 
-            def _resource_apply_dense(self, grad, var, apply_state=None):
+            def _scaled(self, var, apply):
                 multiplier = self._multipliers.get(variable_key(var), 1.0)
                 if multiplier == 1.0:
-                    return super()._resource_apply_dense(grad, var, apply_state)
+                    return apply()
                 before = tf.identity(var)
                 with tf.control_dependencies([before]):
-                    update = super()._resource_apply_dense(grad, var, apply_state)
+                    update = apply()
                 with tf.control_dependencies([update]):
                     return var.assign(before + multiplier * (var - before))
+
+            def _resource_apply_dense(self, grad, var, apply_state=None):
+                parent = super(Discriminative, self)._resource_apply_dense
+                return self._scaled(var, lambda: parent(grad, var, apply_state))
+
+            # Embedding lookups give sparse gradients (IndexedSlices): word embeddings, the
+            # lowest layer of a text encoder, take this path (its one entry point: SGD bypasses
+            # _resource_apply_sparse without momentum).
+            def _resource_apply_sparse_duplicate_indices(self, grad, var, indices, **kwargs):
+                parent = super(Discriminative, self)._resource_apply_sparse_duplicate_indices
+                return self._scaled(var, lambda: parent(grad, var, indices, **kwargs))
 
         Discriminative.__name__ = f"Discriminative{base_class.__name__}"
         _DISCRIMINATIVE[base_class] = Discriminative
