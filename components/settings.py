@@ -30,19 +30,29 @@ class ComponentSettings:
     def from_dict(cls, values: dict):
         """The slice from custom_config data. Numbers that crossed a protobuf Struct come back
         as floats; fields typed int are restored, and nested dataclass lists rebuilt."""
-        hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         missing = [n for n in names if n not in values]
         if missing:
             raise ValueError(f"{cls.__name__}: custom_config lacks {missing}: it was made by another Graft version")
-        return cls(**{name: _coerce(hints[name], values[name]) for name in names})
+        return _build(cls, values)
+
+
+def _build(cls, values: dict):
+    """`cls` (a dataclass) from plain data, its fields coerced (nested dataclasses too)."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _coerce(hints[f.name], values[f.name]) for f in dataclasses.fields(cls) if f.name in values})
 
 
 def _coerce(hint, value):
     if value is None:
         return None
+    optional = (
+        [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is typing.Union else []
+    )
+    if len(optional) == 1 and dataclasses.is_dataclass(optional[0]):
+        hint = optional[0]
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return hint(**value)
+        return _build(hint, value)
     if hint is int or (
         typing.get_origin(hint) is typing.Union and int in typing.get_args(hint) and float not in typing.get_args(hint)
     ):

@@ -287,14 +287,15 @@ def predict_command(argv) -> int:
     p = argparse.ArgumentParser(
         prog="graft predict",
         description="Classify images (or texts, with a text model) with a pushed model; prints one JSON "
-        "line per input (path, class_name, probability, top_k).",
+        "line per input (path, class_name, probability, top_k; or path and error for an input that cannot be "
+        "classified). Exit code 0: every input classified; 1: some could not be (counted on stderr); 2: no model.",
     )
     p.add_argument(
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="images or folders of images; for a text model: .txt files (one text each), CSV/TSV/JSON Lines "
-        "tables (one text per row, see --text-column), or - for one text per line on stdin",
+        help="images or folders of images; for a text model: .txt files (one text each) or folders of them, "
+        "CSV/TSV/JSON Lines tables (one text per row, see --text-column), or - for one text per line on stdin",
     )
     p.add_argument("--serving-dir", required=True)
     p.add_argument("--version", type=int, help="model version (default: the newest)")
@@ -326,10 +327,17 @@ def predict_command(argv) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     quiet = total < 2 * args.batch_size if total is not None else not sys.stderr.isatty()
+    seen = failed = 0
     with tqdm(total=total, unit="input", file=sys.stderr, disable=quiet) as bar:
         for result in itertools.chain([first] if first else [], results):
             print(json.dumps(result, ensure_ascii=False), flush=True)
+            seen, failed = seen + 1, failed + ("error" in result)
             bar.update(1)
+    if failed:
+        print(
+            f"error: {failed} of {seen} inputs could not be classified (their lines hold the reason)", file=sys.stderr
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 

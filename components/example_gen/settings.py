@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from components.example_gen.text_ingest import TextRules
 from components.settings import ComponentSettings
 
 
@@ -15,4 +16,4 @@ class ExampleGenSettings(ComponentSettings):
     max_quarantine_fraction: float
     min_images_per_class: int
     data_fingerprint: str  # every file under the data folder at any depth (image_ingest.tree_fingerprint)
-    text_rules: Optional[dict]  # text input: text_ingest.TextRules as data; None for images
+    text_rules: Optional[TextRules]  # text input; None for images

@@ -88,7 +88,7 @@ class Executor(image_executor.Executor):
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         path = text_path(exec_properties["input_base"], input_config.splits[0].pattern)
-        rules = text_ingest.TextRules(**settings.text_rules)
+        rules = settings.text_rules
         try:
             listing = text_ingest.read_text_input(path, rules)
         except text_ingest.TextInputError as err:

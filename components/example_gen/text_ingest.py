@@ -7,7 +7,9 @@ ends up accepted, quarantined with its reason, or skipped by a rule (with the ru
 is dropped silently: the same accounting as for images.
 
 Plain Python for local paths (used by the pre-flight check and `graft predict`); object-store
-paths (gs://, s3://: on Kubeflow) are read through tf.io.gfile, imported only for them.
+paths (gs://, s3://: on Kubeflow) are read through tf.io.gfile, imported only for them. The
+split and the duplicate check key on what the model reads of a text (its normalised form, run
+through the Transform graph's own function), so TensorFlow loads for `read_text_input`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TextRules:
     long_text: str = "truncate"  # truncate | quarantine
     labels: Optional[list] = None  # only these labels; rows with others are skipped by rule
     label_required: bool = True  # False: texts to classify (graft predict), no label column needed
+    lowercase: bool = False  # part of what the model reads (Transform lower-cases): equal texts share a split
 
 
 @dataclass
@@ -50,12 +53,14 @@ class TextRecord:
     label: str
     source: str  # "reviews.csv:17" (line of the row's start) or "pos/0001.txt"
     truncated: bool = False
+    model_text: str = ""  # what the model reads: text_preprocessing.model_text (set by read_text_input)
 
     @property
     def split_key(self) -> str:
-        """What the train/eval hash split is keyed on: the text itself, so a sentence keeps its
-        split when rows are added, removed or reordered, and equal texts share one."""
-        return hashlib.sha1(self.text.encode("utf-8")).hexdigest()
+        """What the train/eval hash split is keyed on: the text as the model reads it, so a
+        sentence keeps its split when rows are added, removed or reordered, and texts the model
+        cannot tell apart ("Great  film." and "great film." with lowercase) share one."""
+        return hashlib.sha1(self.model_text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -175,9 +180,13 @@ def _read_delimited(path: str, name: str, delimiter: str, rules: TextRules, list
 
 
 def _read_jsonl(path: str, name: str, rules: TextRules, listing: TextListing) -> None:
-    for number, raw in enumerate(_read_bytes(path).split(b"\n"), 1):
+    lines = _read_bytes(path).split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline that ends the last line starts no line
+    for number, raw in enumerate(lines, 1):
         source = f"{name}:{number}"
         if not raw.strip():
+            listing.skipped.append({"path": source, "reason": "blank line"})
             continue
         try:
             line = raw.decode("utf-8")
@@ -240,7 +249,10 @@ def _read_class_folders(root: str, rules: TextRules, listing: TextListing) -> No
 
 def read_text_input(path: str, rules: TextRules) -> TextListing:
     """Everything at `path` (a table, a folder of tables, or class folders of .txt files), with
-    exact duplicates of an accepted text skipped, so the same text is never in both splits."""
+    duplicates of an accepted text (as the model reads it: normalised, lower-cased with
+    `lowercase`) skipped, so the same text is never in both splits."""
+    from components.backbones import text_preprocessing  # TensorFlow: the Transform graph's own function
+
     if not files.exists(path):
         raise TextInputError(f"{path}: no such file or folder")
     listing = TextListing()
@@ -257,9 +269,13 @@ def read_text_input(path: str, rules: TextRules) -> TextListing:
                     listing.skipped.append({"path": entry, "reason": skip_reason(entry) or "not a table"})
         else:
             _read_class_folders(path, rules, listing)
+    normalised = text_preprocessing.model_texts(
+        [r.text for r in listing.accepted], rules.lowercase, rules.max_text_chars
+    )
     first_of, kept = {}, []
-    for record in listing.accepted:
-        earlier = first_of.setdefault(record.text, record)
+    for record, model_text in zip(listing.accepted, normalised):
+        record.model_text = model_text
+        earlier = first_of.setdefault(model_text, record)
         if earlier is record:
             kept.append(record)
         else:

@@ -26,10 +26,12 @@ from components.serving import serving_dir
 from components.serving.tflite_model import TFLiteClassifier, client_pixels
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+TEXT_EXTENSIONS = (".txt",)
 
 
-def expand_inputs(paths: Iterable[str]) -> list[str]:
-    """Files as given, plus image files found under given folders (sorted, hidden skipped)."""
+def expand_inputs(paths: Iterable[str], extensions: tuple = IMAGE_EXTENSIONS) -> list[str]:
+    """Paths as given, with folders replaced by the files under them (at any depth) whose names
+    end in `extensions` (sorted, hidden files and folders skipped)."""
     found = []
     for path in paths:
         if os.path.isdir(path):
@@ -38,7 +40,7 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
                 found += [
                     os.path.join(dirpath, n)
                     for n in sorted(filenames)
-                    if n.lower().endswith(IMAGE_EXTENSIONS) and not skip_reason(n)
+                    if n.lower().endswith(extensions) and not skip_reason(n)
                 ]
         else:
             found.append(path)
@@ -101,14 +103,23 @@ def image_items(files: list[str]) -> Iterator[tuple[str, bytes | None, str]]:
             yield path, None, str(err).splitlines()[0][:200] if str(err) else type(err).__name__
 
 
+EMPTY_TEXT = "empty text: nothing to classify"
+
+
 def text_items(inputs: list[str], text_column: str = "text", stdin=None) -> Iterator[tuple[str, bytes | None, str]]:
-    """(where, UTF-8 text, "") per text: a .txt file is one text; a CSV/TSV/JSON Lines table gives
-    one per row (its `text_column`); "-" reads one text per line from `stdin`."""
-    for path in inputs:
+    """(where, UTF-8 text, "") per text, or (where, None, why): a .txt file is one text (a folder:
+    every .txt file under it, as in the training layout); a CSV/TSV/JSON Lines table gives one
+    per row (its `text_column`); "-" reads one text per line from `stdin`. Empty texts are
+    refused. Texts are passed whole: the model applies its own max_text_chars rule."""
+    for path in expand_inputs(inputs, TEXT_EXTENSIONS):
         if path == "-":
             for number, line in enumerate(stdin or sys.stdin, 1):
-                if line.strip():
-                    yield f"stdin:{number}", line.rstrip("\n").encode("utf-8"), ""
+                text = line.rstrip("\n")
+                yield (
+                    f"stdin:{number}",
+                    text.encode("utf-8") if text.strip() else None,
+                    "" if text.strip() else EMPTY_TEXT,
+                )
             continue
         kind = text_ingest.table_kind(path)
         try:
@@ -116,16 +127,16 @@ def text_items(inputs: list[str], text_column: str = "text", stdin=None) -> Iter
                 with open(path, "rb") as f:
                     data = f.read()
                 data.decode("utf-8")  # a file that is not UTF-8 is reported, not sent
-                yield path, data, ""
+                yield path, data if data.strip() else None, "" if data.strip() else EMPTY_TEXT
                 continue
-            rules = text_ingest.TextRules(text_column=text_column, label_required=False)
+            rules = text_ingest.TextRules(text_column=text_column, label_required=False, max_text_chars=sys.maxsize)
             listing = text_ingest.read_table(path, rules)
         except (OSError, UnicodeDecodeError, text_ingest.TextInputError) as err:
             yield path, None, str(err).splitlines()[0][:200]
             continue
         for record in listing.accepted:
             yield record.source, record.text.encode("utf-8"), ""
-        for record in listing.quarantined:
+        for record in listing.quarantined + listing.skipped:
             yield record["path"], None, record["reason"]
 
 

@@ -30,7 +30,7 @@ def preprocessing_fn(inputs, custom_config):
 
 
 def text_features(texts: tf.Tensor, settings: TransformSettings) -> tf.Tensor:
-    texts = text_preprocessing.normalize(texts, settings.lowercase)
+    texts = text_preprocessing.model_text(texts, settings.lowercase, settings.max_text_chars)
     if settings.backbone == registry.HUB_BERT.name:
         return text_preprocessing.bert_token_ids(texts, settings.text_preprocessor, settings.max_tokens)
     if settings.backbone != registry.TEXT_SCRATCH.name:

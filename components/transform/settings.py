@@ -13,6 +13,7 @@ class TransformSettings(ComponentSettings):
     backbone: str
     image_size: int
     lowercase: bool  # text
+    max_text_chars: int  # text: characters read of each text, at training and serving alike
     max_tokens: int  # text_scratch, hub_bert: token ids per text
     vocab_size: int  # text_scratch
     text_preprocessor: str  # hub_bert: the TF Hub preprocessing model's handle
