@@ -97,8 +97,11 @@ class TransformerBlock(keras.layers.Layer):
         return self.norm2(x + self.dense2(self.dense1(x)))
 
 
-def build_encoder(vocab_size: int, hidden: int = 32, blocks: int = 2, heads: int = 2) -> keras.Model:
-    """A BERT-shaped encoder in Keras, variables named as TF Hub's BERT encoders'."""
+def build_encoder(
+    vocab_size: int, hidden: int = 32, blocks: int = 2, heads: int = 2, final_layer_norm: bool = False
+) -> keras.Model:
+    """A BERT-shaped encoder in Keras, variables named as TF Hub's BERT encoders'; with
+    `final_layer_norm`, a layer norm after the last block (as pre-norm encoders have)."""
     names = ("input_word_ids", "input_mask", "input_type_ids")
     inputs = {n: keras.Input((None,), dtype=tf.int32, name=n) for n in names}
     ids, mask = inputs["input_word_ids"], inputs["input_mask"]
@@ -113,6 +116,8 @@ def build_encoder(vocab_size: int, hidden: int = 32, blocks: int = 2, heads: int
     for i in range(blocks):
         x = TransformerBlock(hidden, heads, name=f"transformer/layer_{i}")(x, mask)
         outputs.append(x)
+    if final_layer_norm:
+        x = keras.layers.LayerNormalization(name="final_layer_norm")(x)
     pooled = keras.layers.Dense(hidden, activation="tanh", name="pooler_transform")(x[:, 0])
     result = {"pooled_output": pooled, "sequence_output": x, "encoder_outputs": outputs, "default": pooled}
     return keras.Model(inputs, result, name="bert_encoder")
@@ -135,7 +140,9 @@ class ReusableEncoder(tf.__internal__.tracking.AutoTrackable):
         return self._encoder(inputs, training=training)
 
 
-def pretrain_bert(directory: str, texts: list, labels: list, epochs: int = 3, blocks: int = 2) -> dict:
+def pretrain_bert(
+    directory: str, texts: list, labels: list, epochs: int = 3, blocks: int = 2, final_layer_norm: bool = False
+) -> dict:
     """Makes the pair under `directory` (preprocess/, encoder/), the encoder trained with a
     throw-away head on one text task (epochs=0: untrained); returns the handles and accuracy."""
     keras.utils.set_random_seed(0)
@@ -143,7 +150,7 @@ def pretrain_bert(directory: str, texts: list, labels: list, epochs: int = 3, bl
     vocabulary = write_vocabulary(os.path.join(directory, "vocab.txt"), texts)
     preprocess = export_preprocessor(os.path.join(directory, "preprocess"), os.path.join(directory, "vocab.txt"))
     packed = tf.saved_model.load(preprocess)(tf.constant(texts))
-    encoder = build_encoder(len(vocabulary), blocks=blocks)
+    encoder = build_encoder(len(vocabulary), blocks=blocks, final_layer_norm=final_layer_norm)
     head = keras.layers.Dense(len(set(labels)), activation="softmax")(encoder(encoder.input)["pooled_output"])
     model = keras.Model(encoder.input, head)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])

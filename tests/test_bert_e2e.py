@@ -199,3 +199,97 @@ def test_bert_family_end_to_end(tmp_path, bert_pair):
     assert predicted.returncode == 0, predicted.stderr
     answers = [json.loads(line)["class_name"] for line in predicted.stdout.splitlines()]
     assert answers == [n.decode() for n in by_text["class_name"].numpy()]
+
+
+@pytest.mark.parametrize("backbone", ["hub_bert", "text_scratch"])
+def test_mixed_precision_model_exports_a_float32_twin_after_a_partial_stage(bert_pair, backbone):
+    """Trained under mixed_float16 (here on the CPU), stopped in a stage that trains part of the
+    encoder: the served float32 twin holds the trained weights (matched by name: the encoder
+    lists its weights by what trains) and answers as the trained model does."""
+    from components.trainer.export import float32_twin
+
+    hub = backbone == "hub_bert"
+    settings = tiny_trainer_settings(
+        backbone=backbone,
+        weights=bert_pair["encoder"] if hub else "none",
+        max_tokens=MAX_TOKENS,
+        data_dir=None,
+        text_data=".",
+        backbone_kwargs={},
+        vocab_size=3000,
+        mixed_precision="mixed_float16",
+    )
+    ids = np.zeros((8, MAX_TOKENS), np.int64)
+    ids[:, :6] = np.random.default_rng(0).integers(5, 900, (8, 6))
+    ids[:, 0], ids[:, 5] = 2, 3
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = build_model(settings, 2)
+        apply_stage(model, Stage("top", 1, 1, 1e-3) if hub else Stage("all", 1, "all", 1e-3))
+        model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+        model.fit(ids, np.arange(8) % 2, epochs=2, verbose=0)
+        assert model.get_layer("probabilities").kernel.dtype == tf.float32 and model.compute_dtype == "float16"
+        twin = float32_twin(model, settings, 2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert twin is not model and twin.compute_dtype == "float32"
+    trained = {w.name: w.numpy() for w in model.weights}
+    assert {w.name for w in twin.weights} == set(trained)
+    for weight in twin.weights:
+        np.testing.assert_array_equal(weight.numpy(), trained[weight.name])
+    np.testing.assert_allclose(twin(ids).numpy(), model(ids).numpy().astype(np.float32), atol=2e-2)
+
+
+def test_embeddings_train_only_with_trainable_all(tmp_path):
+    """Every form that names blocks (a count at or above the encoder's, top:1.0, from:layer_0)
+    trains the blocks and what sits above them (the pooler, a pre-norm encoder's final layer
+    norm), never the embeddings; `all` trains everything. Discriminative rates put a final layer
+    norm with the pooler, at the top."""
+    texts = ["a good film", "a bad film", "dull plot", "great actors"] * 4
+    pair = pretrain_bert(str(tmp_path / "bert"), texts, [0, 1, 1, 0] * 4, epochs=0, final_layer_norm=True)
+    settings = tiny_trainer_settings(
+        backbone="hub_bert", weights=pair["encoder"], max_tokens=16, data_dir=None, text_data=".", backbone_kwargs={}
+    )
+    model = build_model(settings, 2)
+    encoder = bert_encoder.encoder_layer(model.get_layer("backbone"))
+    embeddings = {w.name for w in encoder.weights if "embedding" in w.name}
+    assert embeddings >= {"word_embeddings/embeddings:0", "embeddings/layer_norm/gamma:0"}
+    for trainable in (2, 5, "top:1.0", "from:layer_0"):
+        apply_stage(model, Stage("s", 1, trainable, 1e-3))
+        names = {w.name for w in encoder.trainable_weights}
+        assert not names & embeddings, trainable
+        assert {"final_layer_norm/gamma:0", "pooler_transform/kernel:0"} <= names, trainable
+        assert any(n.startswith("transformer/layer_0/") for n in names), trainable
+    apply_stage(model, Stage("s", 1, 1, 1e-3))
+    names = {w.name for w in encoder.trainable_weights}
+    assert "final_layer_norm/gamma:0" in names and not any(n.startswith("transformer/layer_0/") for n in names)
+    apply_stage(model, Stage("s", 1, "all", 1e-3))
+    assert {w.name for w in encoder.trainable_weights} == {w.name for w in encoder.weights}
+    rates = discriminative_multipliers(model, 0.1)
+    by_name = {w.name: rates[variable_key(w)] for w in encoder.trainable_weights}
+    assert by_name["final_layer_norm/gamma:0"] == pytest.approx(1.0) == by_name["pooler_transform/kernel:0"]
+    assert by_name["embeddings/layer_norm/gamma:0"] == pytest.approx(0.1)
+
+
+def test_an_encoder_without_pooled_output_is_named_as_such_not_as_offline(tmp_path):
+    from components.backbones import registry
+
+    class NoPooled(tf.Module):
+        @tf.function(
+            input_signature=[
+                {
+                    k: tf.TensorSpec([None, None], tf.int32, k)
+                    for k in ("input_word_ids", "input_mask", "input_type_ids")
+                }
+            ]
+        )
+        def __call__(self, inputs):
+            return {"sequence_output": tf.cast(inputs["input_word_ids"], tf.float32)[..., None]}
+
+    path = str(tmp_path / "no_pooled")
+    tf.saved_model.save(NoPooled(), path)
+    with pytest.raises(registry.WeightsUnavailableError) as info:
+        registry.build_text_encoder(registry.HUB_BERT, path, 8, 10, 4)
+    assert "returns sequence_output, no pooled_output" in str(info.value)
+    assert "cannot load" not in str(info.value) and "Offline" not in str(info.value)

@@ -19,7 +19,10 @@ import tf_keras as keras
 
 ENCODER_LAYER = "hub_bert_encoder"
 _BLOCK = re.compile(r"(?:^|/)transformer/layer_(\d+)/")
-_ABOVE_BLOCKS = re.compile(r"pooler")  # variables above the last block: they train with any block
+# Below the blocks: the embeddings (word, position, type, their layer norm, ALBERT's projection).
+# Outside the blocks and not an embedding: above them (the pooler, a pre-norm encoder's final
+# layer norm), trained with any block.
+_EMBEDDING = re.compile(r"embedding")
 
 
 def block_of(variable_name: str) -> Optional[int]:
@@ -28,11 +31,16 @@ def block_of(variable_name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def is_embedding(variable_name: str) -> bool:
+    return block_of(variable_name) is None and bool(_EMBEDDING.search(variable_name))
+
+
 class BlockTrainableEncoder(hub.KerasLayer):
     """hub.KerasLayer whose trainable variables can be limited to the blocks from
-    `first_block` upward (with the pooler); below that, embeddings and blocks stay frozen."""
+    `first_block` upward (with what sits above the blocks); the embeddings train only when
+    everything does (`first_block` None: trainable 'all')."""
 
-    first_block = 0  # 0: every variable trains (when the layer is trainable)
+    first_block: Optional[int] = None  # None: every variable trains (when the layer is trainable)
 
     @property
     def block_count(self) -> int:
@@ -40,14 +48,14 @@ class BlockTrainableEncoder(hub.KerasLayer):
         return len(found - {None})
 
     def _trains(self, variable) -> bool:
-        if self.first_block == 0:
+        if self.first_block is None:
             return True
         block = block_of(variable.name)
-        return bool(_ABOVE_BLOCKS.search(variable.name)) if block is None else block >= self.first_block
+        return not is_embedding(variable.name) if block is None else block >= self.first_block
 
     def depth_groups(self) -> list[list]:
-        """The trainable variables by depth, deepest first: embeddings, each block, the pooler
-        (for discriminative rates, BERT's layer-wise rate decay)."""
+        """The trainable variables by depth, deepest first: embeddings, each block, what sits
+        above the blocks (for discriminative rates, BERT's layer-wise rate decay)."""
 
         top = self.block_count
 
@@ -55,7 +63,7 @@ class BlockTrainableEncoder(hub.KerasLayer):
             block = block_of(variable.name)
             if block is not None:
                 return block
-            return top if _ABOVE_BLOCKS.search(variable.name) else -1
+            return -1 if is_embedding(variable.name) else top
 
         groups = {}
         for variable in self.trainable_weights:
@@ -72,9 +80,13 @@ class BlockTrainableEncoder(hub.KerasLayer):
         return held_back + super().non_trainable_weights
 
 
-def build(handle: str, max_tokens: int) -> keras.Model:
+def load(handle: str) -> BlockTrainableEncoder:
+    """The encoder behind `handle`, frozen."""
+    return BlockTrainableEncoder(handle, trainable=False, name=ENCODER_LAYER)
+
+
+def build(encoder: BlockTrainableEncoder, max_tokens: int) -> keras.Model:
     """Token ids int64 [batch, max_tokens] -> the encoder's pooled output [batch, hidden]."""
-    encoder = BlockTrainableEncoder(handle, trainable=False, name=ENCODER_LAYER)
     ids = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
     word_ids = tf.cast(ids, tf.int32)
     inputs = {
@@ -82,7 +94,14 @@ def build(handle: str, max_tokens: int) -> keras.Model:
         "input_mask": tf.cast(word_ids != 0, tf.int32),
         "input_type_ids": tf.zeros_like(word_ids),
     }
-    return keras.Model(ids, encoder(inputs)["pooled_output"], name="hub_bert")
+    outputs = encoder(inputs)
+    if not isinstance(outputs, dict) or "pooled_output" not in outputs:
+        found = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else type(outputs).__name__
+        raise ValueError(
+            f"{encoder._handle}: the encoder returns {found}, no pooled_output; hub_bert takes a BERT-family "
+            "encoder in TF Hub's text API (input_word_ids, input_mask, input_type_ids in; pooled_output out)"
+        )
+    return keras.Model(ids, outputs["pooled_output"], name="hub_bert")
 
 
 def encoder_layer(base: keras.Model) -> Optional[BlockTrainableEncoder]:
@@ -93,11 +112,13 @@ def encoder_layer(base: keras.Model) -> Optional[BlockTrainableEncoder]:
     return None
 
 
-def first_block_for(encoder: BlockTrainableEncoder, stage) -> int:
+def first_block_for(encoder: BlockTrainableEncoder, stage) -> Optional[int]:
     """Lowest block that trains in `stage` (a stages.Stage that unfreezes something), blocks
     named layer_<i>; raises ValueError naming the stage when the encoder cannot do what it asks."""
+    if stage.trainable == "all":
+        return None  # everything, the embeddings included
     blocks = encoder.block_count
-    if not blocks and stage.trainable != "all":
+    if not blocks:
         raise ValueError(
             f"stage {stage.name!r}: trainable {stage.trainable!r} counts transformer blocks, but no variable "
             "of this encoder is named transformer/layer_<i>/...; use trainable 'all' or 'none'"

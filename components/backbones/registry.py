@@ -348,12 +348,19 @@ def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_
     if backbone.name == HUB_BERT.name:
         from components.backbones import bert_encoder
 
-        with _hub_handle(weights):
-            return bert_encoder.build(weights, max_tokens)
+        with _hub_handle(weights):  # only the loading: a build error is not an offline handle
+            encoder = bert_encoder.load(weights)
+        try:
+            return bert_encoder.build(encoder, max_tokens)
+        except ValueError as err:
+            raise WeightsUnavailableError(str(err)) from None
     inputs = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
-    # Ids 1..vocab_size + 1 (the last: out of vocabulary), 0 = padding, masked out of the average.
-    embedded = keras.layers.Embedding(vocab_size + 2, embedding_dim, mask_zero=True, name="embedding")(inputs)
-    pooled = keras.layers.GlobalAveragePooling1D(name="average")(embedded)
+    # Ids 1..vocab_size + 1 (the last: out of vocabulary), 0 = padding, left out of the average.
+    # Keras' masked GlobalAveragePooling1D divides 0 by 0 for a text without tokens (empty or
+    # all whitespace at serving): NaN probabilities. Such a text averages to the zero vector.
+    embedded = keras.layers.Embedding(vocab_size + 2, embedding_dim, name="embedding")(inputs)
+    present = tf.cast(inputs > 0, embedded.dtype)[..., None]
+    pooled = tf.reduce_sum(embedded * present, axis=1) / tf.maximum(tf.reduce_sum(present, axis=1), 1.0)
     return keras.Model(inputs, pooled, name="text_scratch")
 
 

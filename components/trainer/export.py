@@ -37,6 +37,7 @@ from components.contract import (
 )
 from components.serving.check import write_check_data
 from components.trainer.model import build_model
+from components.trainer.optimizers import variable_key
 
 
 def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
@@ -96,8 +97,22 @@ def float32_twin(model, settings, num_classes: int):
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    twin.set_weights(model.get_weights())
+    copy_weights(model, twin)
     return twin
+
+
+def copy_weights(source, target) -> None:
+    """`source`'s weights into `target`, matched by variable name, not list position: a model
+    lists its trainable weights first, so the order follows what trained last (a BERT encoder
+    stopped at `trainable: N` lists its blocks differently from a freshly built one)."""
+    values = {variable_key(w): w for w in source.weights}
+    names = [variable_key(w) for w in target.weights]
+    if len(values) != len(source.weights) or sorted(values) != sorted(names):
+        raise ValueError(
+            "cannot match the trained model's weights to its float32 twin by name: "
+            f"{sorted(set(values) ^ set(names))[:5] or 'duplicate names'}"
+        )
+    keras.backend.batch_set_value([(w, values[name].numpy()) for w, name in zip(target.weights, names)])
 
 
 def export_model(model, tft_output, class_names, export_dir: str, settings) -> None:

@@ -44,14 +44,14 @@ def _discriminative(base_class):
                     return var.assign(before + multiplier * (var - before))
 
             def _resource_apply_dense(self, grad, var, apply_state=None):
-                parent = super(Discriminative, self)._resource_apply_dense
+                parent = super()._resource_apply_dense
                 return self._scaled(var, lambda: parent(grad, var, apply_state))
 
             # Embedding lookups give sparse gradients (IndexedSlices): word embeddings, the
             # lowest layer of a text encoder, take this path (its one entry point: SGD bypasses
             # _resource_apply_sparse without momentum).
             def _resource_apply_sparse_duplicate_indices(self, grad, var, indices, **kwargs):
-                parent = super(Discriminative, self)._resource_apply_sparse_duplicate_indices
+                parent = super()._resource_apply_sparse_duplicate_indices
                 return self._scaled(var, lambda: parent(grad, var, indices, **kwargs))
 
         Discriminative.__name__ = f"Discriminative{base_class.__name__}"
