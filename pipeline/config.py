@@ -327,8 +327,15 @@ def validate(config: GraftConfig) -> None:
             problems.append(str(err))
     try:
         frozen = [s.name for s in config.stage_plan if s.trainable == "none"]
+        partial = [f"{s.name!r} ({s.trainable})" for s in config.stage_plan if s.trainable not in ("none", "all")]
     except ConfigError:
-        frozen = []  # reported above
+        frozen, partial = [], []  # reported above
+    if partial and config.backbone in (registry.HUB.name, registry.HUB_TEXT.name):
+        problems.append(
+            f"stages: {', '.join(partial)} unfreeze part of the backbone, but a {config.backbone} backbone is one "
+            "TF Hub layer whose parts cannot train alone: use trainable 'none' (frozen) or 'all' (the whole model; "
+            "the auto recipe does that after the head); hub_bert counts the blocks of a BERT-family encoder"
+        )
     if config.from_scratch and frozen and not config.allow_frozen_random_backbone:
         problems.append(
             f"stages: {', '.join(repr(n) for n in frozen)} keep the backbone frozen, but with --weights none it is "

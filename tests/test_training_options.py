@@ -401,3 +401,28 @@ def test_discriminative_rates_scale_what_the_optimizer_applies_to_embeddings_too
     assert np.abs(plain[embedding]).max() > 1e-4
     np.testing.assert_allclose(scaled[embedding], 0.1 * plain[embedding], rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(scaled["probabilities/kernel:0"], plain["probabilities/kernel:0"], rtol=1e-5)
+
+
+def test_a_tf_hub_model_trains_whole_or_not_at_all(tmp_path):
+    """hub and hub_text wrap one TF Hub layer: a stage that unfreezes part of it (N, top:f,
+    from:, the image two_stage preset's top layers) would silently train all of it. Such stages
+    are refused before anything runs; the auto recipe fine-tunes the whole model after the head."""
+    (tmp_path / "handle").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "t.csv").write_text("text,label\n")
+    for backbone, data in (
+        ("hub", {"data_dir": str(tmp_path / "images")}),
+        ("hub_text", {"text_data": str(tmp_path / "t.csv")}),
+    ):
+        base = {**data, "backbone": backbone, "weights": str(tmp_path / "handle")}
+        for trainable in (3, "top:0.5", "from:block_2"):
+            stage = {"name": "part", "epochs": 1, "trainable": trainable}
+            with pytest.raises(
+                ConfigError,
+                match=rf"stages: 'part' \({trainable}\) unfreeze part of the backbone, but a {backbone} backbone is one TF Hub layer",
+            ):
+                load_config(None, {**base, "stages": [stage]})
+        with pytest.raises(ConfigError, match="'top_quarter' \\(top:0.25\\), 'top_half' \\(top:0.5\\)"):
+            load_config(None, {**base, "stages": "progressive"})
+        auto = load_config(None, base).stage_plan
+        assert [(s.trainable, s.schedule["type"]) for s in auto] == [("none", "constant"), ("all", "cosine")]

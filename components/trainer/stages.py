@@ -76,9 +76,10 @@ def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.head_learning_rate)
     if name == "frozen":
         return [head]
-    if name == "two_stage" and config.kind == "text":
-        # A sentence encoder is fine-tuned whole, at the lower rate reached after a one-epoch
-        # warmup (then cosine decay): large first steps would wreck the pretrained embedding.
+    if name == "two_stage" and (config.kind == "text" or config.backbone_entry.is_hub):
+        # A sentence encoder (or any TF Hub model: one layer, whose parts cannot be unfrozen
+        # alone) is fine-tuned whole, at the lower rate reached after a one-epoch warmup (then
+        # cosine decay): large first steps would wreck the pretrained weights.
         return [
             head,
             Stage(
