@@ -278,19 +278,43 @@ def test_feature_caching_with_a_hub_backbone(tmp_path):
     np.testing.assert_allclose(head(features(images)).numpy(), model(images).numpy(), atol=1e-6)
 
 
-def test_validation_is_carved_from_training_deterministically():
-    from components.trainer.input_pipeline import carve, take_part
+def test_validation_is_carved_by_what_an_example_holds_not_where_it_is_read(tmp_path):
+    """The validation part is a property of each example (a hash of its image or text), so the
+    Trainer's datasets and label_counts (which read the shards differently: interleaved one per
+    core, and in sequence) carve the same part, whatever the order or the node's core count."""
+    from components.trainer.input_pipeline import carve, label_counts, take_part
 
-    examples = tf.data.Dataset.range(1000)
-    train = list(take_part(examples, carve(10, validation=False)).as_numpy_iterator())
-    validation = list(take_part(examples, carve(10, validation=True)).as_numpy_iterator())
-    assert len(validation) == 100 and len(train) == 900 and not set(train) & set(validation)
-    assert max(validation) > 900  # spread over the whole split
-    # ... and evenly inside each block of 100: a split sorted by class (a table written class by
-    # class) still gives every class a share. The first 60 positions hold 6 of the 10 per block.
-    assert len([v for v in validation if v < 60]) == 6 and max(b - a for a, b in zip(validation, validation[1:])) <= 20
-    assert validation == list(take_part(examples, carve(10, validation=True)).as_numpy_iterator())
-    assert carve(0, validation=True) is None
+    texts = [f"text number {i}" for i in range(2000)]
+    examples = tf.data.Dataset.from_tensor_slices(
+        {"text": [[t] for t in texts], "label": [[i % 4] for i in range(2000)]}
+    )
+
+    def part(dataset, validation):
+        return {
+            row["text"][0].decode() for row in take_part(dataset, carve(10, validation, "text")).as_numpy_iterator()
+        }
+
+    validation, train = part(examples, True), part(examples, False)
+    assert not validation & train and len(validation | train) == 2000
+    assert 150 < len(validation) < 250  # 10 % of 2,000, give or take the hash
+    assert part(examples.shuffle(2000, seed=1), True) == validation  # another read order: the same part
+    # label_counts, reading the records from files in another order, counts the same part.
+    for shard, rows in enumerate((texts[1::2], texts[::2])):
+        with tf.io.TFRecordWriter(str(tmp_path / f"s{shard}.gz"), "GZIP") as writer:
+            for t in rows:
+                example = tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
+                            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(t.split()[-1]) % 4])),
+                        }
+                    )
+                )
+                writer.write(example.SerializeToString())
+    train_counts, validation_counts = label_counts([str(tmp_path / "*.gz")], "text", 10)
+    assert sum(validation_counts.values()) == len(validation) and sum(train_counts.values()) == len(train)
+    assert validation_counts == {c: sum(int(t.split()[-1]) % 4 == c for t in validation) for c in range(4)}
+    assert carve(0, True, "text") is None
 
 
 def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(monkeypatch):

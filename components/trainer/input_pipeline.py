@@ -16,21 +16,29 @@ def _files(file_patterns) -> list[str]:
     return [f for p in file_patterns for f in tf.io.gfile.glob(p)]
 
 
-def carve(validation_percent: int, validation: bool):
-    """Which examples (by position in the split, which ExampleGen wrote in a fixed order) are
-    the validation part: `validation_percent` of every 100 positions, spread evenly inside each
-    block of 100 (position x 37 mod 100 visits every residue once), so a split that is sorted
-    by class still gives a validation part of every class. Returns a predicate on the
-    position, or None when nothing is carved."""
+# A keyed hash, so that the carve is independent of ExampleGen's train/eval hash of the path.
+_CARVE_KEY = [0x67726166, 0x74766C64]
+
+
+def carve(validation_percent: int, validation: bool, feature: str):
+    """Which training examples are the validation part: those whose raw `feature` (the encoded
+    image or the text) hashes into `validation_percent` of 100 buckets. A property of the
+    example, not of its position: the same part whatever the read order (shards are read
+    interleaved, one per core), on any node a Trainer resumes on, and in `label_counts`.
+    Returns a predicate on a raw example (a dict of features), or None when nothing is carved."""
     if not validation_percent:
         return None
-    return lambda index: ((index * 37) % 100 < validation_percent) == validation
+
+    def keep(raw: dict) -> tf.Tensor:
+        bucket = tf.strings.to_hash_bucket_strong(tf.reshape(raw[feature], [-1])[0], 100, _CARVE_KEY)
+        return tf.equal(bucket < validation_percent, validation)
+
+    return keep
 
 
 def take_part(dataset: tf.data.Dataset, keep) -> tf.data.Dataset:
-    if keep is None:
-        return dataset
-    return dataset.enumerate().filter(lambda index, example: keep(index)).map(lambda index, example: example)
+    """The unbatched raw examples of `dataset` that `keep` (a `carve` predicate) selects."""
+    return dataset if keep is None else dataset.filter(keep)
 
 
 def make_dataset(
@@ -49,7 +57,7 @@ def make_dataset(
     shuffle_bytes: int = 0,
 ) -> tf.data.Dataset:
     """(`feature`, label) batches of the `count` examples in `file_patterns` that `keep` (a
-    `carve` predicate) selects, with `augment` (training only) applied to each batch after the
+    `carve` predicate on the raw example) selects, with `augment` (training only) applied to each batch after the
     cache. The part is selected on the raw records, so images outside it are never decoded.
     `example_bytes`: one transformed example's size, for the cache and shuffle bounds."""
     tft_layer = tft_output.transform_features_layer()
@@ -84,15 +92,17 @@ def shuffle_buffer_size(count: int, image_bytes: int, limit_bytes: int) -> int:
     return max(1, min(count, limit_bytes // image_bytes))
 
 
-def label_counts(file_patterns, validation_percent: int = 0) -> tuple[dict, dict]:
+def label_counts(file_patterns, feature: str, validation_percent: int = 0) -> tuple[dict, dict]:
     """({label: examples} of the training part, the same of the validation part `carve` takes),
-    in one pass that reads only the labels."""
-    labels = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP").map(
-        lambda r: tf.io.parse_single_example(r, {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)})[LABEL_KEY][0]
+    in one pass over the records."""
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64), feature: tf.io.FixedLenFeature([1], tf.string)}
+    records = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP")
+    in_validation = carve(validation_percent, True, feature) or (lambda raw: tf.constant(False))
+    parts = records.map(lambda r: tf.io.parse_single_example(r, spec)).map(
+        lambda raw: (raw[LABEL_KEY][0], in_validation(raw)), num_parallel_calls=tf.data.AUTOTUNE
     )
-    in_validation = carve(validation_percent, validation=True)
     train, validation = {}, {}
-    for index, label in labels.enumerate().as_numpy_iterator():
-        counts = validation if in_validation and in_validation(int(index)) else train
+    for label, validating in parts.as_numpy_iterator():
+        counts = validation if validating else train
         counts[int(label)] = counts.get(int(label), 0) + 1
     return train, validation

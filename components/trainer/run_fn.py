@@ -68,11 +68,11 @@ def run_fn(fn_args):
     augment = augmentation.build(settings.augmentation, seed=settings.seed)
     # Model selection (early stopping, best weights) and the per-epoch validation curves use a
     # part carved from the training split: the eval split stays the Evaluator's, unseen.
-    train_part, validation_part = (carve(settings.validation_percent, v) for v in (False, True))
-    counts, validation_counts = label_counts(fn_args.train_files, settings.validation_percent)  # one pass
-    train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
     batch, size = settings.batch_size, settings.image_size
     kind = settings.backbone_entry.kind
+    train_part, validation_part = (carve(settings.validation_percent, v, RAW_FEATURE[kind]) for v in (False, True))
+    counts, validation_counts = label_counts(fn_args.train_files, RAW_FEATURE[kind], settings.validation_percent)
+    train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
 
     def dataset(part, count: int, training: bool):
         return make_dataset(
