@@ -121,8 +121,14 @@ def test_float_and_uint8_models_classify_like_the_savedmodel(exported, tmp_path)
     with open(os.path.join(tflite_dir, TFLITE_CLIENT_FILE)) as f:
         client = json.load(f)
     assert client["resize"]["method"] == "bilinear" and client["value_range"] == [0, 255]
+    # check.json's accuracy is what the interpreter answers on the eval images, counted here again.
     with open(os.path.join(tflite_dir, TFLITE_CHECK_FILE)) as f:
-        assert json.load(f)["models"]["float"]["accuracy"] == float_entry["accuracy"]
+        recorded = json.load(f)["models"]
+    eval_labels = _digits()[1][1::2]
+    for kind in ("float", "int8"):
+        model = TFLiteClassifier(os.path.join(tflite_dir, tflite_file(kind)))
+        answers, _ = model.classify([client_pixels(image, SIZE) for image in exported["eval_images"]])
+        assert recorded[kind]["accuracy"] == pytest.approx(np.mean(answers.argmax(1) == eval_labels), abs=1e-6)
 
     # The pixels signature is the model's own: same probabilities as the TFLite float model.
     saved = tf.saved_model.load(export_dir).signatures[PIXELS_SIGNATURE]
@@ -212,3 +218,46 @@ def test_export_section_is_validated():
     with pytest.raises(ConfigError, match=r"'on_falure' \(did you mean 'on_failure'\?\)"):
         _ = GraftConfig(data_dir=".", export={"on_falure": "refuse"}).export_settings
     assert GraftConfig(data_dir=".").export_settings.kinds == ()
+
+
+def test_uint8_input_is_the_pixel_value_whatever_the_calibration_images_reach(exported, tmp_path):
+    """Calibrated on dim images (pixels up to 200), the uint8 model's input still takes the 0-255
+    pixel values as they are: scale 1, zero point 0, as client.json states, and a device that
+    rounds its pixels and sets them directly gets what graft predict (the interpreter's own
+    parameters) gets."""
+    export_dir = str(tmp_path / "model")
+    shutil.copytree(exported["dir"], export_dir)
+    dim = [encode((digit_pixels(d) * (200 / 255)).astype(np.uint8), "PNG") for d in load_digits().images[:60]]
+    train = _write_examples(str(tmp_path / "dim.gz"), dim, [0] * len(dim))
+    settings = ExportSettings(tflite="int8", int8_io="uint8", representative_images=60)
+    export_and_check(export_dir, CLASSES, settings, SIZE, [train], exported["eval"], str(tmp_path / "rejected"))
+    tflite_dir = os.path.join(export_dir, TFLITE_DIR)
+    with open(os.path.join(tflite_dir, TFLITE_CLIENT_FILE)) as f:
+        client = json.load(f)
+    interpreter = tf.lite.Interpreter(os.path.join(tflite_dir, tflite_file("int8")))
+    interpreter.allocate_tensors()
+    [details] = interpreter.get_input_details()
+    assert details["quantization"] == (1.0, 0)
+    assert client["input"]["quantization"] == {tflite_file("int8"): {"scale": 1.0, "zero_point": 0}}
+    classifier = TFLiteClassifier(os.path.join(tflite_dir, tflite_file("int8")))
+    for image in exported["eval_images"][:10]:
+        pixels = client_pixels(image, SIZE)
+        interpreter.set_tensor(details["index"], np.round(pixels)[np.newaxis].astype(np.uint8))  # the device rule
+        interpreter.invoke()
+        out = interpreter.get_output_details()[0]
+        scale, zero_point = out["quantization"]
+        device = (interpreter.get_tensor(out["index"])[0].astype(np.float32) - zero_point) * scale
+        np.testing.assert_allclose(device, classifier.probabilities(pixels), atol=1e-6)
+
+
+def test_calibration_and_check_images_are_drawn_over_the_whole_split(tmp_path):
+    """TFRecords written class by class: the first N records are one class. A limited read
+    draws over the whole split, the same records every time."""
+    from components.trainer.tflite_export import read_examples
+
+    image = encode(np.zeros((4, 4), np.uint8), "PNG")
+    path = _write_examples(str(tmp_path / "sorted.gz"), [image] * 600, [0] * 300 + [1] * 300)
+    labels = [label for _, label in read_examples([path], 100)]
+    assert len(labels) == 100 and 35 <= labels.count(1) <= 65
+    assert labels == [label for _, label in read_examples([path], 100)]
+    assert len(list(read_examples([path]))) == 600

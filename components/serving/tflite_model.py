@@ -18,11 +18,17 @@ import tensorflow as tf
 from components.backbones.preprocessing import decode_image, resize
 
 
-def client_contract(image_size: int, input_dtypes: dict) -> dict:
+def client_contract(image_size: int, input_dtypes: dict, input_quantization: dict | None = None) -> dict:
     """The preprocessing a device must do, as data (the sidecar `client.json`);
-    `input_dtypes`: {model file: its input dtype}."""
+    `input_dtypes`: {model file: its input dtype}; `input_quantization`: {model file: {scale,
+    zero_point}} for models with an integer input (Graft pins them to scale 1, zero point 0)."""
     return {
-        "input": {"shape": [1, image_size, image_size, 3], "channels": "RGB", "dtype": input_dtypes},
+        "input": {
+            "shape": [1, image_size, image_size, 3],
+            "channels": "RGB",
+            "dtype": input_dtypes,
+            "quantization": input_quantization or {},
+        },
         "decode": "to RGB, 3 channels (grey and RGBA images converted); the first frame of a GIF",
         "resize": {
             "size": [image_size, image_size],
@@ -32,7 +38,8 @@ def client_contract(image_size: int, input_dtypes: dict) -> dict:
             "keep_aspect_ratio": False,
         },
         "value_range": [0, 255],
-        "uint8_input": "round the resized values to the nearest integer",
+        "uint8_input": "q = clip(round(value / scale + zero_point), 0, 255) with the model's input quantization "
+        "(scale 1, zero point 0: the resized values rounded to the nearest integer)",
         "normalisation": "inside the model",
         "output": "probabilities, one per class, in the order of labels.txt",
     }
@@ -53,6 +60,11 @@ class TFLiteClassifier:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.input_dtype = np.dtype(self._input["dtype"]).name
+        scale, zero_point = self._input["quantization"]
+        # An integer input's quantization: what a device applies to the 0-255 pixel values.
+        self.input_quantization = (
+            {"scale": float(scale), "zero_point": int(zero_point)} if self._input["dtype"] != np.float32 else None
+        )
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """float32 [size, size, 3] pixels in [0, 255] -> float32 [classes], one image at a time

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -62,7 +63,7 @@ def convert(saved_model_dir: str, kind: str, representative=None, int8_io: str =
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[PIXELS_SIGNATURE])
     if kind == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([p[np.newaxis].astype(np.float32)] for p in representative)
+        converter.representative_dataset = lambda: ([p[np.newaxis]] for p in calibration_pixels(representative))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io == "uint8":
             converter.inference_input_type = converter.inference_output_type = tf.uint8
@@ -79,12 +80,33 @@ def convert(saved_model_dir: str, kind: str, representative=None, int8_io: str =
         raise TFLiteConversionError(f"{kind} TFLite conversion failed: {first[:300]}") from None
 
 
-def read_examples(files, limit: int = 0) -> Iterator[tuple[bytes, int]]:
-    """(image bytes, label) of the tf.Examples in `files` (GZIP TFRecords), in order."""
+def calibration_pixels(representative: list) -> list:
+    """The calibration images, the first with one pixel at 0 and one at 255: the input is
+    quantized over the range its contract states, [0, 255], not over the range the calibration
+    images happen to reach (images peaking at 200 gave a uint8 input scale of 0.78, so a device
+    passing its pixel values as they are would have been wrong, and brighter pixels clipped).
+    Pinned, a uint8 input is the pixel value itself (scale 1, zero point 0)."""
+    pixels = [np.asarray(p, np.float32) for p in representative]
+    if pixels:
+        pixels[0] = pixels[0].copy()
+        pixels[0][0, 0], pixels[0][-1, -1] = 0.0, 255.0
+    return pixels
+
+
+def read_examples(files, limit: int = 0, seed: int = 0) -> Iterator[tuple[bytes, int]]:
+    """(image bytes, label) of the tf.Examples in `files` (GZIP TFRecords): all of them, or
+    `limit` drawn uniformly over the whole split (a fixed-seed reservoir sample, yielded in file
+    order), not the first `limit`: TFRecords are often written class by class."""
     spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()
     if limit:
-        records = records.take(limit)
+        rng, drawn = random.Random(seed), []
+        for index, record in enumerate(records):
+            if len(drawn) < limit:
+                drawn.append((index, record))
+            elif (slot := rng.randrange(index + 1)) < limit:
+                drawn[slot] = (index, record)
+        records = (record for _, record in sorted(drawn, key=lambda item: item[0]))
     for record in records:
         example = tf.io.parse_single_example(record, spec)
         yield example[IMAGE_KEY].numpy(), int(example[LABEL_KEY])
@@ -207,8 +229,11 @@ def export_and_check(
     with tf.io.gfile.GFile(os.path.join(tflite_dir, TFLITE_LABELS_FILE), "w") as f:
         f.write("".join(f"{name}\n" for name in class_names))
     dtypes = {tflite_file(kind): models[kind].input_dtype for kind in models}
+    quantized = {
+        tflite_file(kind): models[kind].input_quantization for kind in models if models[kind].input_quantization
+    }
     with tf.io.gfile.GFile(os.path.join(tflite_dir, TFLITE_CLIENT_FILE), "w") as f:
-        json.dump(client_contract(image_size, dtypes), f, indent=1)
+        json.dump(client_contract(image_size, dtypes, quantized), f, indent=1)
     with tf.io.gfile.GFile(os.path.join(tflite_dir, TFLITE_CHECK_FILE), "w") as f:
         json.dump(report, f, indent=1)
     return report
