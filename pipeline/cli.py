@@ -134,9 +134,9 @@ def format_summary(summary: dict) -> str:
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")
     metrics = summary.get("metrics", {})
-    if "sparse_categorical_accuracy" in metrics:
+    if metrics.get("sparse_categorical_accuracy") is not None:
         text = f"  eval accuracy: {metrics['sparse_categorical_accuracy']:.4f}"
-        if "baseline_sparse_categorical_accuracy" in metrics:
+        if metrics.get("baseline_sparse_categorical_accuracy") is not None:
             text += f" (serving model: {metrics['baseline_sparse_categorical_accuracy']:.4f})"
         lines.append(text)
     lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")

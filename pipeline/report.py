@@ -114,7 +114,10 @@ def _plot_confusion(matrix: list, class_names: list, path: str) -> bool:
 
 def _table(header: list, rows: list) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    # None: not applicable (an undefined metric, such as AUC in a one-class slice).
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('n/a' if c is None else str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -123,16 +124,44 @@ def argmax_class_metrics(entries: list, num_classes: int) -> dict:
     return metrics
 
 
+def slice_values(metric_keys_and_values, one_class: bool) -> dict:
+    """{metric name: value} of one slice; None where the metric is not applicable: a NaN
+    (TFMA's answer for an undefined metric), or an AUC in a slice holding one class (each
+    per-class slice), where TFMA reports 0.0."""
+    values = {}
+    for item in metric_keys_and_values:
+        if not item.value.HasField("double_value"):
+            continue
+        name, value = _metric_name(item.key), item.value.double_value.value
+        applicable = math.isfinite(value) and not (one_class and item.key.name.lower().startswith("auc"))
+        values[name] = round(value, 6) if applicable else None
+    return values
+
+
+def validation_failures(uri: str) -> list[str]:
+    """Why TFMA did not validate the model in `uri`, one reason per failed threshold; [] when
+    it did, or when no thresholds were set (no validation result written). A result that cannot
+    be read is itself the reason given, not passed over."""
+    if not tf.io.gfile.glob(os.path.join(uri, "validations*")):
+        return []
+    try:
+        result = tfma.load_validation_result(uri)
+    except Exception as err:  # any reader error is reported as the reason
+        return [f"the validation result in {uri} could not be read ({type(err).__name__}: {err})"]
+    failures = [_describe_failure(f) for v in result.metric_validations_per_slice for f in v.failures]
+    if not result.validation_ok and not failures:
+        missing = ", ".join(str(s) for s in result.missing_slices) or "no reason recorded"
+        failures.append(f"TFMA did not validate the model: missing slices {missing}")
+    return failures
+
+
 def read_evaluation(uri: str, num_classes: int) -> dict:
     """Candidate metrics overall and per class slice, the confusion matrix, and why the
     validation failed (if it did)."""
-    overall, per_class, failures, matrix = {}, {}, [], []
+    overall, per_class, matrix = {}, {}, []
     for slice_metrics in tfma.load_metrics(uri):
-        values = {}
-        for item in slice_metrics.metric_keys_and_values:
-            if item.value.HasField("double_value") and math.isfinite(item.value.double_value.value):
-                values[_metric_name(item.key)] = round(item.value.double_value.value, 6)
         keys = slice_metrics.slice_key.single_slice_keys
+        values = slice_values(slice_metrics.metric_keys_and_values, one_class=bool(keys))
         if not keys:
             overall = values
         else:
@@ -146,13 +175,7 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
                 continue
             for entry in plot.matrices[0].entries:  # threshold 0: the arg-max class
                 matrix.append([entry.actual_class_id, entry.predicted_class_id, entry.num_weighted_examples])
-    try:
-        result = tfma.load_validation_result(uri)
-        for validation in result.metric_validations_per_slice:
-            for failure in validation.failures:
-                failures.append(_describe_failure(failure))
-    except Exception:  # no validation result written (no thresholds)
-        pass
+    failures = validation_failures(uri)
     if matrix:
         overall.update(argmax_class_metrics(matrix, num_classes))
     return {"overall": overall, "per_class": per_class, "failures": failures, "confusion_entries": matrix}

@@ -1,0 +1,57 @@
+"""The end-of-run facts read back from TFMA's outputs: nothing passed over in silence."""
+
+import math
+
+import tensorflow as tf
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
+
+from pipeline.summary import slice_values, validation_failures
+
+
+def _metric(name: str, value: float, class_id=None):
+    item = metrics_for_slice_pb2.MetricsForSlice().metric_keys_and_values.add()
+    item.key.name = name
+    if class_id is not None:
+        item.key.sub_key.class_id.value = class_id
+    item.value.double_value.value = value
+    return item
+
+
+def test_undefined_metrics_are_not_applicable_not_zero_nor_dropped():
+    items = [_metric("sparse_categorical_accuracy", 0.9), _metric("auc", 0.0, class_id=1), _metric("loss", math.nan)]
+    # A per-class slice holds one class: its AUC is undefined (TFMA says 0.0); a NaN is kept as such.
+    assert slice_values(items, one_class=True) == {
+        "sparse_categorical_accuracy": 0.9,
+        "auc/class_1": None,
+        "loss": None,
+    }
+    assert slice_values(items, one_class=False)["auc/class_1"] == 0.0  # overall: a real (if poor) AUC
+
+
+def _write_validation(path: str, result: validation_result_pb2.ValidationResult) -> None:
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(result.SerializeToString())
+
+
+def test_a_validation_result_is_read_or_its_failure_said(tmp_path):
+    assert validation_failures(str(tmp_path)) == []  # no thresholds: no result written
+
+    failed = validation_result_pb2.ValidationResult(validation_ok=False)
+    failure = failed.metric_validations_per_slice.add().failures.add()
+    failure.metric_key.name = "sparse_categorical_accuracy"
+    failure.metric_value.double_value.value = 0.41
+    failure.metric_threshold.value_threshold.lower_bound.value = 0.8
+    (tmp_path / "failed").mkdir()
+    _write_validation(str(tmp_path / "failed" / "validations.tfrecord"), failed)
+    assert validation_failures(str(tmp_path / "failed")) == [
+        "sparse_categorical_accuracy 0.4100 is below the required 0.8000 (min_accuracy)"
+    ]
+
+    (tmp_path / "unexplained").mkdir()
+    _write_validation(str(tmp_path / "unexplained" / "validations.tfrecord"), validation_result_pb2.ValidationResult())
+    assert validation_failures(str(tmp_path / "unexplained"))[0].startswith("TFMA did not validate the model")
+
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "validations.tfrecord").write_bytes(b"not a record")
+    [reason] = validation_failures(str(tmp_path / "corrupt"))
+    assert reason.startswith(f"the validation result in {tmp_path / 'corrupt'} could not be read")
