@@ -293,3 +293,47 @@ def test_an_encoder_without_pooled_output_is_named_as_such_not_as_offline(tmp_pa
         registry.build_text_encoder(registry.HUB_BERT, path, 8, 10, 4)
     assert "returns sequence_output, no pooled_output" in str(info.value)
     assert "cannot load" not in str(info.value) and "Offline" not in str(info.value)
+
+
+def test_per_block_discriminative_rates_as_the_optimizer_applies_them(bert_pair):
+    """discriminative_lr on a BERT encoder, measured on what one Adam step moved: each variable
+    moves its block's multiplier times what it moves without the option (the word embeddings,
+    whose gradient is sparse, at the lowest rate; the pooler at the full one)."""
+    from components.trainer.optimizers import compile_for_stage
+
+    settings = tiny_trainer_settings(
+        backbone="hub_bert",
+        weights=bert_pair["encoder"],
+        max_tokens=16,
+        data_dir=None,
+        text_data=".",
+        backbone_kwargs={},
+    )
+    stage = Stage("all", 1, "all", 1e-3)
+    ids = np.zeros((8, 16), np.int64)
+    ids[:, :6] = np.random.default_rng(1).integers(5, 900, (8, 6))
+    ids, labels = tf.constant(ids), tf.constant(np.arange(8) % 2)
+    moved, multipliers = [], None
+    for discriminative in (0.0, 0.1):
+        keras.utils.set_random_seed(0)
+        model = build_model(settings, 2)
+        apply_stage(model, stage)
+        compile_for_stage(model, stage, discriminative_lr=discriminative)
+        multipliers = multipliers or discriminative_multipliers(model, 0.1)
+        before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+        with tf.GradientTape() as tape:
+            loss = model.compiled_loss(labels, model(ids, training=True))
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        moved.append({v.name: (v.numpy() - before[v.name], variable_key(v)) for v in model.trainable_variables})
+    plain, scaled = moved
+    checked = set()
+    for name, (step, key) in plain.items():
+        if np.abs(step).max() < 1e-7:
+            continue  # no gradient reached it in this batch
+        np.testing.assert_allclose(scaled[name][0], multipliers.get(key, 1.0) * step, rtol=2e-3, atol=1e-9)
+        checked.add(name)
+    assert {
+        "word_embeddings/embeddings:0",
+        "transformer/layer_0/intermediate/kernel:0",
+        "pooler_transform/kernel:0",
+    } <= checked

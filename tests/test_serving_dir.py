@@ -171,29 +171,40 @@ def test_object_store_push_killed_mid_copy_shows_no_partial_version(monkeypatch)
 
 
 _PUBLISH = """
-import sys, time
-import tensorflow  # loaded before the agreed moment, so that both publish at once
+import os, sys, time
 from components.serving import serving_dir
-start = float(sys.argv[3])
-time.sleep(max(0.0, start - time.time()))
-print(serving_dir.publish(sys.argv[1], sys.argv[2]))
+copy_tree = serving_dir.copy_tree
+def slow_copy(*args):  # a push that takes a second: two started together must overlap
+    copy_tree(*args)
+    time.sleep(1.0)
+serving_dir.copy_tree = slow_copy
+open(sys.argv[3] + "." + sys.argv[4], "w").close()
+while not all(os.path.exists(sys.argv[3] + "." + n) for n in ("0", "1")):  # both ready, whenever Python started
+    time.sleep(0.01)
+started = time.time()
+path = serving_dir.publish(sys.argv[1], sys.argv[2])
+print(path, started, time.time())
 """
 
 
 def test_two_pushes_at_the_same_moment_both_land(tmp_path):
     import subprocess
     import sys
-    import time
 
     serving = str(tmp_path / "serving")
     model = _model(tmp_path, "m", b"same model")
-    start = str(time.time() + 12.0)  # both processes publish in the same second
+    barrier = str(tmp_path / "ready")
     processes = [
-        subprocess.Popen([sys.executable, "-c", _PUBLISH, model, serving, start], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
+        subprocess.Popen(
+            [sys.executable, "-c", _PUBLISH, model, serving, barrier, str(i)], stdout=subprocess.PIPE, text=True
+        )
+        for i in range(2)
     ]
-    paths = [p.communicate(timeout=60)[0].strip() for p in processes]
+    outputs = [p.communicate(timeout=120)[0].split() for p in processes]
     assert [p.returncode for p in processes] == [0, 0]
+    paths = [o[0] for o in outputs]
+    (start_a, end_a), (start_b, end_b) = ((float(o[1]), float(o[2])) for o in outputs)
+    assert start_a < end_b and start_b < end_a  # the two publishes overlapped in time
     assert len(set(paths)) == 2 and sorted(int(os.path.basename(p)) for p in paths) == serving_dir.versions(serving)
     assert sorted(os.listdir(serving)) == sorted(os.path.basename(p) for p in paths)  # no staging left behind
     for path in paths:

@@ -117,14 +117,26 @@ def test_early_stopping_keeps_the_best_epoch():
     keras.utils.set_random_seed(0)
     model = _model()
     stage = Stage("all", 15, "all", 0.05)
+    weights_after = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights_after.append([w.copy() for w in self.model.get_weights()])
+
     history = train_stages(
         model,
         [stage],
         _data(seed=3),
         _data(seed=4),
+        callbacks=[Record()],
         options=TrainingOptions(tiny_trainer_settings(early_stopping_patience=1, feature_caching=False)),
     )
     assert len(history) < 15  # random labels: validation loss stops improving quickly
+    losses = [row["val_loss"] for row in history]
+    best = losses.index(min(losses))
+    assert best < len(history) - 1  # the last epoch was worse ...
+    for kept, at_best in zip(model.get_weights(), weights_after[best]):  # ... and the best epoch's weights are kept
+        np.testing.assert_array_equal(kept, at_best)
 
 
 def test_label_smoothing_and_class_weights():
