@@ -40,7 +40,7 @@ class Backbone:
     @property
     def is_hub(self) -> bool:
         """Built from a TF Hub handle (URL or local SavedModel directory) given as `weights`."""
-        return self.name in (HUB.name, HUB_TEXT.name, HUB_BERT.name)
+        return self.name in HUB_NAMES
 
     def check_size(self, size: int, weights: str = "none") -> Optional[str]:
         """Why `size` cannot be this backbone's input size, or None when it can."""
@@ -232,6 +232,7 @@ HUB_BERT = Backbone(
 )
 
 _REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH, HUB_BERT]}
+HUB_NAMES = (HUB.name, HUB_TEXT.name, HUB_BERT.name)  # built from a TF Hub handle
 
 
 class UnknownBackboneError(ValueError):

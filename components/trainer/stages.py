@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from components.backbones import registry
 from components.contract import ConfigError
 
 _TOP, _FROM = "top:", "from:"
@@ -76,7 +77,7 @@ def preset(name: str, config) -> list[Stage]:
     head = Stage("head", config.epochs, "none", config.head_learning_rate)
     if name == "frozen":
         return [head]
-    if name == "two_stage" and (config.kind == "text" or config.backbone_entry.is_hub):
+    if name == "two_stage" and (config.kind == "text" or config.backbone in registry.HUB_NAMES):
         # A sentence encoder (or any TF Hub model: one layer, whose parts cannot be unfrozen
         # alone) is fine-tuned whole, at the lower rate reached after a one-epoch warmup (then
         # cosine decay): large first steps would wreck the pretrained weights.
