@@ -16,6 +16,7 @@ CLASS_NAMES_FILE = "class_names.json"  # examples artifact and the model's asset
 INGEST_DIR = "ingest"  # examples artifact: the ingestion accounting
 INGEST_REPORT_FILE = "report.json"
 HISTORY_FILE = "history.json"  # Trainer's model_run: per-epoch history
+CHOICES_FILE = "training_choices.json"  # Trainer's model_run: what the defaults chose (rates, budgets, carve)
 EXTRA_DIR = "assets.extra"  # inside a SavedModel; TF Serving ignores it
 SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predictions on eval images
 SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from

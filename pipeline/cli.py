@@ -133,6 +133,9 @@ def format_summary(summary: dict) -> str:
         )
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")
+    choices = summary.get("training_choices")
+    if choices:
+        lines.append("  training: " + describe_choices(choices))
     metrics = summary.get("metrics", {})
     if metrics.get("sparse_categorical_accuracy") is not None:
         text = f"  eval accuracy: {metrics['sparse_categorical_accuracy']:.4f}"
@@ -163,6 +166,24 @@ def format_summary(summary: dict) -> str:
     else:
         lines.append(f"  pushed: nothing ({summary.get('push_skipped_reason') or 'not blessed'})")
     return "\n".join(lines)
+
+
+def describe_choices(choices: dict) -> str:
+    """What the Trainer ran and why, in a line: '4 stages: head 75 epochs (300 steps) at 6.9e-03
+    (range test), ...; validation: none carved (100 training examples)'."""
+    search = choices.get("rate_search")
+    stages = ", ".join(
+        f"{s['name']} {s['epochs']} epochs ({s['steps']} steps) at {s['learning_rate']:.2g}"
+        for s in choices.get("stages", [])
+    )
+    parts = [stages + (f" (rate {search['rate']:.2g} from a range test)" if search else "")]
+    if choices.get("validation_percent"):
+        parts.append(f"validation: {choices['validation_examples']} examples carved ({choices['validation_percent']}%)")
+    else:
+        parts.append(f"validation: none carved ({choices.get('training_examples')} training examples)")
+    if choices.get("head_l2"):
+        parts.append(f"head L2 {choices['head_l2']:.2g}")
+    return "; ".join(parts)
 
 
 def run_command(argv) -> int:

@@ -71,18 +71,25 @@ class GraftConfig:
     image_size: Optional[int] = None  # the backbone's default when unset
     backbone_kwargs: dict = field(default_factory=dict)  # e.g. {alpha: 0.35} for MobileNetV2
     dropout: float = 0.2
+    head_l2: Optional[float] = (
+        None  # L2 penalty on the head's weights; None: text_tfidf's (see TrainerSettings), else 0
+    )
     # Training.
-    stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, or scratch with weights none
-    epochs: int = 5  # head epochs for the presets
-    fine_tune_epochs: int = 3
-    fine_tune_layers: int = 30  # top backbone layers unfrozen in two_stage
-    learning_rate: Optional[float] = None  # the head's; None: 1e-3 for images, 1e-2 for text (see head_learning_rate)
-    fine_tune_learning_rate: Optional[float] = None  # None: 10x lower than the head's (hub_bert: 3e-5)
+    stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, scratch with weights none, frozen for text_tfidf
+    epochs: int = 5  # head epochs for the presets (at least; see min_head_steps)
+    fine_tune_epochs: int = 10  # fine-tuning epochs for the presets (at least; see min_fine_tune_steps)
+    min_head_steps: int = 300  # the head stage (and scratch) runs at least this many optimizer steps
+    min_fine_tune_steps: int = 100  # the fine-tuning stages run at least this many optimizer steps
+    fine_tune_layers: Any = "all"  # what two_stage unfreezes: all, or the top N layers
+    learning_rate: Optional[float] = None  # the head's; None: found by a range test on the training data
+    fine_tune_learning_rate: Optional[float] = None  # None: a tenth of the head's (hub_bert: 3e-5)
     batch_size: int = 32
     train_batchnorm: Optional[bool] = None  # None: only from scratch (weights none); False: inference mode always
     augmentation: Any = "none"  # none | light | standard | a list of {type, factor}; training only
     early_stopping_patience: int = 0  # 0: off; else stop a stage after N epochs without val_loss gain, keep the best
-    validation_percent: int = 10  # of the training split, carved for model selection; the eval split stays unseen
+    validation_percent: Optional[int] = (
+        None  # of the training split, carved for model selection (the eval split stays unseen); None: 10, none below 1,000 training examples
+    )
     label_smoothing: float = 0.0
     class_weights: Optional[str] = None  # "balanced": weights from the training label distribution
     mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
@@ -146,25 +153,26 @@ class GraftConfig:
         )
 
     @property
-    def head_learning_rate(self) -> float:
-        """The presets' head rate. A head on sentence vectors needs larger steps than one on
-        image features: at 1e-3 for 5 epochs, 300 sentences left it predicting one class."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 1e-2 if self.kind == "text" else 1e-3
-
-    @property
-    def fine_tune_rate(self) -> float:
-        """10x below the head's; a whole BERT-family encoder at 3e-5, inside the 2e-5..5e-5 its
-        authors fine-tune at (at 1e-3, the text default, its pretrained weights are lost)."""
+    def fine_tune_rate(self) -> Optional[float]:
+        """The fine-tuning rate when it is fixed by the config: as given; a tenth of a given head
+        rate; a whole BERT-family encoder at 3e-5, inside the 2e-5..5e-5 its authors fine-tune at
+        (a range test's rate for the head would wreck its pretrained weights). None: a tenth of the
+        rate the range test finds."""
         if self.fine_tune_learning_rate is not None:
             return self.fine_tune_learning_rate
-        return 3e-5 if self.backbone == registry.HUB_BERT.name else self.head_learning_rate / 10
+        if self.backbone == registry.HUB_BERT.name:
+            return 3e-5
+        return self.learning_rate / 10 if self.learning_rate is not None else None
+
+    @property
+    def scratch_learning_rate(self) -> Optional[float]:
+        """The scratch preset's rate: as given, else the range test's on the whole model."""
+        return self.learning_rate
 
     @property
     def from_scratch(self) -> bool:
         """No pretrained weights: the backbone starts random."""
-        return self.weights == "none"  # text_scratch: validate requires it
+        return self.weights == "none"  # text_scratch, text_tfidf: validate requires it
 
     @property
     def batchnorm_trains(self) -> bool:
@@ -276,7 +284,7 @@ def validate(config: GraftConfig) -> None:
         problems.append(f"--backbone: {err}")
     if entry is not None and entry.kind != config.kind:
         wanted = (
-            "text_scratch, hub_text or hub_bert"
+            "text_tfidf, text_scratch, hub_text or hub_bert"
             if config.kind == "text"
             else "an image backbone (see `graft backbones`)"
         )
@@ -295,9 +303,11 @@ def validate(config: GraftConfig) -> None:
                 f"--weights {config.weights}: the {entry.name} backbone needs a TF Hub handle "
                 "(https://... URL or a local TF2 SavedModel directory)"
             )
-    elif config.backbone == registry.TEXT_SCRATCH.name:
+    elif config.backbone in registry.LEARNED_TEXT:
         if config.weights != "none":
-            problems.append(f"--weights {config.weights}: text_scratch learns from scratch; set weights: none")
+            problems.append(
+                f"--weights {config.weights}: {config.backbone} learns from the data alone; set weights: none"
+            )
     elif config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
         problems.append(f"--weights {config.weights}: expected 'imagenet', 'none' or an existing weights file")
     if not 0 <= config.max_quarantine_fraction <= 1:
@@ -336,13 +346,23 @@ def validate(config: GraftConfig) -> None:
             "TF Hub layer whose parts cannot train alone: use trainable 'none' (frozen) or 'all' (the whole model; "
             "the auto recipe does that after the head); hub_bert counts the blocks of a BERT-family encoder"
         )
-    if config.from_scratch and frozen and not config.allow_frozen_random_backbone:
+    random_features = config.from_scratch and config.backbone != registry.TEXT_TFIDF.name  # TF-IDF is no random feature
+    if random_features and frozen and not config.allow_frozen_random_backbone:
         problems.append(
             f"stages: {', '.join(repr(n) for n in frozen)} keep the backbone frozen, but with --weights none it is "
             "random: a head on random features does not learn (the loss stays at ln(classes)). Leave stages unset "
             "for the from-scratch recipe (everything trains), unfreeze the backbone, pass pretrained --weights, or "
             "set allow_frozen_random_backbone: true to insist"
         )
+    if config.fine_tune_layers != "all" and not (
+        isinstance(config.fine_tune_layers, int)
+        and not isinstance(config.fine_tune_layers, bool)
+        and config.fine_tune_layers > 0
+    ):
+        problems.append(f"fine_tune_layers must be 'all' or a positive layer count (got {config.fine_tune_layers!r})")
+    for name in ("min_head_steps", "min_fine_tune_steps"):
+        if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
+            problems.append(f"{name} must be an integer >= 0")
     for name in ("learning_rate", "fine_tune_learning_rate"):
         rate = getattr(config, name)
         if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < 1):
@@ -378,9 +398,9 @@ def validate(config: GraftConfig) -> None:
                 problems.append("export.tflite applies to image backbones only")
         except ConfigError:
             pass  # reported above
-    if not 0 <= config.validation_percent <= 50:
+    if config.validation_percent is not None and not 0 <= config.validation_percent <= 50:
         problems.append("validation_percent must be between 0 and 50")
-    elif config.early_stopping_patience and not config.validation_percent:
+    elif config.early_stopping_patience and config.validation_percent == 0:
         problems.append("early_stopping_patience needs validation_percent > 0: it selects on that validation part")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
@@ -429,6 +449,7 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         weights=_local_or_handle(config.weights),
         backbone_kwargs=dict(config.backbone_kwargs),
         dropout=config.dropout,
+        head_l2=config.head_l2,
         stages=config.stage_plan,
         batch_size=config.batch_size,
         train_batchnorm=config.batchnorm_trains,

@@ -116,7 +116,8 @@ def _table(header: list, rows: list) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     # None: not applicable (an undefined metric, such as AUC in a one-class slice).
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('n/a' if c is None else str(c))}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape('n/a' if c is None else str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 

@@ -15,7 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.contract import TFLITE_CHECK_FILE, TFLITE_DIR, tflite_file
+from components.contract import CHOICES_FILE, HISTORY_FILE, TFLITE_CHECK_FILE, TFLITE_DIR, tflite_file
 
 
 def _store(metadata_path: str):
@@ -235,9 +235,10 @@ def collect_summary(config, progress=None) -> dict:
         summary["confusion_entries"] = evaluation["confusion_entries"]
         summary["evaluation_uri"] = evaluator["evaluation"][0].uri
     model_run = nodes.get("Trainer", {}).get("outputs", {}).get("model_run")
-    if model_run and os.path.exists(os.path.join(model_run[0].uri, "history.json")):
-        with open(os.path.join(model_run[0].uri, "history.json")) as f:
-            summary["training_history"] = json.load(f)
+    for key, name in (("training_history", HISTORY_FILE), ("training_choices", CHOICES_FILE)):
+        if model_run and os.path.exists(os.path.join(model_run[0].uri, name)):
+            with open(os.path.join(model_run[0].uri, name)) as f:
+                summary[key] = json.load(f)
     model = nodes.get("Trainer", {}).get("outputs", {}).get("model")
     tflite_check = os.path.join(model[0].uri, "Format-Serving", TFLITE_DIR, TFLITE_CHECK_FILE) if model else ""
     if tflite_check and os.path.exists(tflite_check):

@@ -81,8 +81,10 @@ def test_trainer_settings_carry_resolved_stages(digits_dir):
         },
     )
     stages = trainer_settings(config).to_dict()["stages"]  # as the Trainer's custom_config carries them
-    assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), (30, 1)]
-    assert stages[1]["learning_rate"] == pytest.approx(stages[0]["learning_rate"] / 10)
+    assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), ("all", 1)]
+    # Rates from the range test (None), fine-tuning at a tenth of it; budgets at least min_*_steps.
+    assert [(s["learning_rate"], s["rate_scale"]) for s in stages] == [(None, 1.0), (None, 0.1)]
+    assert [s["min_steps"] for s in stages] == [config.min_head_steps, config.min_fine_tune_steps]
 
 
 def _graft_run(*args, env=None):

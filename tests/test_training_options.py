@@ -230,7 +230,15 @@ def test_discriminative_learning_rates_scale_each_layers_step():
 
 @pytest.mark.parametrize("preset", ["frozen", "two_stage", "progressive", "full"])
 def test_each_preset_trains(preset):
-    config = GraftConfig(data_dir=".", stages=preset, epochs=1, fine_tune_epochs=1, fine_tune_layers=10)
+    config = GraftConfig(
+        data_dir=".",
+        stages=preset,
+        epochs=1,
+        fine_tune_epochs=1,
+        fine_tune_layers=10,
+        min_head_steps=0,
+        learning_rate=1e-3,
+    )
     stages = resolve_stages(config)
     history = train_stages(
         _model(),
@@ -395,14 +403,21 @@ def test_text_default_fine_tunes_the_whole_encoder_after_a_warmup(tmp_path):
     config = GraftConfig(text_data=str(table), backbone="hub_text", weights=str(tmp_path))
     head, fine_tune = config.stage_plan
     assert (head.trainable, fine_tune.trainable) == ("none", "all")
-    assert (head.learning_rate, fine_tune.learning_rate) == (1e-2, 1e-3)  # images: 1e-3, 1e-4
+    # The head's rate from the range test, fine-tuning at a tenth of it.
+    assert (head.learning_rate, fine_tune.learning_rate, fine_tune.rate_scale) == (None, None, 0.1)
     assert fine_tune.schedule == {"type": "cosine", "warmup_epochs": 1}
     scratch = GraftConfig(text_data=str(table), backbone="text_scratch", weights="none")
-    assert [(s.trainable, s.learning_rate) for s in scratch.stage_plan] == [("all", 1e-2)]
+    assert [(s.trainable, s.learning_rate) for s in scratch.stage_plan] == [("all", None)]
+    tfidf = GraftConfig(text_data=str(table), backbone="text_tfidf", weights="none")
+    assert [(s.trainable, s.min_steps) for s in tfidf.stage_plan] == [("none", 300)]  # nothing below the head
     images = GraftConfig(data_dir=".", weights="imagenet").stage_plan
-    assert [s.learning_rate for s in images] == [1e-3, 1e-4]
+    assert [(s.trainable, s.learning_rate, s.rate_scale) for s in images] == [("none", None, 1.0), ("all", None, 0.1)]
     explicit = GraftConfig(data_dir=".", learning_rate=0.005).stage_plan
     assert [s.learning_rate for s in explicit] == [0.005, 0.0005]
+    bert = GraftConfig(
+        text_data=str(table), backbone="hub_bert", weights=str(tmp_path), text_preprocessor=str(tmp_path)
+    )
+    assert [s.learning_rate for s in bert.stage_plan] == [None, 3e-5]  # a whole BERT at its authors' rate
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -462,3 +477,60 @@ def test_a_tf_hub_model_trains_whole_or_not_at_all(tmp_path):
             load_config(None, {**base, "stages": "progressive"})
         auto = load_config(None, base).stage_plan
         assert [(s.trainable, s.schedule["type"]) for s in auto] == [("none", "constant"), ("all", "cosine")]
+
+
+def test_range_test_finds_a_rate_that_trains_and_leaves_the_model_as_it_was():
+    """The rate is found on the training data: the loss curve falls, then diverges; the pick is a
+    decade below the lowest loss; the weights are restored. A head trained at the found rate for
+    the same few steps learns more than at a rate 100x lower."""
+    from components.trainer.rate_finder import find_rate
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, 16))
+    labels = rng.integers(0, 3, 256)
+    features = (centres[labels] + rng.normal(0, 1, (256, 16))).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(32)
+    keras.utils.set_random_seed(0)
+    head = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3, activation="softmax")])
+    before = [w.copy() for w in head.get_weights()]
+    search = find_rate(head, data)
+    for a, b in zip(before, head.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    lowest = search.rates[int(np.argmin(search.losses))]
+    assert search.rate == pytest.approx(lowest / 10) and 1e-4 < search.rate < 1.0
+    assert search.losses[int(np.argmin(search.losses))] < 0.5 * search.losses[0]  # the curve fell
+
+    def loss_after(rate):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.legacy.Adam(rate), "sparse_categorical_crossentropy")
+        return model.fit(data, epochs=2, verbose=0).history["loss"][-1]
+
+    assert loss_after(search.rate) < 0.5 * loss_after(search.rate / 100)
+
+
+def test_stages_without_a_rate_take_the_range_tests_and_small_data_gets_more_steps():
+    """The presets' head rate comes from the range test (run once, on the cached features), the
+    fine-tuning stage at its fraction; each stage runs at least its min_steps; the choices are
+    recorded for the run's output and summary."""
+    model = _model()
+    stages = [
+        Stage("head", 2, "none", None, min_steps=20),
+        Stage("fine_tune", 1, "all", None, rate_scale=0.1, min_steps=6),
+    ]
+    options = TrainingOptions(tiny_trainer_settings(), steps_per_epoch=4)
+    history = train_stages(model, stages, _data(64), None, options)
+    assert [row["stage"] for row in history] == ["head"] * 5 + ["fine_tune"] * 2  # 20 and 6 steps at 4 a epoch
+    found = options.choices["rate_search"]["rate"]
+    assert [(s["name"], s["epochs"], s["steps"]) for s in options.choices["stages"]] == [
+        ("head", 5, 20),
+        ("fine_tune", 2, 8),
+    ]
+    assert [s["learning_rate"] for s in options.choices["stages"]] == pytest.approx([found, found / 10])
+
+
+def test_no_validation_part_below_small_data():
+    from components.trainer.input_pipeline import SMALL_DATA, validation_percent_for
+
+    assert validation_percent_for(None, SMALL_DATA - 1) == 0 and validation_percent_for(None, SMALL_DATA) == 10
+    assert validation_percent_for(25, 10) == 25 and validation_percent_for(0, 10**6) == 0

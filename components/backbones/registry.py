@@ -217,6 +217,13 @@ HUB_TEXT = Backbone(
 TEXT_SCRATCH = Backbone(
     "text_scratch", "", "", "text", 0, 0, kind="text", description="words and word pairs, embedded and averaged"
 )
+# The classic bar, in the graph: the TF-IDF vector of words and word pairs (vocabulary and
+# document frequencies computed in Transform) under a linear head, L2-regularised as
+# scikit-learn's logistic regression.
+TEXT_TFIDF = Backbone(
+    "text_tfidf", "", "", "text", 0, 0, kind="text", description="TF-IDF of words and word pairs, linear head"
+)
+LEARNED_TEXT = ("text_scratch", "text_tfidf")  # text models learned from the data alone (weights none)
 # The BERT family as TF Hub publishes it (BERT, small BERTs, ELECTRA, ALBERT, ...): a
 # preprocessing model (text_preprocessor), run in Transform, and the encoder (--weights), whose
 # pooled output feeds the head; `trainable: N` counts its transformer blocks from the top.
@@ -231,7 +238,7 @@ HUB_BERT = Backbone(
     description="TF Hub BERT-family encoder (--weights) with its preprocessing model (--text-preprocessor)",
 )
 
-_REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH, HUB_BERT]}
+_REGISTRY = {b.name: b for b in [*_entries(), HUB, HUB_TEXT, TEXT_SCRATCH, TEXT_TFIDF, HUB_BERT]}
 HUB_NAMES = (HUB.name, HUB_TEXT.name, HUB_BERT.name)  # built from a TF Hub handle
 
 
@@ -337,8 +344,9 @@ def load_hub_model(handle: str):
 
 
 def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_size: int, embedding_dim: int):
-    """The text encoder as a Keras model: strings [batch] in (hub_text) or token ids
-    [batch, max_tokens] (text_scratch, hub_bert; 0 = padding) in; a vector per text out."""
+    """The text encoder as a Keras model: strings [batch] in (hub_text), token ids
+    [batch, max_tokens] (text_scratch, hub_bert; 0 = padding) or the TF-IDF vector
+    [batch, vocab_size + 1] (text_tfidf, the last entry out of vocabulary) in; a vector per text out."""
     import tensorflow as tf
     import tf_keras as keras
 
@@ -355,6 +363,9 @@ def build_text_encoder(backbone: Backbone, weights: str, max_tokens: int, vocab_
             return bert_encoder.build(encoder, max_tokens)
         except ValueError as err:
             raise WeightsUnavailableError(str(err)) from None
+    if backbone.name == TEXT_TFIDF.name:  # the vector is the feature: nothing to learn below the head
+        inputs = keras.Input((vocab_size + 1,), dtype=tf.float32, name="tfidf")
+        return keras.Model(inputs, keras.layers.Activation("linear", name="tfidf_vector")(inputs), name="text_tfidf")
     inputs = keras.Input((max_tokens,), dtype=tf.int64, name="token_ids")
     # Ids 1..vocab_size + 1 (the last: out of vocabulary), 0 = padding, left out of the average.
     # Keras' masked GlobalAveragePooling1D divides 0 by 0 for a text without tokens (empty or

@@ -30,10 +30,14 @@ def carve(validation_percent: int, validation: bool, feature: str):
         return None
 
     def keep(raw: dict) -> tf.Tensor:
-        bucket = tf.strings.to_hash_bucket_strong(tf.reshape(raw[feature], [-1])[0], 100, _CARVE_KEY)
-        return tf.equal(bucket < validation_percent, validation)
+        return tf.equal(carve_bucket(raw[feature]) < validation_percent, validation)
 
     return keep
+
+
+def carve_bucket(raw_feature: tf.Tensor) -> tf.Tensor:
+    """The carve's hash bucket (0..99) of one example's raw image or text."""
+    return tf.strings.to_hash_bucket_strong(tf.reshape(raw_feature, [-1])[0], 100, _CARVE_KEY)
 
 
 def take_part(dataset: tf.data.Dataset, keep) -> tf.data.Dataset:
@@ -92,17 +96,43 @@ def shuffle_buffer_size(count: int, image_bytes: int, limit_bytes: int) -> int:
     return max(1, min(count, limit_bytes // image_bytes))
 
 
-def label_counts(file_patterns, feature: str, validation_percent: int = 0) -> tuple[dict, dict]:
-    """({label: examples} of the training part, the same of the validation part `carve` takes),
-    in one pass over the records."""
+def bucket_label_counts(file_patterns, feature: str) -> dict:
+    """{(carve bucket 0..99, label): examples} over the records, in one pass: the counts of the
+    training and validation parts for any validation percent (see `split_counts`)."""
     spec = {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64), feature: tf.io.FixedLenFeature([1], tf.string)}
     records = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP")
-    in_validation = carve(validation_percent, True, feature) or (lambda raw: tf.constant(False))
-    parts = records.map(lambda r: tf.io.parse_single_example(r, spec)).map(
-        lambda raw: (raw[LABEL_KEY][0], in_validation(raw)), num_parallel_calls=tf.data.AUTOTUNE
+    pairs = records.map(lambda r: tf.io.parse_single_example(r, spec)).map(
+        lambda raw: (carve_bucket(raw[feature]), raw[LABEL_KEY][0]), num_parallel_calls=tf.data.AUTOTUNE
     )
+    counts = {}
+    for bucket, label in pairs.as_numpy_iterator():
+        counts[(int(bucket), int(label))] = counts.get((int(bucket), int(label)), 0) + 1
+    return counts
+
+
+def split_counts(bucket_counts: dict, validation_percent: int) -> tuple[dict, dict]:
+    """({label: examples} of the training part, the same of the validation part `carve` takes)."""
     train, validation = {}, {}
-    for label, validating in parts.as_numpy_iterator():
-        counts = validation if validating else train
-        counts[int(label)] = counts.get(int(label), 0) + 1
+    for (bucket, label), n in bucket_counts.items():
+        part = validation if bucket < validation_percent else train
+        part[label] = part.get(label, 0) + n
     return train, validation
+
+
+def label_counts(file_patterns, feature: str, validation_percent: int = 0) -> tuple[dict, dict]:
+    """split_counts of the records in `file_patterns`."""
+    return split_counts(bucket_label_counts(file_patterns, feature), validation_percent)
+
+
+# Below this many training examples, no validation part is carved: model selection on tens of
+# examples is noise, and each example carved away is one fewer to learn from. The presets' fixed
+# budgets (minimum steps) stand in for early stopping.
+SMALL_DATA = 1000
+
+
+def validation_percent_for(configured, training_examples: int) -> int:
+    """The validation part's percent: as configured, or (None: auto) 10 from SMALL_DATA training
+    examples up, 0 below."""
+    if configured is not None:
+        return configured
+    return 10 if training_examples >= SMALL_DATA else 0

@@ -8,6 +8,8 @@ lets them train, which a backbone trained from scratch (weights none) needs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -52,13 +54,32 @@ def _build_text_model(settings: TrainerSettings, num_classes: int) -> keras.Mode
     )
     base._name = BACKBONE_LAYER
     # A learned-from-scratch encoder trains from the start; a pretrained one starts frozen.
-    base.trainable = backbone.name == registry.TEXT_SCRATCH.name
+    base.trainable = backbone.name in registry.LEARNED_TEXT
     inputs = keras.Input(base.input.shape[1:], dtype=base.input.dtype, name="text")
     x = keras.layers.Dropout(settings.dropout, name="dropout")(base(inputs))
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        dtype="float32",
+        kernel_regularizer=keras.regularizers.L2(settings.head_l2) if settings.head_l2 else None,
+        name=OUTPUT_LAYER,
+    )(x)
     model = keras.Model(inputs, outputs, name=f"graft_{backbone.name}")
     skip_autograph(model)
     return model
+
+
+# text_tfidf's head is scikit-learn's logistic regression at C = 4 (the bar's setting): its
+# objective C * sum(loss) + |W|^2 / 2, divided by C * n, is Keras' mean loss + L2(1 / (2 C n)).
+TFIDF_C = 4.0
+
+
+def resolve_head_l2(settings: TrainerSettings, training_examples: int) -> TrainerSettings:
+    """`settings` with head_l2 set: as given, or text_tfidf's for this many training examples."""
+    if settings.head_l2 is not None:
+        return settings
+    tfidf = settings.backbone == registry.TEXT_TFIDF.name
+    return replace(settings, head_l2=1.0 / (2 * TFIDF_C * max(1, training_examples)) if tfidf else 0.0)
 
 
 def skip_autograph(model: keras.Model) -> None:

@@ -27,7 +27,11 @@ class RateSearch:
     losses: tuple  # the smoothed loss at each
 
     def to_dict(self) -> dict:
-        return {"rate": self.rate, "steps": len(self.rates), "lowest_loss_rate": self.rates[int(np.argmin(self.losses))]}
+        return {
+            "rate": self.rate,
+            "steps": len(self.rates),
+            "lowest_loss_rate": self.rates[int(np.argmin(self.losses))],
+        }
 
 
 def find_rate(

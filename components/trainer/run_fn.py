@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
@@ -15,11 +16,18 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from components.backbones import registry
-from components.contract import CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
+from components.contract import CHOICES_FILE, CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
 from components.trainer import augmentation, tflite_export
 from components.trainer.export import export_model, float32_twin, save_serving_check
-from components.trainer.input_pipeline import carve, label_counts, make_dataset
-from components.trainer.model import build_model
+from components.trainer.input_pipeline import (
+    SMALL_DATA,
+    bucket_label_counts,
+    carve,
+    make_dataset,
+    split_counts,
+    validation_percent_for,
+)
+from components.trainer.model import build_model, resolve_head_l2
 from components.trainer.settings import TrainerSettings
 from components.trainer.training import TrainingOptions, balanced_class_weights, train_stages
 
@@ -46,6 +54,8 @@ def example_bytes(settings: TrainerSettings) -> int:
     entry = settings.backbone_entry
     if entry.kind == "image":
         return settings.image_size * settings.image_size * 3 * 4
+    if entry.name == registry.TEXT_TFIDF.name:
+        return (settings.vocab_size + 1) * 4
     return settings.max_tokens * 8 if entry.name != registry.HUB_TEXT.name else 1024
 
 
@@ -70,9 +80,24 @@ def run_fn(fn_args):
     # part carved from the training split: the eval split stays the Evaluator's, unseen.
     batch, size = settings.batch_size, settings.image_size
     kind = settings.backbone_entry.kind
-    train_part, validation_part = (carve(settings.validation_percent, v, RAW_FEATURE[kind]) for v in (False, True))
-    counts, validation_counts = label_counts(fn_args.train_files, RAW_FEATURE[kind], settings.validation_percent)
+    buckets = bucket_label_counts(fn_args.train_files, RAW_FEATURE[kind])  # one pass over the labels
+    percent = validation_percent_for(settings.validation_percent, sum(buckets.values()))
+    counts, validation_counts = split_counts(buckets, percent)
     train_count, validation_count = sum(counts.values()), sum(validation_counts.values())
+    train_part, validation_part = (carve(percent, v, RAW_FEATURE[kind]) for v in (False, True))
+    if settings.validation_percent is None and not percent:
+        log.info(
+            "validation: none carved (%d training examples, fewer than %d): model selection on so few is noise; "
+            "every example trains, for the stages' fixed budgets%s",
+            train_count,
+            SMALL_DATA,
+            " (early stopping off)" if settings.early_stopping_patience else "",
+        )
+    settings = replace(
+        resolve_head_l2(settings, train_count),
+        validation_percent=percent,
+        early_stopping_patience=settings.early_stopping_patience if percent else 0,
+    )
 
     def dataset(part, count: int, training: bool):
         return make_dataset(
@@ -106,6 +131,12 @@ def run_fn(fn_args):
         augmented=augment is not None,
         # BatchNorm statistics are re-estimated on what inference sees: un-augmented images.
         plain_train_ds=dataset(train_part, train_count, training=False) if augment is not None else None,
+        choices={
+            "training_examples": train_count,
+            "validation_percent": percent,
+            "validation_examples": validation_count,
+            "head_l2": settings.head_l2,
+        },
     )
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():
@@ -151,6 +182,8 @@ def run_fn(fn_args):
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump(history, f, indent=1)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CHOICES_FILE), "w") as f:
+        json.dump(options.choices, f, indent=1)
     tf.io.gfile.rmtree(backup_dir)
 
 

@@ -68,13 +68,14 @@ class TrainerSettings(ComponentSettings):
     weights: str  # imagenet | none | an absolute weights file path | a TF Hub handle
     backbone_kwargs: dict
     dropout: float
+    head_l2: Optional[float]  # None: text_tfidf_l2(training examples) for text_tfidf, else 0
     stages: tuple[Stage, ...]
     batch_size: int
     train_batchnorm: bool
     batchnorm_momentum: Optional[float]
     augmentation: list  # resolved {type, factor} items
     early_stopping_patience: int
-    validation_percent: int
+    validation_percent: Optional[int]  # None: auto (input_pipeline.validation_percent_for)
     label_smoothing: float
     class_weights: Optional[str]
     mixed_precision: str

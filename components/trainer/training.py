@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -15,6 +16,7 @@ import tf_keras as keras
 
 from components.trainer.model import OUTPUT_LAYER, apply_stage, backbone_of, skip_autograph
 from components.trainer.optimizers import compile_for_stage
+from components.trainer.rate_finder import find_rate
 from components.trainer.settings import TrainerSettings
 from components.trainer.stages import Stage
 
@@ -59,6 +61,7 @@ class TrainingOptions:
     class_weight: Optional[dict] = None
     augmented: bool = False  # whether train_ds applies random augmentation (no feature caching then)
     plain_train_ds: Optional[tf.data.Dataset] = None  # the training batches without augmentation, when augmented
+    choices: dict = field(default_factory=dict)  # filled in: what the defaults chose (rate search, each stage's budget)
 
 
 def split_at_pool(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -142,6 +145,33 @@ def balanced_class_weights(counts: dict) -> dict:
     return {c: total / (k * n) for c, n in counts.items() if n}
 
 
+def planned(stage: Stage, steps_per_epoch: int, found_rate: Optional[float]) -> Stage:
+    """`stage` with what it runs: its rate (the range test's times `rate_scale` when it has none)
+    and enough epochs for `min_steps` optimizer steps (small data: 5 epochs of 3 batches are
+    15 steps, too few for a head to converge)."""
+    rate = stage.learning_rate if stage.learning_rate is not None else found_rate * stage.rate_scale
+    epochs = max(stage.epochs, math.ceil(stage.min_steps / max(1, steps_per_epoch)))
+    return replace(stage, learning_rate=rate, epochs=epochs)
+
+
+_RATE_FILE = "found_rate.json"
+
+
+def _saved_rate(backup_dir: Optional[str]) -> Optional[float]:
+    path = os.path.join(backup_dir, _RATE_FILE) if backup_dir else ""
+    if path and tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    return None
+
+
+def _save_rate(backup_dir: Optional[str], rate: float) -> None:
+    if backup_dir:
+        tf.io.gfile.makedirs(backup_dir)
+        with tf.io.gfile.GFile(os.path.join(backup_dir, _RATE_FILE), "w") as f:
+            json.dump(rate, f)
+
+
 def train_stages(
     model: keras.Model,
     stages: list[Stage],
@@ -159,9 +189,9 @@ def train_stages(
     """
     settings = options.settings
     history = []
+    found = _saved_rate(backup_dir)  # a resumed run keeps the rate its first run found
     for index, stage in enumerate(stages, 1):
         apply_stage(model, stage, settings.backbone_entry)
-        compile_for_stage(model, stage, options.steps_per_epoch, settings.label_smoothing, settings.discriminative_lr)
         stage_dir = os.path.join(backup_dir, f"stage{index}") if backup_dir else None
         if stage_dir and tf.io.gfile.exists(os.path.join(stage_dir, "done.json")):
             model.load_weights(os.path.join(stage_dir, "weights"))
@@ -169,35 +199,7 @@ def train_stages(
                 history += json.load(f)
             log.info("stage %d/%d %s: completed before an interruption; restored", index, len(stages), stage.name)
             continue
-        trainable = sum(int(tf.size(v)) for v in model.trainable_variables)
-        log.info(
-            "stage %d/%d %s: %d epochs, learning rate %g, %s trainable parameters",
-            index,
-            len(stages),
-            stage.name,
-            stage.epochs,
-            stage.learning_rate,
-            f"{trainable:,}",
-        )
         stage_started = time.time()
-        stage_callbacks = [EpochProgress(stage, index, len(stages)), *callbacks]
-        if settings.early_stopping_patience:
-            stage_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
-                )
-            )
-        if stage_dir:
-            resume_dir = os.path.join(stage_dir, "resume")
-            if tf.io.gfile.exists(resume_dir) and tf.io.gfile.listdir(resume_dir):
-                log.info(
-                    "stage %d/%d %s: resuming after an interruption from the last completed epoch",
-                    index,
-                    len(stages),
-                    stage.name,
-                )
-            # First in line: an epoch reported as done is already backed up.
-            stage_callbacks.insert(0, keras.callbacks.BackupAndRestore(resume_dir))
         cache = stage.trainable == "none" and settings.feature_caching and not options.augmented
         if cache:
             # The frozen backbone gives the same features every epoch: compute them once and
@@ -219,6 +221,64 @@ def train_stages(
                     stage.name,
                     settings.feature_cache_mb,
                 )
+        if stage.learning_rate is None and found is None:
+            # The rate range test, on what this stage trains: the head on its cached features
+            # (milliseconds a step), or the model.
+            search = find_rate(
+                head if cache else model, train_features if cache else train_ds, settings.label_smoothing
+            )
+            found = search.rate
+            options.choices["rate_search"] = search.to_dict()
+            _save_rate(backup_dir, found)
+            log.info(
+                "stage %d/%d %s: learning rate %.3g found by a range test (%d steps; lowest loss at %.3g, "
+                "one decade below)",
+                index,
+                len(stages),
+                stage.name,
+                found,
+                len(search.rates),
+                options.choices["rate_search"]["lowest_loss_rate"],
+            )
+        stage = planned(stage, options.steps_per_epoch, found)
+        options.choices.setdefault("stages", []).append(
+            {
+                "name": stage.name,
+                "learning_rate": stage.learning_rate,
+                "epochs": stage.epochs,
+                "steps": stage.epochs * options.steps_per_epoch,
+            }
+        )
+        compile_for_stage(model, stage, options.steps_per_epoch, settings.label_smoothing, settings.discriminative_lr)
+        trainable = sum(int(tf.size(v)) for v in model.trainable_variables)
+        log.info(
+            "stage %d/%d %s: %d epochs (%d steps), learning rate %.3g, %s trainable parameters",
+            index,
+            len(stages),
+            stage.name,
+            stage.epochs,
+            stage.epochs * options.steps_per_epoch,
+            stage.learning_rate,
+            f"{trainable:,}",
+        )
+        stage_callbacks = [EpochProgress(stage, index, len(stages)), *callbacks]
+        if settings.early_stopping_patience:
+            stage_callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+                )
+            )
+        if stage_dir:
+            resume_dir = os.path.join(stage_dir, "resume")
+            if tf.io.gfile.exists(resume_dir) and tf.io.gfile.listdir(resume_dir):
+                log.info(
+                    "stage %d/%d %s: resuming after an interruption from the last completed epoch",
+                    index,
+                    len(stages),
+                    stage.name,
+                )
+            # First in line: an epoch reported as done is already backed up.
+            stage_callbacks.insert(0, keras.callbacks.BackupAndRestore(resume_dir))
         if cache:
             head.compile(
                 optimizer=model.optimizer,
