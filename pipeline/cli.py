@@ -47,14 +47,17 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     data.add_argument(
         "--text-data",
         help="texts: a CSV/TSV/JSON Lines table (text_column, label_column in --config), a folder of them, "
-        "or DIR/<class>/<file>.txt; with --backbone text_scratch, hub_text or hub_bert",
+        "or DIR/<class>/<file>.txt; the backbone: text_tfidf (default), text_scratch, hub_text or hub_bert",
     )
     model = p.add_argument_group("model")
-    model.add_argument("--backbone", help="registry name, see `graft backbones` (default mobilenet_v2)")
+    model.add_argument(
+        "--backbone",
+        help="registry name, see `graft backbones` (default: mobilenet_v2 for images, text_tfidf for text)",
+    )
     model.add_argument(
         "--weights",
-        help="imagenet | none | path to a Keras weights file (default imagenet); for hub, hub_text and "
-        "hub_bert: a TF Hub handle (URL or local SavedModel directory)",
+        help="imagenet | none | path to a Keras weights file (default imagenet; none for text_tfidf and "
+        "text_scratch); for hub, hub_text and hub_bert: a TF Hub handle (URL or local SavedModel directory)",
     )
     model.add_argument(
         "--text-preprocessor",
@@ -199,7 +202,9 @@ def run_command(argv) -> int:
     log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
     size = f" at {config.input_size}px" if config.kind == "image" else ""
     print(f"Graft: {config.backbone}{size} on {config.data_path}")
-    if config.from_scratch and config.stages == AUTO and config.kind == "text":
+    if config.backbone == registry.TEXT_TFIDF.name and config.stages == AUTO:
+        print("text_tfidf: TF-IDF of words and word pairs (computed in Transform), a logistic-regression head")
+    elif config.from_scratch and config.stages == AUTO and config.kind == "text":
         print("text_scratch: the encoder learns from scratch (stages 'scratch': every layer trains)")
     elif config.from_scratch and config.stages == AUTO:
         print(
@@ -281,7 +286,8 @@ def backbones_command(argv) -> int:
         "hub_bert: --backbone hub_bert --weights <encoder URL or dir> --text-preprocessor <its preprocessing "
         "model> --text-data ... (trainable: N counts transformer blocks)"
     )
-    print("text_scratch: --backbone text_scratch --weights none --text-data ...")
+    print("text_tfidf (the default for --text-data): TF-IDF of words and word pairs, a linear head")
+    print("text_scratch: --backbone text_scratch --text-data ...")
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""`make bench`: Graft's pipeline against the classic Keras script, side by side, one run.
+"""`make bench`: Graft's pipeline against the classic Keras script, side by side, one run; then
+the defaults on small data against scratch, the classic script and fastai's recipe.
 
 A slim MobileNetV2 is pretrained here on one task (digits 0-4: ImageNet weights cannot be
 downloaded), and its weights file goes to both sides for a second task (digits 5-9, images the
@@ -7,7 +8,14 @@ Transform, the Trainer reading tf.Examples through the Transform layer and TFX's
 Evaluator); the reference gets the very images of Graft's train and eval splits as class
 folders. Same weights, image size, batch size, stages and epochs. Beside them: the fine-tune
 step rate through the Trainer's input path as a ratio of the same model's step rate on one batch
-held in memory (the limit the input pipeline should not lower). The last line is one JSON object.
+held in memory (the limit the input pipeline should not lower).
+
+Small data (`small_data_case`): 20 and 100 training images per class of digits 5-9 (the rest held
+out as the eval split), the same pretrained weights. Graft with nothing but the data and the
+weights (its defaults: the range test, minimum steps, no carve), Graft from scratch (weights none),
+Graft's previous default written as stages (head 5 epochs at 1e-3, top 30 layers 3 epochs at
+1e-4), the classic Keras script, and fastai's fine_tune written in Keras
+(tests/benchmarks/reference_fastai.py). The last line is one JSON object.
 """
 
 import glob
@@ -20,6 +28,7 @@ import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 import yaml  # noqa: E402
@@ -35,7 +44,7 @@ from components.trainer.optimizers import compile_for_stage  # noqa: E402
 from components.trainer.stages import Stage  # noqa: E402
 from pipeline.config import load_config, trainer_settings  # noqa: E402
 from pipeline.summary import latest_run_outputs  # noqa: E402
-from tests.benchmarks import reference_keras  # noqa: E402
+from tests.benchmarks import reference_fastai, reference_keras  # noqa: E402
 from tests.pretraining import pretrain_backbone, write_digit_folders  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,6 +75,83 @@ def graft_config(work: str, data_dir: str, weights: str) -> dict:
         "seed": SEED,
         "min_accuracy": 0.0,
     }
+
+
+PREVIOUS_DEFAULT = [
+    {"name": "head", "epochs": 5, "trainable": "none", "learning_rate": 1e-3},
+    {"name": "fine_tune", "epochs": 3, "trainable": 30, "learning_rate": 1e-4},
+]
+FASTAI_EPOCHS = 10  # fine_tune(10): the unfrozen epochs, as many as Graft's default fine_tune_epochs
+
+
+def small_data_case(work: str, weights: str, per_class: int) -> dict:
+    """Eval accuracy of each side with `per_class` training images of each of digits 5-9."""
+    digits = load_digits().target
+    root = os.path.join(work, f"small_{per_class}")
+    order = np.random.default_rng(SEED).permutation(len(digits))
+    taken = {d: 0 for d in range(5, 10)}
+    train, held_out = [], []
+    for i in order:
+        if digits[i] >= 5:
+            (train if taken[digits[i]] < per_class else held_out).append(int(i))
+            taken[digits[i]] += 1
+    write_digit_folders(os.path.join(root, "train"), train, lambda d: f"digit_{d}")
+    write_digit_folders(os.path.join(root, "eval"), held_out, lambda d: f"digit_{d}")
+    results = {}
+    sides = {"graft_default": weights, "graft_scratch": "none", "graft_previous_default": weights}
+    for name, side_weights in sides.items():
+        config = {
+            "pipeline_name": f"small-{per_class}-{name}",
+            "pipeline_root": os.path.join(root, name, "root"),
+            "metadata_path": os.path.join(root, name, "metadata.db"),
+            "serving_dir": os.path.join(root, name, "serving"),
+            "data_dir": root,
+            "backbone": "mobilenet_v2",
+            "backbone_kwargs": {"alpha": ALPHA},
+            "weights": side_weights,
+            "image_size": IMAGE_SIZE,
+            "min_accuracy": 0.0,
+        }
+        if name == "graft_previous_default":
+            config.update(stages=PREVIOUS_DEFAULT, validation_percent=10)
+        config_path = os.path.join(root, f"{name}.yaml")
+        with open(config_path, "w") as f:
+            yaml.safe_dump(config, f)
+        summary, seconds = run_pipeline(config_path, os.path.join(root, f"{name}.json"))
+        results[name] = round(summary["metrics"]["sparse_categorical_accuracy"], 4)
+        if name == "graft_default":
+            results["graft_default_chose"] = summary.get("training_choices")
+        print(f"  {per_class} per class, {name}: {results[name]} ({seconds:.0f}s)", flush=True)
+    train_dir, eval_dir = os.path.join(root, "train"), os.path.join(root, "eval")
+    classic = reference_keras.run(
+        train_dir,
+        eval_dir,
+        IMAGE_SIZE,
+        BATCH,
+        FROZEN_EPOCHS,
+        FINE_TUNE_EPOCHS,
+        FINE_TUNE_LAYERS,
+        weights,
+        alpha=ALPHA,
+        seed=SEED,
+    )
+    results["classic_keras_script"] = round(classic["eval_accuracy"], 4)
+    fastai = reference_fastai.run(
+        train_dir, eval_dir, IMAGE_SIZE, BATCH, FASTAI_EPOCHS, weights, alpha=ALPHA, seed=SEED
+    )
+    results["fastai_style"] = round(fastai["eval_accuracy"], 4)
+    best_reference = max(results["classic_keras_script"], results["fastai_style"])
+    results.update(
+        train_images=len(train),
+        eval_images=len(held_out),
+        default_minus_scratch_points=round(100 * (results["graft_default"] - results["graft_scratch"]), 1),
+        default_minus_best_reference_points=round(100 * (results["graft_default"] - best_reference), 1),
+        default_minus_previous_default_points=round(
+            100 * (results["graft_default"] - results["graft_previous_default"]), 1
+        ),
+    )
+    print(f"small data, {per_class} per class:", json.dumps(results), flush=True)
+    return results
 
 
 def run_pipeline(config_path: str, summary_path: str) -> tuple[dict, float]:
@@ -216,6 +302,7 @@ def main():
             rates["input_path"] / rates["one_batch_in_memory"], 3
         ),
     }
+    result["small_data"] = {str(n): small_data_case(work, weights, n) for n in (20, 100)}
     print(json.dumps(result))
     return 0
 
