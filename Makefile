@@ -26,7 +26,7 @@ help:
 	@echo "make test-fast  the tests that run no pipeline (about 3.5 minutes), for the edit loop"
 	@echo "make lint       ruff: lint and formatting check"
 	@echo "make bench      Graft vs the classic Keras script, a pretrained backbone transferred (about 3 minutes)"
-	@echo "make bench-text the TF-IDF + logistic regression bar on the text sample's split"
+	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, on two corpora (about 8 minutes)"
 
 setup: $(STAMP)
 

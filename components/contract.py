@@ -58,6 +58,10 @@ RAW_INPUT = {"image": IMAGE_BYTES_INPUT, "text": TEXT_INPUT}
 EXIT_OK = 0  # done, blessed or not
 EXIT_FAILED = 1  # the run failed; the message names the component
 EXIT_CONFIG = 2  # a configuration or data-layout problem found before anything ran
+EXIT_BUSY = 3  # another run of the same pipeline holds its run lock (graft run --wait to wait for it)
+
+RUN_LOCK_FILE = ".graft-run.lock"  # in the pipeline root: one run of a pipeline at a time
+PUBLISH_LOCK_FILE = ".graft-publish.lock"  # in the serving directory: one publish at a time
 
 
 class ConfigError(ValueError):

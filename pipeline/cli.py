@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 import traceback
@@ -18,8 +19,9 @@ import warnings
 
 from tqdm import tqdm
 
+from components import locks
 from components.backbones import registry
-from components.contract import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RUN_LOCK_FILE
 from components.serving import serving_dir
 from components.trainer.stages import AUTO, PRESETS
 from pipeline import config as cfg
@@ -92,6 +94,14 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     out.add_argument("--verbose", action="store_true", help="show every framework log line on the terminal")
     out.add_argument(
         "--no-cache", action="store_true", help="re-execute every component even if its inputs are unchanged"
+    )
+    out.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="one run of a pipeline at a time: when another run of it is in progress, wait up to SECONDS for it "
+        f"(default 0: exit at once with code {EXIT_BUSY}, naming the run that holds it)",
     )
     return p
 
@@ -199,7 +209,48 @@ def run_command(argv) -> int:
         return EXIT_CONFIG
     for name, value in config.runtime_env.items():  # TensorFlow is not loaded yet
         os.environ.setdefault(name, value)
-    log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    run_id = new_run_id()
+    try:
+        lock = hold_run_lock(config, run_id, args.wait)
+    except locks.LockBusy as err:
+        print(
+            f"error: another run of pipeline {config.pipeline_name!r} is in progress: {err}. Wait for it with "
+            f"--wait SECONDS, or run again later (exit code {EXIT_BUSY}).",
+            file=sys.stderr,
+        )
+        return EXIT_BUSY
+    with lock:
+        return _run_holding_the_lock(config, args, run_id)
+
+
+def new_run_id() -> str:
+    """This run's id: its start time and a random part (two runs started in the same second
+    differ). TFX's run context, the report folder and the log file are named by it."""
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def hold_run_lock(config, run_id: str, wait_seconds: float) -> locks.Lock:
+    """The pipeline's run lock (its pipeline root's): at once, or after waiting up to
+    `wait_seconds` for the run holding it, saying so; raises locks.LockBusy."""
+    holder = locks.describe("run", run_id)
+    try:
+        lock = locks.acquire(config.pipeline_root, RUN_LOCK_FILE, holder)
+    except locks.LockBusy as err:
+        if not wait_seconds:
+            raise
+        print(f"waiting up to {wait_seconds:g}s: {err}", flush=True)
+        lock = locks.acquire(config.pipeline_root, RUN_LOCK_FILE, holder, wait_seconds=wait_seconds)
+    if lock.previous:
+        print(
+            f"note: run {lock.previous.get('run_id', '?')} (process {lock.previous.get('pid', '?')} on "
+            f"{lock.previous.get('host', '?')}) ended without releasing the run lock (killed?); taken over",
+            flush=True,
+        )
+    return lock
+
+
+def _run_holding_the_lock(config, args, run_id: str) -> int:
+    log_path = os.path.join(config.pipeline_root, "logs", f"run-{run_id}.log")
     size = f" at {config.input_size}px" if config.kind == "image" else ""
     print(f"Graft: {config.backbone}{size} on {config.data_path}")
     if config.backbone == registry.TEXT_TFIDF.name and config.stages == AUTO:
@@ -222,7 +273,7 @@ def run_command(argv) -> int:
     try:
         from pipeline.local_dag import run_locally  # TFX: imported only once the checks have passed
 
-        summary = run_locally(config, progress)
+        summary = run_locally(config, run_id, progress)
     except Exception as err:  # the run failed: say where and why, keep the traceback in the log
         logging.getLogger("graft.run").debug("run failed", exc_info=True)
         traceback.print_exc()  # to the log file
@@ -232,9 +283,7 @@ def run_command(argv) -> int:
         return EXIT_FAILED
     summary["log_file"] = os.path.abspath(log_path)
     summary["wall_seconds"] = round(time.time() - progress.started, 1)
-    report_dir = os.path.join(
-        config.pipeline_root, "reports", time.strftime("run-%Y%m%d-%H%M%S", time.localtime(progress.started))
-    )
+    report_dir = os.path.join(config.pipeline_root, "reports", f"run-{run_id}")
     summary["report"] = os.path.abspath(write_report(summary, config, report_dir))
     progress.stream.write(format_summary(summary) + f"\n  wall time: {summary['wall_seconds']}s\n")
     for path in filter(None, [os.path.join(report_dir, "summary.json"), args.summary_json]):

@@ -8,16 +8,20 @@ from __future__ import annotations
 import os
 
 from tfx import v1 as tfx
+from tfx.dsl.compiler import compiler, constants
+from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.config import GraftConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.summary import collect_summary
 
 
-def run_locally(config: GraftConfig, progress=None) -> dict:
-    """Runs the pipeline for `config`; returns the run summary (a dict)."""
+def run_locally(config: GraftConfig, run_id: str, progress=None) -> dict:
+    """Runs the pipeline for `config` as run `run_id`; returns that run's summary (a dict)."""
     os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    graft_pipeline = create_pipeline(config, metadata_connection_config=metadata)
-    tfx.orchestration.LocalDagRunner().run(graft_pipeline)
-    return collect_summary(config, progress)
+    ir = compiler.Compiler().compile(create_pipeline(config, metadata_connection_config=metadata))
+    # Our run id, not the runner's timestamp: the summary reads this run's executions by it.
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    return collect_summary(config, run_id, progress)

@@ -146,6 +146,7 @@ def create_pipeline(
     pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        baseline_model=baseline.outputs["baseline_model"],
         custom_config=cfg.pusher_settings(config).to_dict(),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))

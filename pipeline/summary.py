@@ -25,21 +25,28 @@ def _store(metadata_path: str):
     return metadata_store.MetadataStore(config)
 
 
-def latest_run_outputs(metadata_path: str, pipeline_name: str):
-    """{node_id: {"execution": Execution, "outputs": {key: [Artifact]}}} of the newest run."""
+def run_outputs(metadata_path: str, pipeline_name: str, run_id: str | None = None):
+    """{node_id: {"execution": Execution, "outputs": {key: [Artifact]}}} of run `run_id` (TFX's
+    pipeline run context), or of the newest run of the pipeline. By id, a run reports its own
+    executions, whatever another run of the pipeline did meanwhile."""
     store = _store(metadata_path)
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         return {}
-    pipeline_execution_ids = {e.id for e in store.get_executions_by_context(pipeline.id)}
-    runs = [
-        c
-        for c in store.get_contexts_by_type("pipeline_run")
-        if any(e.id in pipeline_execution_ids for e in store.get_executions_by_context(c.id))
-    ]
-    if not runs:
-        return {}
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    if run_id is not None:
+        run = store.get_context_by_type_and_name("pipeline_run", run_id)
+        if run is None:
+            return {}
+    else:
+        pipeline_execution_ids = {e.id for e in store.get_executions_by_context(pipeline.id)}
+        runs = [
+            c
+            for c in store.get_contexts_by_type("pipeline_run")
+            if any(e.id in pipeline_execution_ids for e in store.get_executions_by_context(c.id))
+        ]
+        if not runs:
+            return {}
+        run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     executions = store.get_executions_by_context(run.id)
     nodes = {}
     for execution in executions:
@@ -181,9 +188,10 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
     return {"overall": overall, "per_class": per_class, "failures": failures, "confusion_entries": matrix}
 
 
-def collect_summary(config, progress=None) -> dict:
-    nodes = latest_run_outputs(config.metadata_path, config.pipeline_name)
+def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
+    nodes = run_outputs(config.metadata_path, config.pipeline_name, run_id)
     summary = {
+        "run_id": run_id,
         "kind": config.kind,
         "blessed": False,
         "pushed_model_dir": None,

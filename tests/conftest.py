@@ -112,6 +112,7 @@ def small_training_config(tmp_path, **overrides) -> dict:
         "train_batchnorm": True,
         "batchnorm_momentum": 0.9,
         "min_accuracy": 0.6,
+        "validation_percent": 10,  # curves per epoch, though the data is small
         "allow_frozen_random_backbone": True,  # behaviour tests may freeze a random backbone for speed
     }
     config.update(overrides)

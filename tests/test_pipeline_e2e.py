@@ -14,6 +14,7 @@ import pytest
 from components.contract import EXTRA_DIR, SERVING_CHECK_FILE
 from components.serving import check as serving_check
 from components.serving import serving_dir
+from pipeline.summary import run_outputs
 from tests.conftest import run_graft, small_training_config
 
 _CHECK_SERVING = r"""
@@ -135,6 +136,10 @@ def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_d
     assert set(second["component_state"].values()) == {"cached"}
     assert second["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
+    # Each run's summary reads its own executions (by its run id), not the latest of each component.
+    assert first["run_id"] != second["run_id"] and first["run_id"] in first["report"]
+    pusher = run_outputs(config["metadata_path"], config["pipeline_name"], first["run_id"])["Pusher"]
+    assert pusher["outputs"]["pushed_model"][0].custom_properties["pushed_destination"].string_value == pushed
 
     # A worse candidate (trained on shuffled labels) is not blessed and pushes nothing. Its eval
     # folder keeps the true labels: shuffled there too, both models would score at chance and

