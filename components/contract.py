@@ -19,6 +19,9 @@ HISTORY_FILE = "history.json"  # Trainer's model_run: per-epoch history
 CHOICES_FILE = "training_choices.json"  # Trainer's model_run: what the defaults chose (rates, budgets, carve)
 EXTRA_DIR = "assets.extra"  # inside a SavedModel; TF Serving ignores it
 SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predictions on eval images
+SERVING_LIMITS_FILE = (
+    "serving_limits.json"  # assets.extra: the limits the graph applies to a request (max_image_pixels, max_text_chars)
+)
 SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from
 SAVED_MODEL_FILE = "saved_model.pb"
 TFLITE_DIR = "tflite"  # inside the SavedModel folder: the on-device models that passed their check

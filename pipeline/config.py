@@ -435,6 +435,7 @@ def transform_settings(config: GraftConfig) -> TransformSettings:
         code_version=code_version("transform"),
         backbone=config.backbone,
         image_size=config.input_size,
+        max_image_pixels=config.max_image_pixels,
         lowercase=config.lowercase,
         max_text_chars=config.max_text_chars,
         max_tokens=config.max_tokens,
@@ -476,6 +477,8 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         vocab_size=config.vocab_size,
         embedding_dim=config.embedding_dim,
         export=config.export_settings,
+        max_image_pixels=config.max_image_pixels,
+        max_text_chars=config.max_text_chars,
         class_names=config.class_names,
         seed=config.seed,
     )

@@ -179,7 +179,7 @@ def test_split_key_and_transform_read_the_same_text(tmp_path):
     path.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(raw)), encoding="utf-8")
     rules = TextRules(lowercase=True, max_text_chars=24)
     listing = read_text_input(str(path), rules)
-    settings = TransformSettings("v", "hub_text", 0, True, 24, 128, 0, "")
+    settings = TransformSettings("v", "hub_text", 0, 0, True, 24, 128, 0, "")
     transformed = text_features(tf_constant([r.text for r in listing.accepted]), settings).numpy()
     assert [t.decode() for t in transformed] == [r.model_text for r in listing.accepted]
     assert [r.model_text for r in listing.accepted] == [

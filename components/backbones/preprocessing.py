@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.backbones import registry
+from components.backbones import image_limits, registry
 
 _IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
 _IMAGENET_RGB_MEANS = (0.485, 0.456, 0.406)
 _IMAGENET_RGB_STDS = (0.229, 0.224, 0.225)
 
 
-def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
-    """One encoded image (JPEG, PNG, GIF's first frame, BMP) to uint8 RGB [h, w, 3]."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:
+    """One encoded image (JPEG, PNG, GIF's first frame, BMP) to uint8 RGB [h, w, 3]; with
+    `max_pixels`, refused (InvalidArgumentError naming the limit) from its header, before any
+    pixel is decoded, when it declares more pixels or is no format serving decodes."""
+    checks = [image_limits.check_image(image_bytes, max_pixels)] if max_pixels else []
+    with tf.control_dependencies(checks):
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
 
@@ -44,16 +48,19 @@ def scale_pixels(images: tf.Tensor, mode: str) -> tf.Tensor:
     raise ValueError(f"unknown preprocessing mode {mode!r}; known: {registry.PREPROCESS_MODES}")
 
 
-def preprocess_image_bytes(image_bytes: tf.Tensor, backbone, image_size: int | None = None) -> tf.Tensor:
+def preprocess_image_bytes(
+    image_bytes: tf.Tensor, backbone, image_size: int | None = None, max_pixels: int | None = None
+) -> tf.Tensor:
     """A batch of encoded images (tf.string [batch]) to float32 [batch, size, size, 3].
 
-    `backbone` is a registry name or entry; `image_size` defaults to its default size.
+    `backbone` is a registry name or entry; `image_size` defaults to its default size;
+    `max_pixels`: images declaring more are refused before decoding (see decode_image).
     """
     if isinstance(backbone, str):
         backbone = registry.get(backbone)
     size = image_size or backbone.default_size
     images = tf.map_fn(
-        lambda b: resize(decode_image(b), size),
+        lambda b: resize(decode_image(b, max_pixels), size),
         tf.reshape(image_bytes, [-1]),
         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
     )

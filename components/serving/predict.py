@@ -11,12 +11,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 
+from components.backbones import image_limits
 from components.contract import (
     CLASS_NAMES_FILE,
     PROBABILITIES,
     RAW_INPUT,
     RAW_SIGNATURE,
     SERVING_CHECK_FILE,
+    SERVING_LIMITS_FILE,
     TFLITE_DIR,
     tflite_file,
 )
@@ -59,6 +61,15 @@ def resolve_model_dir(serving: str, version: int | None = None) -> str:
     return path
 
 
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # a version exported before limits were recorded: GraftConfig's default
+
+
+def max_image_pixels(model_dir: str) -> int:
+    """The version's limit (recorded at training), which its graph applies to every request."""
+    limits = serving_dir.read_extra_json(model_dir, SERVING_LIMITS_FILE) or {}
+    return int(limits.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+
+
 def model_kind(model_dir: str) -> str:
     """image | text: what the version classifies (recorded by the Trainer in its check data)."""
     return (serving_dir.read_extra_json(model_dir, SERVING_CHECK_FILE) or {}).get("kind", "image")
@@ -88,15 +99,29 @@ def _tflite_scorer(model_dir: str, kind: str):
     with tf.io.gfile.GFile(path, "rb") as f:
         model = TFLiteClassifier(content=f.read())
     size = model.interpreter.get_input_details()[0]["shape"][1]
-    return lambda images: np.stack([model.probabilities(client_pixels(image, size)) for image in images])
+    limit = max_image_pixels(model_dir)  # as the device applies it (client.json), before decoding
+    return lambda images: np.stack([model.probabilities(client_pixels(image, size, limit)) for image in images])
 
 
-def image_items(files: list[str]) -> Iterator[tuple[str, bytes | None, str]]:
-    """(path, encoded bytes, "") per file, or (path, None, why) when serving could not decode it."""
+def image_items(files: list[str], max_pixels: int) -> Iterator[tuple[str, bytes | None, str]]:
+    """(path, encoded bytes, "") per file, or (path, None, why) when serving would refuse it (by its
+    header: not JPEG, PNG, GIF or BMP, or more than `max_pixels` pixels) or could not decode it.
+    Refused here, one file cannot fail the batch it would have been sent in."""
     for path in files:
         try:
             with open(path, "rb") as f:
                 data = f.read()
+            known, width, height = (int(v) for v in image_limits.header_size(tf.constant(data)))
+            if not known:
+                yield path, None, f"refused: not an image serving decodes ({image_limits.FORMATS})"
+                continue
+            if width * height > max_pixels:
+                yield (
+                    path,
+                    None,
+                    f"refused: {width}x{height} pixels by its header, over the model's max_image_pixels {max_pixels:,}",
+                )
+                continue
             tf.io.decode_image(data, channels=3, expand_animations=False)  # the serving decoder
             yield path, data, ""
         except (OSError, tf.errors.InvalidArgumentError) as err:
@@ -147,7 +172,8 @@ def predict_files(
     undecodable files yield an `error` instead (the batch goes on). `tflite` (float | int8): the
     version's TFLite model answers instead of the SavedModel."""
     score = _tflite_scorer(model_dir, tflite) if tflite else _savedmodel_scorer(model_dir, "image")
-    return predict_items(model_dir, image_items(files), score, batch_size, top_k, progress)
+    items = image_items(files, max_image_pixels(model_dir))
+    return predict_items(model_dir, items, score, batch_size, top_k, progress)
 
 
 def predict_texts(

@@ -18,11 +18,14 @@ import tensorflow as tf
 from components.backbones.preprocessing import decode_image, resize
 
 
-def client_contract(image_size: int, input_dtypes: dict, input_quantization: dict | None = None) -> dict:
+def client_contract(
+    image_size: int, input_dtypes: dict, input_quantization: dict | None = None, max_image_pixels: int | None = None
+) -> dict:
     """The preprocessing a device must do, as data (the sidecar `client.json`);
     `input_dtypes`: {model file: its input dtype}; `input_quantization`: {model file: {scale,
     zero_point}} for models with an integer input (Graft pins them to scale 1, zero point 0)."""
     return {
+        "max_image_pixels": max_image_pixels,  # refuse larger images from their header, before decoding
         "input": {
             "shape": [1, image_size, image_size, 3],
             "channels": "RGB",
@@ -45,10 +48,10 @@ def client_contract(image_size: int, input_dtypes: dict, input_quantization: dic
     }
 
 
-def client_pixels(image_bytes: bytes, image_size: int) -> np.ndarray:
+def client_pixels(image_bytes: bytes, image_size: int, max_pixels: int | None = None) -> np.ndarray:
     """One encoded image -> float32 [size, size, 3] in [0, 255], as the device must prepare it:
-    the same decode and resize as the Transform graph, without the normalisation."""
-    return resize(decode_image(tf.constant(image_bytes)), image_size).numpy()
+    the same decode (and header limit) and resize as the Transform graph, without the normalisation."""
+    return resize(decode_image(tf.constant(image_bytes), max_pixels), image_size).numpy()
 
 
 class TFLiteClassifier:

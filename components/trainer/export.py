@@ -34,6 +34,7 @@ from components.contract import (
     RAW_FEATURE,
     RAW_INPUT,
     RAW_SIGNATURE,
+    SERVING_LIMITS_FILE,
 )
 from components.serving.check import write_check_data
 from components.trainer.model import build_model
@@ -127,6 +128,15 @@ def export_model(model, tft_output, class_names, export_dir: str, settings) -> N
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as f:
         json.dump(list(class_names), f, ensure_ascii=False)
+    with tf.io.gfile.GFile(os.path.join(extra, SERVING_LIMITS_FILE), "w") as f:
+        json.dump(serving_limits(settings), f)
+
+
+def serving_limits(settings) -> dict:
+    """What the served graph refuses or cuts, for clients (graft predict applies the same)."""
+    if settings.backbone_entry.kind == "image":
+        return {"max_image_pixels": settings.max_image_pixels}
+    return {"max_text_chars": settings.max_text_chars}
 
 
 def save_serving_check(model, tft_output, eval_files, export_dir: str, kind: str = "image", count: int = 8) -> None:

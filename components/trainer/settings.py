@@ -88,6 +88,8 @@ class TrainerSettings(ComponentSettings):
     vocab_size: int  # text_scratch
     embedding_dim: int  # text_scratch
     export: ExportSettings
+    max_image_pixels: int  # images: the graph refuses larger ones (recorded for clients in assets.extra)
+    max_text_chars: int  # texts: the graph reads this many characters
     class_names: Optional[list]
     seed: int
 

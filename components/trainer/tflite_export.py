@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.contract import (
+    EXTRA_DIR,
     IMAGE_BYTES_INPUT,
     IMAGE_BYTES_SIGNATURE,
     IMAGE_KEY,
@@ -29,6 +30,7 @@ from components.contract import (
     PIXELS_SIGNATURE,
     PROBABILITIES,
     SAVED_MODEL_FILE,
+    SERVING_LIMITS_FILE,
     TFLITE_CHECK_FILE,
     TFLITE_CLIENT_FILE,
     TFLITE_DIR,
@@ -232,8 +234,13 @@ def export_and_check(
     quantized = {
         tflite_file(kind): models[kind].input_quantization for kind in models if models[kind].input_quantization
     }
+    limits_file = os.path.join(export_dir, EXTRA_DIR, SERVING_LIMITS_FILE)
+    limit = None
+    if tf.io.gfile.exists(limits_file):
+        with tf.io.gfile.GFile(limits_file) as f:
+            limit = json.load(f).get("max_image_pixels")
     with tf.io.gfile.GFile(os.path.join(tflite_dir, TFLITE_CLIENT_FILE), "w") as f:
-        json.dump(client_contract(image_size, dtypes, quantized), f, indent=1)
+        json.dump(client_contract(image_size, dtypes, quantized, limit), f, indent=1)
     with tf.io.gfile.GFile(os.path.join(tflite_dir, TFLITE_CHECK_FILE), "w") as f:
         json.dump(report, f, indent=1)
     return report

@@ -24,7 +24,12 @@ def preprocessing_fn(inputs, custom_config):
     if registry.get(settings.backbone).kind == "text":
         outputs = {TEXT_KEY: text_features(tf.reshape(inputs[TEXT_KEY], [-1]), settings)}
     else:
-        outputs = {IMAGE_KEY: preprocess_image_bytes(inputs[IMAGE_KEY], settings.backbone, settings.image_size)}
+        # The limit is in the graph: serving refuses an image declaring more pixels before decoding it.
+        outputs = {
+            IMAGE_KEY: preprocess_image_bytes(
+                inputs[IMAGE_KEY], settings.backbone, settings.image_size, settings.max_image_pixels
+            )
+        }
     if LABEL_KEY in inputs:
         outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
     return outputs
