@@ -38,6 +38,7 @@ EXPECTED = {
     "hub_text",
     "hub_bert",
     "text_scratch",
+    "text_tfidf",
 }
 
 
@@ -101,6 +102,7 @@ def test_graft_backbones_table_and_json():
         "hub_text": "text",
         "hub_bert": "text",
         "text_scratch": "text",
+        "text_tfidf": "text",
     }
 
 

@@ -237,6 +237,7 @@ def test_each_preset_trains(preset):
         fine_tune_epochs=1,
         fine_tune_layers=10,
         min_head_steps=0,
+        min_fine_tune_steps=0,
         learning_rate=1e-3,
     )
     stages = resolve_stages(config)

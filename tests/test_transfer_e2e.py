@@ -17,7 +17,7 @@ def write_parity_task(root: str) -> int:
 
 
 def _config(tmp_path, name: str, data: str, weights: str) -> dict:
-    return {  # nothing about stages or BatchNorm: the defaults decide
+    return {  # nothing about stages, rates or BatchNorm: the defaults decide (budgets trimmed for the suite)
         "pipeline_name": name,
         "pipeline_root": str(tmp_path / name / "root"),
         "metadata_path": str(tmp_path / name / "metadata.db"),
@@ -28,6 +28,9 @@ def _config(tmp_path, name: str, data: str, weights: str) -> dict:
         "image_size": 32,
         "weights": weights,
         "validation_percent": 25,
+        "min_head_steps": 100,
+        "fine_tune_epochs": 5,
+        "min_fine_tune_steps": 30,
         "min_accuracy": 0.0,
     }
 
@@ -36,7 +39,7 @@ def _config(tmp_path, name: str, data: str, weights: str) -> dict:
 def test_a_pretrained_backbone_transfers_through_the_default_path(tmp_path):
     weights = str(tmp_path / "pretrained_mobilenet_v2.h5")
     others = [i for i in range(len(load_digits().target)) if i % 5]
-    assert pretrain_backbone(weights, others) > 0.8  # it learned its own task
+    assert pretrain_backbone(weights, others, epochs=20) > 0.8  # it learned its own task
     data = str(tmp_path / "parity")
     count = write_parity_task(data)
 
