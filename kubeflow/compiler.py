@@ -20,6 +20,7 @@ from pipeline.config import GraftConfig
 from pipeline.pipeline import create_pipeline
 
 TRAINER_ID = "Trainer"
+TRAINING_IDS = (TRAINER_ID, "Tuner")  # the steps that train: the accelerator, its nodes and resources
 IMAGE_REPO_DIR = "/graft"  # where kubeflow/Dockerfile puts this repository
 # TFX's executor entrypoint, wrapped to apply kubeflow/kfp_v2_compat.py first.
 EXECUTOR_COMMAND = ["python", "-m", "kubeflow.kfp_entrypoint"]
@@ -40,8 +41,8 @@ def executor_label(node_id: str) -> str:
     return f"{node_id}_executor"
 
 
-def platform_document(settings: KubeflowSettings) -> dict | None:
-    """The kfp-kubernetes platform section for the Trainer's executor, or None."""
+def platform_document(settings: KubeflowSettings, present: tuple = (TRAINER_ID,)) -> dict | None:
+    """The kfp-kubernetes platform section for the executors that train (Trainer, Tuner), or None."""
     executor = {}
     if settings.trainer_node_selector:
         executor["nodeSelector"] = {"labels": dict(settings.trainer_node_selector)}
@@ -49,7 +50,8 @@ def platform_document(settings: KubeflowSettings) -> dict | None:
         executor["tolerations"] = [dict(t) for t in settings.trainer_tolerations]
     if not executor:
         return None
-    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {executor_label(TRAINER_ID): executor}}}}}
+    executors = {executor_label(node): dict(executor) for node in TRAINING_IDS if node in present}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
 def _in_image(config: GraftConfig) -> GraftConfig:
@@ -62,10 +64,10 @@ def _in_image(config: GraftConfig) -> GraftConfig:
 
 def build_pipeline(config: GraftConfig, settings: KubeflowSettings):
     """The local DAG with Kubeflow runner settings: resources per component, the accelerator
-    on the Trainer only, Beam arguments from the settings."""
+    on the steps that train (Trainer, Tuner), Beam arguments from the settings."""
     tfx_pipeline = create_pipeline(_in_image(config), beam_pipeline_args=settings.beam_args)
     for component in tfx_pipeline.components:
-        if component.id == TRAINER_ID:
+        if component.id in TRAINING_IDS:
             component.with_platform_config(
                 _resource_spec(
                     settings.trainer_cpu,
@@ -109,7 +111,8 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
                 "memoryLimit": float(settings.component_memory_gb),
             }
     documents = [spec]
-    platform = platform_document(settings) if settings.target == "kfp" else None
+    present = tuple(n for n in TRAINING_IDS if executor_label(n) in spec["deploymentSpec"]["executors"])
+    platform = platform_document(settings, present) if settings.target == "kfp" else None
     if platform:
         documents.append(platform)
     with open(staging, "w", encoding="utf-8") as f:

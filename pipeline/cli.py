@@ -24,6 +24,7 @@ from components.backbones import registry
 from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RUN_LOCK_FILE
 from components.serving import serving_dir
 from components.trainer.stages import AUTO, PRESETS
+from components.tuner import search_space
 from pipeline import config as cfg
 from pipeline import preflight
 from pipeline import progress as progress_view
@@ -73,13 +74,26 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         help=f"preset: {' | '.join(PRESETS)} (default: two_stage with pretrained weights, scratch with "
         "--weights none); lists go in --config",
     )
-    train.add_argument("--epochs", type=int, help="head epochs of the presets (default 5)")
-    train.add_argument("--fine-tune-epochs", type=int, help="fine-tuning epochs of two_stage (default 3)")
+    train.add_argument(
+        "--epochs", type=int, help="head epochs of the presets (default 5; more on small data: min_head_steps 300)"
+    )
+    train.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        help="fine-tuning epochs of two_stage (default 10; more on small data: min_fine_tune_steps 100)",
+    )
     train.add_argument("--batch-size", type=int, help="default 32")
     train.add_argument(
         "--learning-rate",
         type=float,
-        help="head learning rate (default 1e-3, text 1e-2; fine-tuning 10x lower, hub_bert 3e-5)",
+        help="head learning rate (default: found by a range test on the training data, printed; fine-tuning "
+        "10x lower, hub_bert 3e-5)",
+    )
+    train.add_argument(
+        "--tuner-trials",
+        type=int,
+        help="run TFX's Tuner first: N trials of head rate, fine-tuning rate and depth, budget, scored on a "
+        "validation part; the Trainer trains with the best (default 0: no Tuner)",
     )
     ev = p.add_argument_group("promotion")
     ev.add_argument("--min-accuracy", type=float, help="eval accuracy needed to be blessed (default 0.5)")
@@ -119,6 +133,7 @@ _CONFIG_FLAGS = (
     "fine_tune_epochs",
     "batch_size",
     "learning_rate",
+    "tuner_trials",
     "min_accuracy",
     "max_accuracy_drop",
     "pipeline_name",
@@ -190,6 +205,8 @@ def describe_choices(choices: dict) -> str:
         for s in choices.get("stages", [])
     )
     parts = [stages + (f" (rate {search['rate']:.2g} from a range test)" if search else "")]
+    if choices.get("tuner"):
+        parts.append("Tuner's best: " + search_space.describe(choices["tuner"]))
     if choices.get("validation_percent"):
         parts.append(f"validation: {choices['validation_examples']} examples carved ({choices['validation_percent']}%)")
     else:

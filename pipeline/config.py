@@ -28,6 +28,7 @@ from components.trainer import augmentation
 from components.trainer.settings import ExportSettings, TrainerSettings
 from components.trainer.stages import Stage, resolve_stages
 from components.transform.settings import TransformSettings
+from components.tuner.settings import TunerSection, TunerSettings
 from kubeflow.settings import KubeflowSettings
 
 __all__ = ["ConfigError", "GraftConfig", "load_config", "load_config_file", "validate"]
@@ -110,6 +111,9 @@ class GraftConfig:
     slice_by_class: bool = True  # evaluation sliced by class as well as overall
     keep_versions: int = 5  # serving versions kept (the one serving is never deleted)
     export: dict = field(default_factory=dict)  # on-device models, e.g. {tflite: both}: see ExportSettings
+    tuner: dict = field(
+        default_factory=dict
+    )  # e.g. {trials: 8}: TFX's Tuner searches rates, depth, budget; see TunerSection
     # Runtime.
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
@@ -213,6 +217,11 @@ class GraftConfig:
         return ExportSettings.from_section(self.export)
 
     @functools.cached_property
+    def tuner_section(self) -> TunerSection:
+        """The `tuner:` section, checked; raises ConfigError."""
+        return TunerSection.from_section(self.tuner)
+
+    @functools.cached_property
     def kubeflow_settings(self) -> KubeflowSettings:
         """The `kubeflow:` section, checked; raises ConfigError."""
         return KubeflowSettings.from_dict(self.kubeflow)
@@ -255,6 +264,12 @@ def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
     """File settings, then flag overrides (None means 'not given'), as one validated config."""
     values = load_config_file(config_file) if config_file else {}
     source = config_file or "flags"
+    overrides = dict(overrides)
+    sections = {"tuner_trials": ("tuner", "trials")}  # flags that set one option of a section
+    for flag, (section, option) in sections.items():
+        value = overrides.pop(flag, None)
+        if value is not None:
+            values[section] = {**(values.get(section) or {}), option: value}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         config = GraftConfig.from_dict(values, source)
@@ -337,7 +352,7 @@ def validate(config: GraftConfig) -> None:
         problems.append("dropout must be in [0, 1)")
     if config.beam_direct_running_mode not in ("in_memory", "multi_processing", "multi_threading"):
         problems.append("beam_direct_running_mode must be in_memory, multi_processing or multi_threading")
-    for parsed in ("stage_plan", "augmentation_plan", "export_settings", "kubeflow_settings"):
+    for parsed in ("stage_plan", "augmentation_plan", "export_settings", "tuner_section", "kubeflow_settings"):
         try:
             getattr(config, parsed)
         except ConfigError as err:
@@ -481,6 +496,15 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         max_text_chars=config.max_text_chars,
         class_names=config.class_names,
         seed=config.seed,
+    )
+
+
+def tuner_settings(config: GraftConfig) -> TunerSettings:
+    return TunerSettings(
+        code_version=code_version("tuner"),
+        trials=config.tuner_section.trials,
+        validation_percent=config.tuner_section.validation_percent,
+        trainer=trainer_settings(config),
     )
 
 

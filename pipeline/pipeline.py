@@ -26,6 +26,7 @@ from pipeline import config as cfg
 # By import path, never module_file: nothing is packaged or uploaded at compile time.
 TRANSFORM_FN = "components.transform.preprocessing_fn.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn.run_fn"
+TUNER_FN = "components.tuner.tuner_fn.tuner_fn"
 
 
 def _abs(path: str) -> str:
@@ -120,11 +121,23 @@ def create_pipeline(
         materialize=False,  # decoded floats are ~34x the encoded bytes; the Trainer applies the graph
         disable_statistics=True,
     )
+    tuner = None
+    if config.tuner_section.trials:
+        # KerasTuner's search over Graft's stages; the Trainer retrains with the best values.
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            custom_config=cfg.tuner_settings(config).to_dict(),
+        )
+        tuner.add_upstream_node(example_validator)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         custom_config=cfg.trainer_settings(config).to_dict(),
     )
     # Ordering only: never train on data that failed validation.
@@ -161,6 +174,7 @@ def create_pipeline(
             schema_gen,
             example_validator,
             transform,
+            *([tuner] if tuner else []),
             trainer,
             baseline,
             evaluator,

@@ -8,7 +8,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
@@ -30,6 +31,7 @@ from components.trainer.input_pipeline import (
 from components.trainer.model import build_model, resolve_head_l2
 from components.trainer.settings import TrainerSettings
 from components.trainer.training import TrainingOptions, balanced_class_weights, train_stages
+from components.tuner import search_space
 
 log = logging.getLogger("graft.trainer")
 
@@ -70,15 +72,28 @@ def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
     return list(settings.class_names)
 
 
-def run_fn(fn_args):
-    settings = TrainerSettings.from_dict(fn_args.custom_config)
+@dataclass
+class Prepared:
+    """What training reads, made once from the Trainer's (or the Tuner's) inputs: the class
+    names, the training and validation batches, and the options (the settings as resolved for
+    this data)."""
+
+    class_names: list
+    tft_output: tft.TFTransformOutput
+    train_ds: tf.data.Dataset
+    validation_ds: Optional[tf.data.Dataset]
+    options: TrainingOptions
+
+
+def prepare(fn_args, settings: TrainerSettings) -> Prepared:
+    """Datasets and training options for `settings` on fn_args' splits (Trainer and Tuner)."""
     keras.utils.set_random_seed(settings.seed)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     class_names = read_class_names(fn_args.train_files, settings)
     augment = augmentation.build(settings.augmentation, seed=settings.seed)
     # Model selection (early stopping, best weights) and the per-epoch validation curves use a
     # part carved from the training split: the eval split stays the Evaluator's, unseen.
-    batch, size = settings.batch_size, settings.image_size
+    batch = settings.batch_size
     kind = settings.backbone_entry.kind
     buckets = bucket_label_counts(fn_args.train_files, RAW_FEATURE[kind])  # one pass over the labels
     percent = validation_percent_for(settings.validation_percent, sum(buckets.values()))
@@ -116,8 +131,6 @@ def run_fn(fn_args):
             shuffle_bytes=settings.shuffle_buffer_mb << 20,
         )
 
-    train_ds = dataset(train_part, train_count, training=True)
-    validation_ds = dataset(validation_part, validation_count, training=False) if validation_count else None
     log.info(
         "training on %d examples; validation (model selection, curves) on %d carved from the training split; "
         "the eval split is left to the Evaluator",
@@ -138,29 +151,62 @@ def run_fn(fn_args):
             "head_l2": settings.head_l2,
         },
     )
+    return Prepared(
+        class_names,
+        tft_output,
+        dataset(train_part, train_count, training=True),
+        dataset(validation_part, validation_count, training=False) if validation_count else None,
+        options,
+    )
+
+
+def with_values(prepared: Prepared, values: dict) -> Prepared:
+    """`prepared` training with a Tuner trial's hyperparameter values."""
+    settings = search_space.apply(prepared.options.settings, values)
+    return replace(
+        prepared, options=replace(prepared.options, settings=settings, choices=dict(prepared.options.choices))
+    )
+
+
+def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> tuple[keras.Model, list]:
+    """The model built and trained through its stages; returns it with the per-epoch history."""
+    settings = prepared.options.settings
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():
-        model = build_model(settings, len(class_names))
+        model = build_model(settings, len(prepared.class_names))
         log.info(
             "training %s (%s parameters) on %d classes%s",
             settings.backbone,
             f"{model.count_params():,}",
-            len(class_names),
-            f" at {size} px" if kind == "image" else "",
+            len(prepared.class_names),
+            f" at {settings.image_size} px" if settings.backbone_entry.kind == "image" else "",
         )
-        tensorboard = keras.callbacks.TensorBoard(
-            log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False
-        )
-        backup_dir = _backup_dir(fn_args)
         history = train_stages(
             model,
             list(settings.stages),
-            train_ds,
-            validation_ds,
-            options,
-            callbacks=[tensorboard],
+            prepared.train_ds,
+            prepared.validation_ds,
+            prepared.options,
+            callbacks=list(callbacks),
             backup_dir=backup_dir,
         )
+    return model, history
+
+
+def run_fn(fn_args):
+    settings = TrainerSettings.from_dict(fn_args.custom_config)
+    prepared = prepare(fn_args, settings)
+    best = search_space.best_values(fn_args.hyperparameters)
+    if best:
+        prepared = with_values(prepared, best)
+        prepared.options.choices["tuner"] = best
+        log.info("hyperparameters from the Tuner: %s", search_space.describe(best))
+    settings, class_names, tft_output = prepared.options.settings, prepared.class_names, prepared.tft_output
+    kind, size = settings.backbone_entry.kind, settings.image_size
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
+    backup_dir = _backup_dir(fn_args)
+    model, history = fit(prepared, [tensorboard], backup_dir)
+    options = prepared.options
 
     started = time.time()
     served = float32_twin(model, settings, len(class_names))
@@ -192,7 +238,13 @@ def _backup_dir(fn_args) -> str:
     per-execution artifact folders (a re-run is a new execution), keyed by everything that
     determines the training, so a changed configuration never resumes a stale run."""
     key = json.dumps(
-        [fn_args.custom_config, sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output],
+        [
+            fn_args.custom_config,
+            fn_args.hyperparameters,
+            sorted(fn_args.train_files),
+            sorted(fn_args.eval_files),
+            fn_args.transform_graph_path,
+        ],
         sort_keys=True,
         default=str,
     )

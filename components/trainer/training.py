@@ -244,6 +244,7 @@ def train_stages(
         options.choices.setdefault("stages", []).append(
             {
                 "name": stage.name,
+                "trainable": stage.trainable,
                 "learning_rate": stage.learning_rate,
                 "epochs": stage.epochs,
                 "steps": stage.epochs * options.steps_per_epoch,
