@@ -69,3 +69,8 @@ PUBLISH_LOCK_FILE = ".graft-publish.lock"  # in the serving directory: one publi
 
 class ConfigError(ValueError):
     """A configuration problem a user can fix; the message names the option or file."""
+
+
+# The GPUs a training step (Trainer, Tuner) was given, in its container's environment (set by
+# the Kubeflow compiler): the step fails at start when TensorFlow sees fewer.
+EXPECTED_GPUS_ENV = "GRAFT_TRAINER_GPUS"

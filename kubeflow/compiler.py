@@ -15,6 +15,7 @@ import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from components.contract import EXPECTED_GPUS_ENV
 from kubeflow.settings import KubeflowSettings
 from pipeline.config import GraftConfig
 from pipeline.pipeline import create_pipeline
@@ -110,6 +111,12 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
                 "cpuLimit": float(settings.component_cpu),
                 "memoryLimit": float(settings.component_memory_gb),
             }
+    for node in TRAINING_IDS:  # the training steps check that TensorFlow sees the GPUs they were given
+        executor = spec["deploymentSpec"]["executors"].get(executor_label(node))
+        if executor and settings.trainer_accelerator_count:
+            executor["container"].setdefault("env", []).append(
+                {"name": EXPECTED_GPUS_ENV, "value": str(settings.trainer_accelerator_count)}
+            )
     documents = [spec]
     present = tuple(n for n in TRAINING_IDS if executor_label(n) in spec["deploymentSpec"]["executors"])
     platform = platform_document(settings, present) if settings.target == "kfp" else None

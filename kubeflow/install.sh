@@ -2,14 +2,15 @@
 # The one install of Graft's pinned environment, used by `make setup` (into .venv) and by
 # kubeflow/Dockerfile (into the image's Python), so that the two cannot drift apart.
 #
-#   kubeflow/install.sh PYTHON [deps|project|all]
+#   kubeflow/install.sh PYTHON [deps|project|all|gpu]
 #
 # deps: the exact, tested set from requirements.lock, without letting pip re-resolve (it would
 # downgrade tensorflow-hub to TFX's 0.15 pin, which fails to import on TF 2.16).
 # project: Graft itself (editable, so the checkout or the image's /graft is what runs) and a
-# check that the stack imports. all (default): both.
+# check that the stack imports. all (default): both. gpu (the image's, not make setup's): the CUDA and
+# cuDNN wheels of requirements-gpu.lock (the image then checks them: python -m kubeflow.gpu_libraries).
 set -euo pipefail
-py="${1:?usage: kubeflow/install.sh PYTHON [deps|project|all]}"
+py="${1:?usage: kubeflow/install.sh PYTHON [deps|project|all|gpu]}"
 step="${2:-all}"
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,7 @@ if [[ $step == project || $step == all ]]; then
   "$py" -m pip install -q --no-deps --no-build-isolation -e .
   TF_USE_LEGACY_KERAS=1 "$py" -c "import tfx, tensorflow_transform, tensorflow_model_analysis, tensorflow_hub, tf_keras, components, pipeline.pipeline" 2>/dev/null \
     || { echo "error: the environment of $py does not import TFX and Graft; delete it and retry" >&2; exit 1; }
+fi
+if [[ $step == gpu ]]; then
+  "$py" -m pip install -q --no-deps -r requirements-gpu.lock  # checked by python -m kubeflow.gpu_libraries
 fi

@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from components.contract import INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
+from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
 from pipeline.summary import read_evaluation
 
@@ -172,6 +172,10 @@ class LocalBackend:
     def _launch(self, name: str, step: str, command: list[str], log_file: str, container_env=()) -> None:
         env = {**os.environ, "GRAFT_TARGET": self.target, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": _REPO_DIR}
         env.update({item["name"]: item["value"] for item in container_env})  # the compiled container's env
+        if env.pop(EXPECTED_GPUS_ENV, None):
+            # The pod's GPU check (components/trainer/devices.py) is the cluster's: here the
+            # training step runs on what this machine has.
+            self.say(f"    {name}: its GPU request is not enforced by run-local (on the cluster it fails without one)")
         with open(log_file, "a", encoding="utf-8") as log:
             log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
             log.flush()

@@ -28,7 +28,7 @@ from components.tuner import search_space
 from pipeline import config as cfg
 from pipeline import preflight
 from pipeline import progress as progress_view
-from pipeline.report import write_report
+from pipeline.report import describe_devices, write_report
 
 
 def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
@@ -213,6 +213,8 @@ def describe_choices(choices: dict) -> str:
         parts.append(f"validation: none carved ({choices.get('training_examples')} training examples)")
     if choices.get("head_l2"):
         parts.append(f"head L2 {choices['head_l2']:.2g}")
+    if choices.get("devices"):
+        parts.append(describe_devices(choices["devices"]))
     return "; ".join(parts)
 
 

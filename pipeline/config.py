@@ -96,6 +96,7 @@ class GraftConfig:
     label_smoothing: float = 0.0
     class_weights: Optional[str] = None  # "balanced": weights from the training label distribution
     mixed_precision: str = "auto"  # auto: mixed_float16 on a GPU, float32 on a CPU | mixed_float16 | float32
+    allow_cpu_fallback: bool = False  # a Trainer given GPUs (Kubeflow) that TensorFlow cannot see: False fails at start
     feature_caching: bool = True  # frozen stages without augmentation train the head on features computed once
     feature_cache_mb: int = 2048  # memory for those features; beyond it the stage trains through the backbone
     image_cache_mb: int = 2048  # decoded training images cached in memory up to this size (else decoded per epoch)
@@ -483,6 +484,7 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         label_smoothing=config.label_smoothing,
         class_weights=config.class_weights,
         mixed_precision=config.mixed_precision,
+        allow_cpu_fallback=config.allow_cpu_fallback,
         feature_caching=config.feature_caching,
         feature_cache_mb=config.feature_cache_mb,
         image_cache_mb=config.image_cache_mb,

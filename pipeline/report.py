@@ -112,6 +112,15 @@ def _plot_confusion(matrix: list, class_names: list, path: str) -> bool:
     return True
 
 
+def describe_devices(devices: dict) -> str:
+    """'devices: 1 GPU (NVIDIA L4), mixed_float16' or 'devices: CPU, float32 (CPU FALLBACK: ...)'."""
+    where = f"{devices['gpu_count']} GPU ({', '.join(devices['gpus'])})" if devices["gpu_count"] else "CPU"
+    text = f"devices: {where}, {devices['precision']}"
+    if devices.get("cpu_fallback"):
+        text += f" (CPU FALLBACK: the step was given {devices['expected_gpus']} GPU(s) TensorFlow could not see)"
+    return text
+
+
 def _table(header: list, rows: list) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     # None: not applicable (an undefined metric, such as AUC in a one-class slice).
@@ -158,6 +167,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
     data = {
         "dataset": summary.get("ingest"),
         "training_history": summary.get("training_history", []),
+        "training_choices": summary.get("training_choices"),  # the devices used among them
         "metrics": metrics,
         "per_class": per_class,
         "confusion_matrix": {"class_names": class_names, "rows_actual_columns_predicted": matrix},
@@ -205,6 +215,9 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         if ingest.get("quarantined")
         else "",
         "<h2>Training</h2>",
+        f"<p>{html.escape(describe_devices(devices))}</p>"
+        if (devices := (summary.get("training_choices") or {}).get("devices"))
+        else "",
         "<img src='training_curves.png' alt='training curves'>" if has_curves else "<p>(no history)</p>",
         "<h2>Evaluation (eval split)</h2>",
         _table(["metric", "value"], sorted((k, v) for k, v in metrics.items() if "/class_" not in k)),

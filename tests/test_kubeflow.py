@@ -393,6 +393,8 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert set(summary["task_seconds"]) == set(spec["root"]["dag"]["tasks"])  # every task ran
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
     assert summary["ingest"]["accepted"] == 120
+    # The compiled Trainer asks for a GPU and checks for it in its pod; run-local says it does not here.
+    assert "Trainer: its GPU request is not enforced by run-local" in result.stdout
     model_dir = summary["pushed_model_dir"]
     assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
     files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
@@ -437,7 +439,13 @@ def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
     # tensorflow-text before loading text graphs.
     assert "--beam_plugins=tensorflow_text" in json.dumps(spec)
     assert "--direct_running_mode=multi_processing" in json.dumps(spec)
-    assert not any("env" in e["container"] for e in spec["deploymentSpec"]["executors"].values())
+    # Only the training step's container has an environment: the GPUs it was given, checked at its start.
+    assert {label for label, e in spec["deploymentSpec"]["executors"].items() if "env" in e["container"]} == {
+        "Trainer_executor"
+    }
+    assert spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["env"] == [
+        {"name": "GRAFT_TRAINER_GPUS", "value": "1"}
+    ]
 
 
 def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
@@ -450,3 +458,38 @@ def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
     assert len(executors) == 9
     assert all({"name": "TF_ENABLE_ONEDNN_OPTS", "value": "0"} in e["container"]["env"] for e in executors)
     assert "gs://bucket/preprocess" in json.dumps(spec)  # Transform's settings name the preprocessing model
+
+
+def test_the_gpu_lock_pins_what_tensorflow_was_built_with():
+    """requirements-gpu.lock holds TensorFlow 2.16.2's own `and-cuda` pins, and its CUDA runtime
+    and cuDNN are the versions in TensorFlow's build info; the image installs and checks them."""
+    import importlib.metadata
+
+    import tensorflow as tf
+
+    from kubeflow import gpu_libraries
+
+    pins = gpu_libraries.read_lock()
+    extra = [r for r in importlib.metadata.requires("tensorflow") if "extra == 'and-cuda'" in r]
+    assert len(extra) == len(pins) == 12
+    for requirement in extra:
+        name, version = requirement.split(";")[0].replace(" ", "").split("==")
+        assert pins[name] == version, name
+    assert gpu_libraries.mismatches(tf.sysconfig.get_build_info(), pins) == []
+    assert gpu_libraries.mismatches({"cuda_version": "12.3", "cudnn_version": "8"}, {}) == [
+        "nvidia-cuda-runtime-cu12 not installed: TensorFlow was built with CUDA 12.3",
+        "nvidia-cudnn-cu12 not installed: TensorFlow was built with cuDNN 8",
+    ]
+    assert gpu_libraries.mismatches(
+        {"cuda_version": "12.3", "cudnn_version": "8"},
+        {"nvidia-cuda-runtime-cu12": "12.4.127", "nvidia-cudnn-cu12": "9.1.0.70"},
+    ) == [
+        "nvidia-cuda-runtime-cu12 12.4.127: TensorFlow was built with CUDA 12.3",
+        "nvidia-cudnn-cu12 9.1.0.70: TensorFlow was built with cuDNN 8",
+    ]
+    dockerfile = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
+    assert "ARG GPU=1" in dockerfile and "bash kubeflow/install.sh python gpu" in dockerfile
+    assert "python -m kubeflow.gpu_libraries" in dockerfile
+    # Here (no GPU wheels installed) the image's check names what is missing and fails.
+    result = subprocess.run([sys.executable, "-m", "kubeflow.gpu_libraries"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1 and "nvidia-cudnn-cu12 not installed" in result.stderr

@@ -92,8 +92,10 @@ def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path
         validation_percent=None,
         min_accuracy=0.0,
         tuner={"trials": 3},
+        allow_cpu_fallback=True,
     )
-    summary, output = run_graft(tmp_path, config)
+    # Told it has a GPU that this machine lacks: with allow_cpu_fallback both steps warn and train.
+    summary, output = run_graft(tmp_path, config, env={"GRAFT_TRAINER_GPUS": "1"})
     root = tmp_path / "root"
     [best_file] = glob.glob(str(root / "Tuner" / "best_hyperparameters" / "*" / "best_hyperparameters.txt"))
     best = json.load(open(best_file))["values"]
@@ -114,4 +116,14 @@ def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path
     # Small data: the Trainer carves nothing; each trial scored on the Tuner's 20 %.
     assert choices["validation_examples"] == 0
     assert "Tuner's best: " in output and summary["pushed_model_dir"]
+    assert choices["devices"] == {
+        "gpu_count": 0,
+        "gpus": [],
+        "precision": "float32",
+        "expected_gpus": 1,
+        "cpu_fallback": True,
+    }
+    assert "devices: CPU, float32 (CPU FALLBACK: the step was given 1 GPU(s)" in output
+    log = open(summary["log_file"]).read()
+    assert log.count("but TensorFlow sees 0: no NVIDIA driver") == 2  # the Tuner's and the Trainer's warnings
     assert os.path.exists(os.path.join(summary["pushed_model_dir"], "saved_model.pb"))

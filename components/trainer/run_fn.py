@@ -18,7 +18,7 @@ import tf_keras as keras
 
 from components.backbones import registry
 from components.contract import CHOICES_FILE, CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
-from components.trainer import augmentation, tflite_export
+from components.trainer import augmentation, devices, tflite_export
 from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import (
     SMALL_DATA,
@@ -195,6 +195,7 @@ def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> t
 
 def run_fn(fn_args):
     settings = TrainerSettings.from_dict(fn_args.custom_config)
+    fallback = devices.check(devices.expected_gpus(), settings.allow_cpu_fallback)  # before any data is read
     prepared = prepare(fn_args, settings)
     best = search_space.best_values(fn_args.hyperparameters)
     if best:
@@ -207,6 +208,7 @@ def run_fn(fn_args):
     backup_dir = _backup_dir(fn_args)
     model, history = fit(prepared, [tensorboard], backup_dir)
     options = prepared.options
+    options.choices["devices"] = devices.describe(keras.mixed_precision.global_policy().name, fallback)
 
     started = time.time()
     served = float32_twin(model, settings, len(class_names))

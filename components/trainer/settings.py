@@ -79,6 +79,7 @@ class TrainerSettings(ComponentSettings):
     label_smoothing: float
     class_weights: Optional[str]
     mixed_precision: str
+    allow_cpu_fallback: bool  # given GPUs TensorFlow cannot see: warn and train on the CPU, not fail
     feature_caching: bool
     feature_cache_mb: int  # frozen-stage features kept in memory up to this; beyond, no caching
     image_cache_mb: int  # decoded images cached in memory up to this

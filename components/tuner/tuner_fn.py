@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds)
 from tfx.components.tuner.component import TunerFnResult
 
+from components.trainer import devices
 from components.trainer.run_fn import Prepared, fit, prepare, with_values
 from components.tuner import search_space
 from components.tuner.settings import TunerSettings
@@ -59,6 +60,7 @@ class StageTuner(keras_tuner.engine.base_tuner.BaseTuner):
 
 def tuner_fn(fn_args) -> TunerFnResult:
     settings = TunerSettings.from_dict(fn_args.custom_config)
+    devices.check(devices.expected_gpus(), settings.trainer.allow_cpu_fallback)  # before any data is read
     # The search needs a validation part even where the Trainer carves none (small data).
     prepared = prepare(fn_args, replace(settings.trainer, validation_percent=settings.validation_percent))
     # KerasTuner's own trial files on local disk, not under the pipeline root: TFX writes the best
