@@ -72,7 +72,7 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     train.add_argument(
         "--stages",
         help=f"preset: {' | '.join(PRESETS)} (default: two_stage with pretrained weights, scratch with "
-        "--weights none); lists go in --config",
+        "--weights none, frozen for text_tfidf); lists go in --config",
     )
     train.add_argument(
         "--epochs", type=int, help="head epochs of the presets (default 5; more on small data: min_head_steps 300)"
