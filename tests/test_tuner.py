@@ -42,6 +42,14 @@ def test_a_trials_values_become_explicit_rates_budgets_and_depth():
     )
     assert two.stages[1].trainable == "top:0.25" and two.stages[1].learning_rate == pytest.approx(2e-4)
     assert all(s.rate_scale == 1.0 for s in two.stages)
+    # A later frozen stage with its own rate keeps its ratio to the first stage's.
+    listed = tiny_trainer_settings(
+        stages=[
+            {"epochs": 1, "trainable": "none", "learning_rate": 0.01},
+            {"epochs": 1, "trainable": "none", "learning_rate": 0.001},
+        ]
+    )
+    assert search_space.apply(listed, {"head_learning_rate": 0.02}).stages[1].learning_rate == pytest.approx(0.002)
 
 
 def test_tuner_section_is_checked_and_the_flag_sets_it(tmp_path):
@@ -72,6 +80,8 @@ def test_the_tuner_compiles_for_kubeflow_with_the_trainers_resources(tmp_path):
         executors["Tuner_executor"]["container"]["resources"] == executors["Trainer_executor"]["container"]["resources"]
     )
     assert executors["Tuner_executor"]["container"]["resources"]["accelerator"]["count"] == "1"
+    for label in ("Tuner_executor", "Trainer_executor"):  # both check, at their start, for the GPU they asked for
+        assert {"name": "GRAFT_TRAINER_GPUS", "value": "1"} in executors[label]["container"]["env"]
     assert set(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == {
         "Trainer_executor",
         "Tuner_executor",
@@ -95,7 +105,7 @@ def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path
         allow_cpu_fallback=True,
     )
     # Told it has a GPU that this machine lacks: with allow_cpu_fallback both steps warn and train.
-    summary, output = run_graft(tmp_path, config, env={"GRAFT_TRAINER_GPUS": "1"})
+    summary, output = run_graft(tmp_path, config, env={"GRAFT_TRAINER_GPUS": "1", "CUDA_VISIBLE_DEVICES": ""})
     root = tmp_path / "root"
     [best_file] = glob.glob(str(root / "Tuner" / "best_hyperparameters" / "*" / "best_hyperparameters.txt"))
     best = json.load(open(best_file))["values"]
@@ -125,5 +135,5 @@ def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path
     }
     assert "devices: CPU, float32 (CPU FALLBACK: the step was given 1 GPU(s)" in output
     log = open(summary["log_file"]).read()
-    assert log.count("but TensorFlow sees 0: no NVIDIA driver") == 2  # the Tuner's and the Trainer's warnings
+    assert log.count("was given 1 GPU(s) but TensorFlow sees 0: ") == 2  # the Tuner's and the Trainer's warnings
     assert os.path.exists(os.path.join(summary["pushed_model_dir"], "saved_model.pb"))

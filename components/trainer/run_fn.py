@@ -163,9 +163,8 @@ def prepare(fn_args, settings: TrainerSettings) -> Prepared:
 def with_values(prepared: Prepared, values: dict) -> Prepared:
     """`prepared` training with a Tuner trial's hyperparameter values."""
     settings = search_space.apply(prepared.options.settings, values)
-    return replace(
-        prepared, options=replace(prepared.options, settings=settings, choices=dict(prepared.options.choices))
-    )
+    choices = {**prepared.options.choices, "head_l2": settings.head_l2}  # what trains, tuned
+    return replace(prepared, options=replace(prepared.options, settings=settings, choices=choices))
 
 
 def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> tuple[keras.Model, list]:

@@ -66,8 +66,10 @@ def apply(settings: TrainerSettings, values: dict) -> TrainerSettings:
             rate = head_rate
         elif index in fine and FINE_TUNE_RATE_SCALE in values:
             rate = head_rate * float(values[FINE_TUNE_RATE_SCALE]) * nominal(stage) / nominal(stages[fine[0]])
-        else:
-            rate = head_rate * (stage.rate_scale if stage.learning_rate is None else 1.0)
+        elif stage.learning_rate is None:
+            rate = head_rate * stage.rate_scale
+        else:  # an explicit rate keeps its ratio to the first stage's explicit one
+            rate = head_rate * (stage.learning_rate / stages[0].learning_rate if stages[0].learning_rate else 1.0)
         one_fine = fine == [index]  # a depth is searched for a plan with one fine-tuning stage
         trainable = values.get(FINE_TUNE_LAYERS, stage.trainable) if one_fine else stage.trainable
         tuned.append(

@@ -3,6 +3,7 @@ stages (feature caching, the range test's absence, budgets), scored on the valid
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import time
@@ -11,8 +12,10 @@ from dataclasses import replace
 import keras_tuner
 import numpy as np
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds)
+import tf_keras as keras
 from tfx.components.tuner.component import TunerFnResult
 
+from components.contract import ConfigError
 from components.trainer import devices
 from components.trainer.run_fn import Prepared, fit, prepare, with_values
 from components.tuner import search_space
@@ -49,6 +52,8 @@ class StageTuner(keras_tuner.engine.base_tuner.BaseTuner):
         values = trial.hyperparameters.values
         started = time.time()
         log.info("trial %s: %s", trial.trial_id, search_space.describe(values))
+        keras.backend.clear_session()  # the previous trial's model and graphs, freed
+        gc.collect()
         try:
             model, _ = fit(with_values(self.prepared, values))
             accuracy = validation_accuracy(model, self.prepared.validation_ds)
@@ -62,7 +67,15 @@ def tuner_fn(fn_args) -> TunerFnResult:
     settings = TunerSettings.from_dict(fn_args.custom_config)
     devices.check(devices.expected_gpus(), settings.trainer.allow_cpu_fallback)  # before any data is read
     # The search needs a validation part even where the Trainer carves none (small data).
-    prepared = prepare(fn_args, replace(settings.trainer, validation_percent=settings.validation_percent))
+    # No early stopping in a trial: it would pick epochs on the very part that scores the trial,
+    # so a larger budget could never score worse, and the Trainer trains the budget it is given.
+    trainer = replace(settings.trainer, validation_percent=settings.validation_percent, early_stopping_patience=0)
+    prepared = prepare(fn_args, trainer)
+    if prepared.validation_ds is None:
+        raise ConfigError(
+            f"tuner.validation_percent={settings.validation_percent} leaves no training example to score the "
+            "trials on: raise it, or run without the Tuner"
+        )
     # KerasTuner's own trial files on local disk, not under the pipeline root: TFX writes the best
     # values and the results itself, and an oracle writing to GCS on Vertex hangs (tensorflow/tfx#7775).
     directory = tempfile.mkdtemp(prefix="graft-tuner-")
