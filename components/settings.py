@@ -64,6 +64,31 @@ def _coerce(hint, value):
     return value
 
 
+class ConfigSection:
+    """Base of a config file's sections (a frozen dataclass with defaults, e.g. `export:`):
+    `from_section` rejects unknown options, builds it, and raises every problem `problems`
+    finds at once, each naming `<SECTION>.<option>`."""
+
+    SECTION = ""
+
+    def problems(self) -> list[str]:
+        return []
+
+    @classmethod
+    def from_section(cls, values: dict):
+        from components.contract import ConfigError
+
+        values = dict(values or {})
+        unknown = unknown_options(cls, values, cls.SECTION)
+        if unknown:
+            raise ConfigError(unknown)
+        section = cls(**values)
+        problems = section.problems()
+        if problems:
+            raise ConfigError(f"invalid {cls.SECTION} settings:\n  - " + "\n  - ".join(problems))
+        return section
+
+
 def unknown_options(cls, values: dict, section: str) -> str:
     """'' when every key of a config section names a field of `cls`; else the message, with
     the closest field name as a hint for each unknown key."""

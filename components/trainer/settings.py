@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from components.backbones import registry
-from components.contract import TFLITE_KINDS, ConfigError
-from components.settings import ComponentSettings, unknown_options
+from components.contract import TFLITE_KINDS
+from components.settings import ComponentSettings, ConfigSection
 from components.trainer.stages import Stage
 
 TFLITE_CHOICES = {"none": (), "float": ("float",), "int8": ("int8",), "both": TFLITE_KINDS}
 
 
 @dataclass(frozen=True)
-class ExportSettings:
+class ExportSettings(ConfigSection):
     """The `export:` section: on-device (TFLite) models written beside the SavedModel, each
     checked against it on the eval split before anything is pushed."""
 
@@ -33,31 +33,24 @@ class ExportSettings:
     def max_drop_points(self, kind: str) -> float:
         return self.float_max_drop_points if kind == "float" else self.int8_max_drop_points
 
-    @classmethod
-    def from_section(cls, values: dict) -> ExportSettings:
-        """The section from the config file, checked; raises ConfigError naming the option."""
-        values = dict(values or {})
-        unknown = unknown_options(cls, values, "export")
-        if unknown:
-            raise ConfigError(unknown)
-        settings = cls(**values)
+    SECTION = "export"
+
+    def problems(self) -> list[str]:
         problems = []
-        if settings.tflite not in TFLITE_CHOICES:
-            problems.append(f"export.tflite must be one of {', '.join(TFLITE_CHOICES)} (got {settings.tflite!r})")
-        if settings.int8_io not in ("float", "uint8"):
-            problems.append(f"export.int8_io must be float or uint8 (got {settings.int8_io!r})")
-        if settings.on_failure not in ("push_without", "refuse"):
-            problems.append(f"export.on_failure must be push_without or refuse (got {settings.on_failure!r})")
-        if not isinstance(settings.representative_images, int) or settings.representative_images < 1:
+        if self.tflite not in TFLITE_CHOICES:
+            problems.append(f"export.tflite must be one of {', '.join(TFLITE_CHOICES)} (got {self.tflite!r})")
+        if self.int8_io not in ("float", "uint8"):
+            problems.append(f"export.int8_io must be float or uint8 (got {self.int8_io!r})")
+        if self.on_failure not in ("push_without", "refuse"):
+            problems.append(f"export.on_failure must be push_without or refuse (got {self.on_failure!r})")
+        if not isinstance(self.representative_images, int) or self.representative_images < 1:
             problems.append("export.representative_images must be an integer >= 1")
-        if not isinstance(settings.check_images, int) or settings.check_images < 0:
+        if not isinstance(self.check_images, int) or self.check_images < 0:
             problems.append("export.check_images must be an integer >= 0 (0: the whole eval split)")
         for name in ("float_max_drop_points", "int8_max_drop_points"):
-            if not isinstance(getattr(settings, name), (int, float)) or not 0 <= getattr(settings, name) <= 100:
+            if not isinstance(getattr(self, name), (int, float)) or not 0 <= getattr(self, name) <= 100:
                 problems.append(f"export.{name} must be between 0 and 100 (accuracy points)")
-        if problems:
-            raise ConfigError("invalid export settings:\n  - " + "\n  - ".join(problems))
-        return settings
+        return problems
 
 
 @dataclass(frozen=True)
