@@ -22,11 +22,11 @@ WORKERS ?= 2
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
 	@echo "make run-text   the same on the bundled text sample (review sentences)"
-	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 13 minutes on 2 cores)"
-	@echo "make test-fast  the tests that run no pipeline (about 3.5 minutes), for the edit loop"
+	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 41 minutes on 2 cores)"
+	@echo "make test-fast  the tests that run no pipeline, for the edit loop"
 	@echo "make lint       ruff: lint and formatting check"
-	@echo "make bench      Graft vs the classic Keras script, a pretrained backbone transferred (about 3 minutes)"
-	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, on two corpora (about 8 minutes)"
+	@echo "make bench      Graft vs the classic Keras script, a pretrained backbone transferred, small-data case (about 40 minutes)"
+	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, and the Tuner, on two corpora (about 15 minutes)"
 
 setup: $(STAMP)
 
