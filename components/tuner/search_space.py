@@ -90,11 +90,7 @@ def apply(settings: TrainerSettings, values: dict) -> TrainerSettings:
 
 def best_values(hyperparameters) -> dict:
     """The values in a Tuner's best_hyperparameters (as TFX hands them to the Trainer), or {}."""
-    if not hyperparameters:
-        return {}
-    if isinstance(hyperparameters, dict) and "values" in hyperparameters:
-        return dict(hyperparameters["values"])
-    return dict(hyperparameters)
+    return dict((hyperparameters or {}).get("values", {}))
 
 
 def describe(values: dict) -> str:

@@ -20,10 +20,8 @@ import gzip
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
@@ -38,8 +36,8 @@ from components.contract import PATH_KEY  # noqa: E402
 from components.example_gen.text_ingest import TextRules, read_text_input  # noqa: E402
 from pipeline.pipeline import hash_split  # noqa: E402
 from pipeline.sample_text_data import package_file, write_reviews  # noqa: E402
+from tests.benchmarks.bench_trainer import run_pipeline  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVAL_PERCENT = 20
 TUNER_TRIALS = 8  # the same pipeline with `tuner: {trials: 8}`: TFX's Tuner, then the Trainer with its best
 
@@ -108,21 +106,13 @@ def graft_run(work: str, name: str, path: str, config: dict) -> dict:
     config_path, summary_path = os.path.join(work, f"{name}.yaml"), os.path.join(work, f"{name}.json")
     with open(config_path, "w") as f:
         yaml.safe_dump(values, f)
-    started = time.time()
-    subprocess.run(
-        [sys.executable, "local_runner.py", "--config", config_path, "--summary-json", summary_path],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    with open(summary_path) as f:
-        summary = json.load(f)
+    summary, seconds = run_pipeline(config_path, summary_path)
     return {
         "backbone": "text_tfidf",
         "eval_examples": summary["metrics"]["example_count"],
         "eval_accuracy": round(summary["metrics"]["sparse_categorical_accuracy"], 4),
         "chose": {k: v for k, v in summary.get("training_choices", {}).items() if k != "rate_search"},
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(seconds, 1),
     }
 
 
