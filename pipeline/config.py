@@ -520,10 +520,17 @@ def beam_args(config: GraftConfig) -> list[str]:
     return direct_runner_args(config)
 
 
+LOCAL_BEAM_ENVIRONMENT = "graft-local-python"
+
+
 def direct_runner_args(config: GraftConfig) -> list[str]:
     """Beam's DirectRunner sized for this machine."""
     workers = config.beam_num_workers or os.cpu_count() or 1
     return [
         f"--direct_running_mode={config.beam_direct_running_mode}",
         f"--direct_num_workers={workers}",
+        # The DirectRunner's workers are this Python, so there is nothing to ship them. Without a
+        # dependency flag TFX builds an sdist of itself before every Beam component (~3 s each,
+        # four per run); the DirectRunner ignores the image, the flag only tells TFX not to.
+        f"--sdk_container_image={LOCAL_BEAM_ENVIRONMENT}",
     ]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 
-from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler, constants
+from tfx.orchestration import metadata as tfx_metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.config import GraftConfig
@@ -19,9 +20,9 @@ from pipeline.summary import collect_summary
 def run_locally(config: GraftConfig, run_id: str, progress=None) -> dict:
     """Runs the pipeline for `config` as run `run_id`; returns that run's summary (a dict)."""
     os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    metadata = tfx_metadata.sqlite_metadata_connection_config(config.metadata_path)
     ir = compiler.Compiler().compile(create_pipeline(config, metadata_connection_config=metadata))
     # Our run id, not the runner's timestamp: the summary reads this run's executions by it.
     runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
-    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    LocalDagRunner().run_with_ir(ir)
     return collect_summary(config, run_id, progress)

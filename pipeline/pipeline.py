@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from tfx import v1 as tfx
-from tfx.components import FileBasedExampleGen
+# Not `tfx.v1`: it imports Vertex AI's client (~6 s of every run's and every Kubeflow task's start).
+from tfx.components import FileBasedExampleGen, ImportExampleGen, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2
 
 from components.evaluator.eval_config import build_eval_config
 from components.evaluator.executor import Evaluator
@@ -67,7 +70,7 @@ def example_gen_component(config: cfg.GraftConfig):
             custom_executor_spec=executor_spec.BeamExecutorSpec(text_executor.Executor),
         ).with_id("TextExampleGen")
     if config.tfrecord_dir:
-        return tfx.components.ImportExampleGen(
+        return ImportExampleGen(
             input_base=_abs(config.tfrecord_dir),
             output_config=example_gen_pb2.Output(split_config=eval_split),
         )
@@ -99,21 +102,21 @@ def example_gen_component(config: cfg.GraftConfig):
 
 def create_pipeline(
     config: cfg.GraftConfig, metadata_connection_config=None, beam_pipeline_args: Optional[list] = None
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
     """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them)."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = example_gen_component(config)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_dir:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
+        schema_gen = ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
     else:
-        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+        schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     )
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN,
@@ -124,7 +127,7 @@ def create_pipeline(
     tuner = None
     if config.tuner_section.trials:
         # KerasTuner's search over Graft's stages; the Trainer retrains with the best values.
-        tuner = tfx.components.Tuner(
+        tuner = Tuner(
             tuner_fn=TUNER_FN,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
@@ -132,7 +135,7 @@ def create_pipeline(
             custom_config=cfg.tuner_settings(config).to_dict(),
         )
         tuner.add_upstream_node(example_validator)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -161,11 +164,11 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         baseline_model=baseline.outputs["baseline_model"],
         custom_config=cfg.pusher_settings(config).to_dict(),
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))
         ),
     )
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_abs(config.pipeline_root),
         components=[
