@@ -15,15 +15,18 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # Test processes in parallel: a pipeline run spends much of its time in single-threaded Python
 # (TFX orchestration, Beam's in-memory runner), so two runs side by side nearly halve the suite
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
+# --dist loadgroup: the tests of a module with an expensive shared fixture (xdist_group) run on
+# one worker, so the fixture is built once, not once per worker.
 WORKERS ?= 2
 
-.PHONY: setup run run-text test test-fast lint bench bench-text clean-run help
+.PHONY: setup run run-text test test-fast test-registry lint bench bench-text clean-run help
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
 	@echo "make run-text   the same on the bundled text sample (review sentences)"
-	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 41 minutes on 2 cores)"
-	@echo "make test-fast  the tests that run no pipeline, for the edit loop"
+	@echo "make test       set up .venv if missing, lint, then the whole test suite (about TEST_MINUTES minutes on 2 cores)"
+	@echo "make test-fast  the tests that run no pipeline and train no model, for the edit loop"
+	@echo "make test-registry  every Keras architecture built against the sizes the registry records (when the Keras pin changes)"
 	@echo "make lint       ruff: lint and formatting check"
 	@echo "make bench      Graft vs the classic Keras script, a pretrained backbone transferred, small-data case (about 40 minutes)"
 	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, and the Tuner, on two corpora (about 15 minutes)"
@@ -51,10 +54,13 @@ run-text: $(STAMP)
 	$(PY) local_runner.py --config pipeline/sample_text_config.yaml --summary-json tfx_pipeline_output/graft-reviews/summary.json $(ARGS)
 
 test: $(STAMP) lint
-	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m "not registry" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m "not e2e and not slow and not registry" $(PYTEST_ARGS)
+
+test-registry: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m registry $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

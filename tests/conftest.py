@@ -138,8 +138,9 @@ def tiny_digits_dir(tmp_path_factory):
     return str(root)
 
 
-def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: list, size: int) -> None:
-    """The run's Transform graph equals Keras' own preprocess_input for `backbone_name`."""
+def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: list, size: int, graph_dir=None) -> None:
+    """The run's Transform graph (the one under `pipeline_root`, or `graph_dir`) equals Keras'
+    own preprocess_input for `backbone_name`."""
     import glob
 
     import tensorflow as tf
@@ -150,7 +151,8 @@ def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: lis
 
     entry = registry.get(backbone_name)
     images = [open(f, "rb").read() for f in files]
-    [graph_dir] = glob.glob(os.path.join(str(pipeline_root), "Transform", "transform_graph", "*"))
+    if graph_dir is None:
+        [graph_dir] = glob.glob(os.path.join(str(pipeline_root), "Transform", "transform_graph", "*"))
     transformed = (
         tft.TFTransformOutput(graph_dir)
         .transform_features_layer()({"image": tf.constant([[b] for b in images])})["image"]

@@ -4,7 +4,6 @@ clear errors, nothing half-done."""
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.serving import serving_dir
 from tests.conftest import (
     REPO,
     assert_signatures_agree,
@@ -101,7 +99,7 @@ def _serving_decoder_accepts(path):
 def test_messy_folder_every_file_accounted_for(tmp_path):
     root = tmp_path / "messy"
     cases, good = make_messy_dataset(str(root), str(tmp_path / "outside.png"))
-    # resnet50: the caffe preprocessing family runs through the pipeline here (see test_backbone_pipelines).
+    # resnet50: the caffe preprocessing family runs through the pipeline here (unit: the run-local test in test_kubeflow).
     config = small_training_config(
         tmp_path,
         data_dir=str(root),
@@ -210,12 +208,14 @@ def test_too_much_quarantined_stops_before_training(tmp_path):
 
 
 def _fast_cli(tmp_path, *args):
+    """The CLI in `tmp_path`: its default pipeline root (and the run lock in it) is this test's
+    alone, so tests running side by side never wait for each other's lock."""
     started = time.time()
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=tmp_path,
         timeout=120,
     )
     return result, time.time() - started
@@ -255,38 +255,3 @@ def test_structural_problems_are_refused_before_tfx(tmp_path):
     (flat / "x.png").write_bytes(encode(random_image(8, 8), "PNG"))
     result, _ = _fast_cli(tmp_path, "--data-dir", str(flat), "--weights", "none")
     assert result.returncode == 2 and "no images found; expected one sub-folder per class" in result.stderr
-
-
-@pytest.mark.e2e
-def test_killed_trainer_resumes_and_finishes(tmp_path, tiny_digits_dir):
-    import yaml
-
-    config = small_training_config(tmp_path, data_dir=tiny_digits_dir, min_accuracy=0.0)
-    config["stages"] = [{"name": "full", "epochs": 4, "trainable": "all", "learning_rate": 0.002}]
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "epoch 2/4" in line:
-            os.killpg(process.pid, signal.SIGKILL)  # as a preempted node would: no clean-up at all
-            break
-    process.wait(timeout=60)
-    assert any("epoch 2/4" in line for line in seen), "".join(seen)
-    assert serving_dir.versions(config["serving_dir"]) == []
-
-    summary, output = run_graft(tmp_path, config, "rerun")
-    assert "resuming after an interruption" in output
-    epochs = [line for line in output.splitlines() if "full: epoch" in line]
-    assert epochs and "epoch 3/4" in epochs[0], epochs  # not from zero
-    assert summary["blessed"] and summary["pushed_model_dir"]
-    assert summary["component_state"]["Trainer"] == "complete"
-    assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(summary["pushed_model_dir"]))]

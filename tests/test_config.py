@@ -88,12 +88,16 @@ def test_trainer_settings_carry_resolved_stages(digits_dir):
 
 
 def _graft_run(*args, env=None):
+    """The CLI in a fresh folder: its default pipeline root (and the run lock in it) is this
+    call's alone, so tests running side by side never wait for each other's lock."""
+    import tempfile
+
     started = time.time()
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=tempfile.mkdtemp(prefix="graft-cli-"),
         timeout=120,
         env={**os.environ, **(env or {})},
     )

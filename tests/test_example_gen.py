@@ -86,6 +86,7 @@ def test_data_on_a_non_local_filesystem(tmp_path):
     assert examples.get_int_custom_property("ingest_accepted") == 24
 
 
+@pytest.mark.slow
 def test_span_pattern_resolved_without_the_driver_and_splits_stable_across_spans(tmp_path):
     data = tmp_path / "data"
     first = write_digit_pngs(str(data / "span-1"), {"a": 0, "b": 1}, 20)

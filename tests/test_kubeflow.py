@@ -213,6 +213,7 @@ def test_cron_rejects_with_a_reason(expression, message):
         cron.next_fire_times(expression, dt.datetime(2026, 11, 28), 3)
 
 
+@pytest.mark.slow
 def test_cli_dry_runs_print_what_would_be_sent(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -371,10 +372,28 @@ def test_first_run_serving_baseline_passes_tfx_kubeflow_entrypoint(tmp_path, mon
 @pytest.mark.e2e
 def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path, tiny_digits_dir):
     """graft kfp run-local: every task of the compiled YAML in its own process through the image's
-    entrypoint, artifacts handed over as KFP's driver does; the pushed model serves."""
-    from tests.conftest import assert_signatures_agree, small_training_config
+    entrypoint, artifacts handed over as KFP's driver does; the pushed model serves. The backbone
+    is a TF Hub feature vector exported here: the 'unit' preprocessing family runs through a
+    pipeline in this test (caffe in the messy-folder test, none in the tuner test, tf in the main one)."""
+    from tests.conftest import (
+        assert_signatures_agree,
+        assert_transform_matches_keras,
+        export_tiny_hub_feature_vector,
+        small_training_config,
+    )
 
-    config = small_training_config(tmp_path, data_dir=tiny_digits_dir, stages="frozen", epochs=2, min_accuracy=0.0)
+    config = small_training_config(
+        tmp_path,
+        data_dir=tiny_digits_dir,
+        backbone="hub",
+        weights=export_tiny_hub_feature_vector(str(tmp_path / "hub_fv")),
+        backbone_kwargs={},
+        stages="frozen",
+        epochs=2,
+        min_accuracy=0.0,
+        train_batchnorm=False,
+        batchnorm_momentum=None,
+    )
     config["kubeflow"] = {"target": "kfp", "image": "registry.test/graft:1"}
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -399,6 +418,11 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
     files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
     assert_signatures_agree(model_dir, files, 3)
+    assert "training hub" in open(summary["task_logs"]["Trainer"], encoding="utf-8").read()
+    [transform] = {
+        os.path.dirname(p) for p in glob.glob(str(tmp_path / "root" / "**" / "transform_fn"), recursive=True)
+    }
+    assert_transform_matches_keras(os.path.dirname(os.path.dirname(transform)), "hub", files, 32, transform)
 
 
 def test_image_and_make_setup_install_through_one_script():

@@ -53,6 +53,7 @@ def test_top_n_stage_unfreezes_exactly_the_top_layers():
     assert trainable_layers
 
 
+@pytest.mark.slow
 def test_bn_stays_in_inference_mode_when_unfrozen_by_default():
     model = _tiny_model()
     before = _bn_moving_stats(model)
@@ -61,6 +62,7 @@ def test_bn_stays_in_inference_mode_when_unfrozen_by_default():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_train_batchnorm_option_updates_statistics():
     model = _tiny_model(train_batchnorm=True, batchnorm_momentum=0.9)
     before = _bn_moving_stats(model)
@@ -112,6 +114,7 @@ class _KillAtEpoch(keras.callbacks.Callback):
             raise _Killed()
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_from_last_completed_epoch(tmp_path):
     stages = [Stage("head", 1, "none", 1e-3), Stage("all", 3, "all", 1e-4)]
     backup = str(tmp_path / "backup")
@@ -147,6 +150,7 @@ def test_batchnorm_recalibration_makes_moving_statistics_the_training_average():
     assert not base.trainable and not first_bn.trainable  # restored
 
 
+@pytest.mark.slow
 def test_batchnorm_reestimation_leaves_frozen_layers_and_reads_unaugmented_batches():
     """Only the BatchNorm layers that trained in the stage are re-estimated (frozen pretrained
     layers keep their statistics), over the training batches without augmentation."""

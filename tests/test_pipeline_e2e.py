@@ -5,6 +5,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from components.contract import EXTRA_DIR, SERVING_CHECK_FILE
 from components.serving import check as serving_check
 from components.serving import serving_dir
 from pipeline.summary import run_outputs
-from tests.conftest import run_graft, small_training_config
+from tests.conftest import REPO, run_graft, small_training_config
 
 _CHECK_SERVING = r"""
 import json, sys, os
@@ -34,10 +35,46 @@ print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_examp
 """
 
 
+def _run_until_killed(config: dict, path, line_seen: str) -> list:
+    """Starts the CLI on `config` and SIGKILLs its whole process group once `line_seen` is
+    printed, as a preempted node would (no clean-up at all); returns the lines it printed."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line_seen in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    return seen
+
+
 @pytest.mark.e2e
-def test_pipeline_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
+def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
+    """One DAG, several runs: killed mid-training and resumed, then blessed, pushed and served;
+    rerun as a no-op; a worse candidate refused."""
     config = small_training_config(tmp_path, data_dir=digits_dir, export={"tflite": "float"})
+    # Killed after the second epoch: nothing is pushed; the next run resumes the Trainer from its
+    # last completed epoch, not from zero, and its upstream components are not run again.
+    seen = _run_until_killed(config, tmp_path / "killed.yaml", "epoch 2/6")
+    assert any("epoch 2/6" in line for line in seen), "".join(seen)
+    assert serving_dir.versions(config["serving_dir"]) == []
     first, stdout = run_graft(tmp_path, config, "first")
+    assert "resuming after an interruption" in stdout
+    epochs = [line for line in stdout.splitlines() if "full: epoch" in line]
+    assert epochs and "epoch 3/6" in epochs[0], epochs
+    assert first["component_state"]["Trainer"] == "complete"
+    assert first["component_state"]["Transform"] == "cached"
     # Model selection and curves on a part of the training split; the eval split is the Evaluator's alone.
     assert "carved from the training split; the eval split is left to the Evaluator" in stdout
     assert "Trainer done" in stdout and "epoch 6/6" in stdout  # the progress view

@@ -187,6 +187,7 @@ print(path, started, time.time())
 """
 
 
+@pytest.mark.slow
 def test_two_pushes_at_the_same_moment_both_land(tmp_path):
     import subprocess
     import sys

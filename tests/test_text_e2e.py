@@ -21,6 +21,7 @@ import tensorflow_text  # noqa: F401  (the Transform graph and model hold its NF
 from components.backbones import text_preprocessing
 from pipeline.sample_text_data import package_file
 from tests.conftest import run_graft
+from tests.spans import examples_artifacts, examples_span, model_text_splits
 
 
 def sample_rows(count: int) -> list[dict]:
@@ -99,18 +100,30 @@ def assert_text_signatures_agree(model_dir: str, texts: list, atol: float) -> di
 
 
 @pytest.mark.e2e
-def test_text_classification_end_to_end(tmp_path):
+def test_text_classification_end_to_end_and_on_the_next_span(tmp_path):
+    """The texts as cumulative spans (a folder of span-<N>/ folders, a table in each): span 1
+    through the whole DAG, then span 2, in which a text keeps its split."""
     import tensorflow_transform as tft
 
-    table = str(tmp_path / "reviews.csv")
-    rows = sample_rows(1500)
+    (tmp_path / "texts" / "span-1").mkdir(parents=True)
+    table = str(tmp_path / "texts" / "span-1" / "reviews.csv")
+    all_rows = sample_rows(2100)
+    rows = all_rows[:1500]
     # Variants the model reads as the same text (lowercase: true): case, spacing, no-break spaces.
     variants = [{**r, "text": r["text"].upper()} for r in rows[:100]]
     variants += [{**r, "text": " " + r["text"].replace(" ", "  \u00a0") + " "} for r in rows[100:200]]
     good = write_table(table, rows + variants)
     # Beam in separate worker processes, as on Kubeflow: each must register tensorflow-text's ops.
-    settings = config(tmp_path, "text", table, beam_direct_running_mode="multi_processing", beam_num_workers=2)
+    settings = config(
+        tmp_path,
+        "text",
+        str(tmp_path / "texts"),
+        spans=True,
+        beam_direct_running_mode="multi_processing",
+        beam_num_workers=2,
+    )
     summary, output = run_graft(tmp_path, settings, "text")
+    assert examples_span(settings["metadata_path"]) == 1  # resolved by TFX's driver
 
     # Every row accounted for: the bad ones quarantined with their reasons.
     ingest = summary["ingest"]
@@ -189,9 +202,26 @@ def test_text_classification_end_to_end(tmp_path):
         timeout=300,
     )
     assert predicted.returncode == 1 and "1 of 3 inputs could not be classified" in predicted.stderr
-    rows = {os.path.relpath(r["path"], folder): r for r in map(json.loads, predicted.stdout.splitlines())}
-    assert rows["fresh/a.txt"]["class_name"] == by_text["class_name"].numpy()[0].decode()
-    assert rows["rotten/c.txt"]["error"].startswith("empty text")
+    answers = {os.path.relpath(r["path"], folder): r for r in map(json.loads, predicted.stdout.splitlines())}
+    assert answers["fresh/a.txt"]["class_name"] == by_text["class_name"].numpy()[0].decode()
+    assert answers["rotten/c.txt"]["error"].startswith("empty text")
+
+    # Span 2 arrives: span 1's texts, a third of them in another case or spacing, and 600 more.
+    # The run reads span 2 alone, and a text keeps its split, so the serving model is never
+    # scored on its own training texts.
+    rewritten = [{**r, "text": "  " + r["text"].upper()} if i % 3 == 0 else r for i, r in enumerate(all_rows[:1500])]
+    (tmp_path / "texts" / "span-2").mkdir()
+    second_good = write_table(str(tmp_path / "texts" / "span-2" / "reviews.csv"), rewritten + all_rows[1500:])
+    second, _ = run_graft(tmp_path, settings, "text")
+    ingest = second["ingest"]
+    assert ingest["accepted"] + ingest["skipped"] == second_good and len(ingest["quarantined"]) == 4  # span 2 alone
+    assert second["metrics"]["sparse_categorical_accuracy"] >= 0.55
+    examples = examples_artifacts(settings["metadata_path"])
+    assert [a.custom_properties["span"].int_value for a in examples] == [1, 2]
+    splits = [model_text_splits(a.uri) for a in examples]
+    common = set(splits[0]) & set(splits[1])
+    assert len(common) > 1200  # span 1's texts, as the model reads them, are all in span 2
+    assert all(splits[0][t] == splits[1][t] for t in common)
 
 
 def _full_corpus() -> list[dict]:

@@ -111,6 +111,7 @@ def test_feature_cached_head_is_the_grafted_models_head():
     )
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_epoch():
     # Seeded: unseeded, the initial weights depended on which tests ran before in the worker,
     # and one draw kept improving a little for all 15 epochs (seen once in CI).
@@ -228,6 +229,7 @@ def test_discriminative_learning_rates_scale_each_layers_step():
         np.testing.assert_allclose(step, -0.01 * multiplier * grad[variable.ref()].numpy(), rtol=1e-3, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["frozen", "two_stage", "progressive", "full"])
 def test_each_preset_trains(preset):
     config = GraftConfig(
@@ -253,6 +255,7 @@ def test_each_preset_trains(preset):
     assert all(row["stage_seconds"] > 0 for row in history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "schedule",
     [
@@ -368,6 +371,7 @@ def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(mon
     assert graphs and not [g for g in graphs if "Dataset" in g], graphs
 
 
+@pytest.mark.slow
 def test_feature_cache_beyond_its_memory_bound_trains_through_the_backbone(caplog):
     import logging
 
@@ -480,6 +484,7 @@ def test_a_tf_hub_model_trains_whole_or_not_at_all(tmp_path):
         assert [(s.trainable, s.schedule["type"]) for s in auto] == [("none", "constant"), ("all", "cosine")]
 
 
+@pytest.mark.slow
 def test_range_test_finds_a_rate_that_trains_and_leaves_the_model_as_it_was():
     """The rate is found on the training data: the loss curve falls, then diverges; the pick is a
     decade below the lowest loss; the weights are restored. A head trained at the found rate for
@@ -510,6 +515,7 @@ def test_range_test_finds_a_rate_that_trains_and_leaves_the_model_as_it_was():
     assert loss_after(search.rate) < 0.5 * loss_after(search.rate / 100)
 
 
+@pytest.mark.slow
 def test_stages_without_a_rate_take_the_range_tests_and_small_data_gets_more_steps():
     """The presets' head rate comes from the range test (run once, on the cached features), the
     fine-tuning stage at its fraction; each stage runs at least its min_steps; the choices are

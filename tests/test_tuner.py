@@ -11,7 +11,15 @@ from components.tuner import search_space
 from kubeflow import compiler
 from kubeflow.settings import KubeflowSettings
 from pipeline.config import ConfigError, GraftConfig, load_config
-from tests.conftest import run_graft, small_training_config, tiny_trainer_settings
+from tests.conftest import (
+    assert_signatures_agree,
+    assert_transform_matches_keras,
+    run_graft,
+    small_training_config,
+    tiny_trainer_settings,
+    write_digit_pngs,
+)
+from tests.spans import examples_span
 
 
 def test_the_space_follows_the_training_plan():
@@ -90,10 +98,22 @@ def test_the_tuner_compiles_for_kubeflow_with_the_trainers_resources(tmp_path):
 
 
 @pytest.mark.e2e
-def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path, tiny_digits_dir):
+def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_with_its_best(tmp_path):
+    """New data lands as a new span folder; the run (scheduled on Kubeflow, or local) takes the
+    newest through TFX's {SPAN} input pattern, tunes, trains with the best values and pushes.
+    efficientnet_b0 (preprocessing 'none': the model rescales inside): its Transform graph must
+    equal Keras' preprocess_input and serving must use it."""
+    data = tmp_path / "data"
+    write_digit_pngs(str(data / "span-1"), {"a": 0, "b": 1, "c": 7}, 10)
+    newest = write_digit_pngs(str(data / "span-2"), {"a": 0, "b": 1, "c": 7}, 40)
     config = small_training_config(
         tmp_path,
-        data_dir=tiny_digits_dir,
+        data_dir=str(data),
+        spans=True,
+        backbone="efficientnet_b0",
+        backbone_kwargs={},
+        train_batchnorm=False,
+        batchnorm_momentum=None,
         stages="two_stage",
         epochs=1,
         fine_tune_epochs=1,
@@ -106,6 +126,11 @@ def test_the_tuner_runs_in_the_dag_and_the_trainer_trains_with_its_best(tmp_path
     )
     # Told it has a GPU that this machine lacks: with allow_cpu_fallback both steps warn and train.
     summary, output = run_graft(tmp_path, config, env={"GRAFT_TRAINER_GPUS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert summary["ingest"]["total"] == summary["ingest"]["accepted"] == len(newest)
+    assert examples_span(config["metadata_path"]) == 2  # resolved by TFX's driver
+    assert "training efficientnet_b0" in output
+    assert_transform_matches_keras(tmp_path / "root", "efficientnet_b0", newest[::10], 32)
+    assert_signatures_agree(summary["pushed_model_dir"], newest[::10], 3)
     root = tmp_path / "root"
     [best_file] = glob.glob(str(root / "Tuner" / "best_hyperparameters" / "*" / "best_hyperparameters.txt"))
     best = json.load(open(best_file))["values"]
