@@ -222,3 +222,13 @@ def export_tiny_hub_feature_vector(path: str, features: int = 16) -> str:
 
     tf.saved_model.save(FeatureVector(), path)
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Pipeline runs first, then the tests that train, then the quick ones: the two workers end
+    together instead of one running a long e2e test alone at the end (same order on every worker)."""
+
+    def weight(item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=weight)

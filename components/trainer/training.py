@@ -18,7 +18,7 @@ from components.trainer.model import OUTPUT_LAYER, apply_stage, backbone_of, ski
 from components.trainer.optimizers import compile_for_stage
 from components.trainer.rate_finder import find_rate
 from components.trainer.settings import TrainerSettings
-from components.trainer.stages import Stage
+from components.trainer.stages import MAX_DERIVED_FINE_TUNE_RATE, Stage
 
 log = logging.getLogger("graft.trainer")
 
@@ -146,10 +146,14 @@ def balanced_class_weights(counts: dict) -> dict:
 
 
 def planned(stage: Stage, steps_per_epoch: int, found_rate: Optional[float]) -> Stage:
-    """`stage` with what it runs: its rate (the range test's times `rate_scale` when it has none)
-    and enough epochs for `min_steps` optimizer steps (small data: 5 epochs of 3 batches are
+    """`stage` with what it runs: its rate (the range test's times `rate_scale` when it has none,
+    at most MAX_DERIVED_FINE_TUNE_RATE for a fine-tuning stage) and enough epochs for `min_steps` optimizer steps (small data: 5 epochs of 3 batches are
     15 steps, too few for a head to converge)."""
-    rate = stage.learning_rate if stage.learning_rate is not None else found_rate * stage.rate_scale
+    rate = stage.learning_rate
+    if rate is None:
+        rate = found_rate * stage.rate_scale
+        if stage.rate_scale < 1.0:  # a fine-tuning stage's fraction of the head's rate
+            rate = min(rate, MAX_DERIVED_FINE_TUNE_RATE)
     epochs = max(stage.epochs, math.ceil(stage.min_steps / max(1, steps_per_epoch)))
     return replace(stage, learning_rate=rate, epochs=epochs)
 
