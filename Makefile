@@ -15,7 +15,7 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # Test processes in parallel: a pipeline run spends much of its time in single-threaded Python
 # (TFX orchestration, Beam's in-memory runner), so two runs side by side nearly halve the suite
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
-# --dist loadgroup: the tests of a module with an expensive shared fixture (xdist_group) run on
+#: the tests of a module with an expensive shared fixture (xdist_group) run on
 # one worker, so the fixture is built once, not once per worker.
 WORKERS ?= 2
 
@@ -24,7 +24,7 @@ WORKERS ?= 2
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
 	@echo "make run-text   the same on the bundled text sample (review sentences)"
-	@echo "make test       set up .venv if missing, lint, then the whole test suite (about TEST_MINUTES minutes on 2 cores)"
+	@echo "make test       set up .venv if missing, lint, then the whole test suite (about 35 minutes on 2 cores)"
 	@echo "make test-fast  the tests that run no pipeline and train no model, for the edit loop"
 	@echo "make test-registry  every Keras architecture built against the sizes the registry records (when the Keras pin changes)"
 	@echo "make lint       ruff: lint and formatting check"
@@ -54,13 +54,13 @@ run-text: $(STAMP)
 	$(PY) local_runner.py --config pipeline/sample_text_config.yaml --summary-json tfx_pipeline_output/graft-reviews/summary.json $(ARGS)
 
 test: $(STAMP) lint
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m "not registry" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) -m "not registry" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m "not e2e and not slow and not registry" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) -m "not e2e and not slow and not registry" $(PYTEST_ARGS)
 
 test-registry: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -m registry $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) -m registry $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -26,8 +26,7 @@ from tests.bert_hub import pretrain_bert
 from tests.conftest import run_graft, tiny_trainer_settings
 from tests.test_text_e2e import _full_corpus, assert_text_signatures_agree, config, sample_rows
 
-# Every test here trains or exports a model; one worker builds the module's fixture once (make test: --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bert_pair")]
+pytestmark = pytest.mark.slow  # every test here trains or exports a model
 
 MAX_TOKENS = 48
 CONCURRENT_CALLS = """

@@ -18,8 +18,7 @@ from components.trainer.model import build_model
 from tests.conftest import REPO, encode, random_image, tiny_trainer_settings
 from tests.hostile_images import BOMBS, png_bomb
 
-# Every test here trains or exports a model; one worker builds the module's fixture once (make test: --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image_limits_served")]
+pytestmark = pytest.mark.slow  # every test here trains or exports a model
 
 LIMIT = 64 * 64  # the test model's max_image_pixels: a 64 x 64 image is at the limit
 SIZE = 32

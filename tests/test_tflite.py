@@ -36,8 +36,7 @@ from pipeline.config import ConfigError, GraftConfig
 from tests.conftest import encode, tiny_trainer_settings
 from tests.pretraining import digit_pixels
 
-# Every test here trains or exports a model; one worker builds the module's fixture once (make test: --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tflite_exported")]
+pytestmark = pytest.mark.slow  # every test here trains or exports a model
 
 CLASSES = ["digit_0", "digit_1", "digit_7"]
 SIZE = 32
