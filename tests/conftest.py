@@ -97,6 +97,28 @@ def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0, env
         return json.load(f), output
 
 
+def graft_cli(*args, env: dict | None = None, timeout: int = 120):
+    """local_runner.py with `args` in a fresh folder, for the checks that end before TFX; returns
+    (CompletedProcess, seconds). The folder makes the default pipeline root (and the run lock in
+    it) this call's alone, so tests side by side never wait for each other's lock."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="graft-cli-") as folder:
+        result = subprocess.run(
+            [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+    return result, time.time() - started
+
+
 def small_training_config(tmp_path, **overrides) -> dict:
     """A slim MobileNetV2 trained from scratch at 32 px: the fastest config that learns digits."""
     config = {
@@ -138,11 +160,16 @@ def tiny_digits_dir(tmp_path_factory):
     return str(root)
 
 
-def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: list, size: int, graph_dir=None) -> None:
-    """The run's Transform graph (the one under `pipeline_root`, or `graph_dir`) equals Keras'
-    own preprocess_input for `backbone_name`."""
+def transform_graph_dir(pipeline_root) -> str:
+    """The one Transform graph a local run wrote under `pipeline_root`."""
     import glob
 
+    [graph_dir] = glob.glob(os.path.join(str(pipeline_root), "Transform", "transform_graph", "*"))
+    return graph_dir
+
+
+def assert_transform_matches_keras(graph_dir: str, backbone_name: str, files: list, size: int) -> None:
+    """The Transform graph in `graph_dir` equals Keras' own preprocess_input for `backbone_name`."""
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras as keras
@@ -151,8 +178,6 @@ def assert_transform_matches_keras(pipeline_root, backbone_name: str, files: lis
 
     entry = registry.get(backbone_name)
     images = [open(f, "rb").read() for f in files]
-    if graph_dir is None:
-        [graph_dir] = glob.glob(os.path.join(str(pipeline_root), "Transform", "transform_graph", "*"))
     transformed = (
         tft.TFTransformOutput(graph_dir)
         .transform_features_layer()({"image": tf.constant([[b] for b in images])})["image"]

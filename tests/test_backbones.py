@@ -14,19 +14,13 @@ from tests.conftest import REPO, export_tiny_hub_feature_vector, tiny_trainer_se
 KERAS_ENTRIES = [n for n in backbones.names() if backbones.get(n).kind == "image" and n != "hub"]
 
 
-def _smallest_of_each_family() -> set:
-    smallest = {}
-    for name in KERAS_ENTRIES:
-        entry = backbones.get(name)
-        if entry.family not in smallest or entry.params < backbones.get(smallest[entry.family]).params:
-            smallest[entry.family] = name
-    return set(smallest.values())
-
-
 # One architecture per Keras family builds in the suite (the family's code paths: blocks,
 # preprocessing); the registry's recorded sizes of the others are Keras constants, checked by
 # `make test-registry` (about 4 minutes) when the Keras pin changes.
-FAMILY_REPRESENTATIVES = _smallest_of_each_family()
+_FAMILIES: dict = {}
+for _name in KERAS_ENTRIES:
+    _FAMILIES.setdefault(backbones.get(_name).family, []).append(_name)
+FAMILY_REPRESENTATIVES = {min(names, key=lambda n: backbones.get(n).params) for names in _FAMILIES.values()}
 EXPECTED = {
     "vgg16",
     "vgg19",

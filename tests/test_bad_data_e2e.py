@@ -4,22 +4,20 @@ clear errors, nothing half-done."""
 import glob
 import json
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.conftest import (
-    REPO,
     assert_signatures_agree,
     assert_transform_matches_keras,
     encode,
+    graft_cli,
     random_image,
     run_graft,
     small_training_config,
+    transform_graph_dir,
     write_digit_pngs,
 )
 
@@ -161,7 +159,7 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
 
     # The caffe preprocessing family: Transform is Keras' resnet50 preprocess_input, serving uses it.
     assert "training resnet50" in output
-    assert_transform_matches_keras(tmp_path / "root", "resnet50", good[::40], 32)
+    assert_transform_matches_keras(transform_graph_dir(tmp_path / "root"), "resnet50", good[::40], 32)
     assert_signatures_agree(summary["pushed_model_dir"], good[::40], 3)
 
     # The accounting is in ML Metadata too, as properties of the examples artifact.
@@ -207,28 +205,14 @@ def test_too_much_quarantined_stops_before_training(tmp_path):
     assert "Trainer ..." not in output
 
 
-def _fast_cli(tmp_path, *args):
-    """The CLI in `tmp_path`: its default pipeline root (and the run lock in it) is this test's
-    alone, so tests running side by side never wait for each other's lock."""
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    return result, time.time() - started
-
-
 def test_class_set_differing_from_serving_model_is_refused(tmp_path):
     write_digit_pngs(str(tmp_path / "data"), {"a": 0, "b": 1}, 6)
     version = tmp_path / "serving" / "1" / "assets.extra"
     version.mkdir(parents=True)
     (version.parent / "saved_model.pb").write_bytes(b"placeholder")
     (version / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
-    result, seconds = _fast_cli(
-        tmp_path, "--data-dir", str(tmp_path / "data"), "--weights", "none", "--serving-dir", str(tmp_path / "serving")
+    result, seconds = graft_cli(
+        "--data-dir", str(tmp_path / "data"), "--weights", "none", "--serving-dir", str(tmp_path / "serving")
     )
     assert result.returncode == 2, result.stderr
     assert "added none, removed ['c']" in result.stderr and "allow_class_change" in result.stderr
@@ -239,7 +223,7 @@ def test_structural_problems_are_refused_before_tfx(tmp_path):
     presplit = tmp_path / "presplit"
     write_digit_pngs(str(presplit / "train"), {"a": 0, "b": 1}, 6)
     (presplit / "eval" / "a").mkdir(parents=True)
-    result, seconds = _fast_cli(tmp_path, "--data-dir", str(presplit), "--weights", "none")
+    result, seconds = graft_cli("--data-dir", str(presplit), "--weights", "none")
     assert result.returncode == 2 and "this split is empty" in result.stderr
     assert seconds < 5, seconds
 
@@ -247,11 +231,11 @@ def test_structural_problems_are_refused_before_tfx(tmp_path):
     write_digit_pngs(str(few), {"a": 0, "b": 1}, 6)
     for extra in sorted(os.listdir(few / "b"))[2:]:
         os.remove(few / "b" / extra)
-    result, _ = _fast_cli(tmp_path, "--data-dir", str(few), "--weights", "none")
+    result, _ = graft_cli("--data-dir", str(few), "--weights", "none")
     assert result.returncode == 2 and "fewer than min_images_per_class=5 files: b (2)" in result.stderr
 
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "x.png").write_bytes(encode(random_image(8, 8), "PNG"))
-    result, _ = _fast_cli(tmp_path, "--data-dir", str(flat), "--weights", "none")
+    result, _ = graft_cli("--data-dir", str(flat), "--weights", "none")
     assert result.returncode == 2 and "no images found; expected one sub-folder per class" in result.stderr

@@ -1,12 +1,9 @@
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 
 from pipeline.config import ConfigError, GraftConfig, load_config, trainer_settings
-from tests.conftest import REPO
+from tests.conftest import graft_cli
 
 
 def test_defaults_follow_tfx_template_layout():
@@ -87,25 +84,8 @@ def test_trainer_settings_carry_resolved_stages(digits_dir):
     assert [s["min_steps"] for s in stages] == [config.min_head_steps, config.min_fine_tune_steps]
 
 
-def _graft_run(*args, env=None):
-    """The CLI in a fresh folder: its default pipeline root (and the run lock in it) is this
-    call's alone, so tests running side by side never wait for each other's lock."""
-    import tempfile
-
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=tempfile.mkdtemp(prefix="graft-cli-"),
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-    return result, time.time() - started
-
-
 def test_cli_config_errors_exit_2_fast_before_tfx(tmp_path):
-    result, seconds = _graft_run("--data-dir", str(tmp_path / "missing"), "--weights", "none")
+    result, seconds = graft_cli("--data-dir", str(tmp_path / "missing"), "--weights", "none")
     assert result.returncode == 2
     assert "no such directory" in result.stderr
     assert "Traceback" not in result.stderr
@@ -117,7 +97,7 @@ def test_cli_single_class_is_a_clear_error(tmp_path):
     from tests.conftest import encode, random_image
 
     (tmp_path / "only" / "a.png").write_bytes(encode(random_image(8, 8), "PNG"))
-    result, _ = _graft_run("--data-dir", str(tmp_path), "--weights", "none")
+    result, _ = graft_cli("--data-dir", str(tmp_path), "--weights", "none")
     assert result.returncode == 2
     assert "at least 2 class folders" in result.stderr
 
@@ -129,7 +109,7 @@ def test_offline_imagenet_weights_fail_fast_with_instructions(digits_dir):
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "KERAS_HOME": str(digits_dir) + "-keras-home",
     }
-    result, seconds = _graft_run(
+    result, seconds = graft_cli(
         "--data-dir", digits_dir, "--weights", "imagenet", "--backbone", "mobilenet_v2", env=dead_proxy
     )
     assert result.returncode == 2
@@ -140,7 +120,7 @@ def test_offline_imagenet_weights_fail_fast_with_instructions(digits_dir):
 
 
 def test_help_explains_itself():
-    result, _ = _graft_run("--help")
+    result, _ = graft_cli("--help")
     assert result.returncode == 0
     for flag in (
         "--data-dir",
@@ -162,7 +142,7 @@ def test_weights_file_for_another_architecture_exit_2_fast(tmp_path, digits_dir)
 
     path = str(tmp_path / "efficientnet.h5")
     backbones.build(backbones.get("efficientnet_b0"), 32, "none").save_weights(path)
-    result, seconds = _graft_run(
+    result, seconds = graft_cli(
         "--data-dir",
         digits_dir,
         "--weights",

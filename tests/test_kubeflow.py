@@ -422,7 +422,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     [transform] = {
         os.path.dirname(p) for p in glob.glob(str(tmp_path / "root" / "**" / "transform_fn"), recursive=True)
     }
-    assert_transform_matches_keras(os.path.dirname(os.path.dirname(transform)), "hub", files, 32, transform)
+    assert_transform_matches_keras(transform, "hub", files, 32)
 
 
 def test_image_and_make_setup_install_through_one_script():

@@ -17,6 +17,7 @@ from tests.conftest import (
     run_graft,
     small_training_config,
     tiny_trainer_settings,
+    transform_graph_dir,
     write_digit_pngs,
 )
 from tests.spans import examples_span
@@ -129,7 +130,7 @@ def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_wit
     assert summary["ingest"]["total"] == summary["ingest"]["accepted"] == len(newest)
     assert examples_span(config["metadata_path"]) == 2  # resolved by TFX's driver
     assert "training efficientnet_b0" in output
-    assert_transform_matches_keras(tmp_path / "root", "efficientnet_b0", newest[::10], 32)
+    assert_transform_matches_keras(transform_graph_dir(tmp_path / "root"), "efficientnet_b0", newest[::10], 32)
     assert_signatures_agree(summary["pushed_model_dir"], newest[::10], 3)
     root = tmp_path / "root"
     [best_file] = glob.glob(str(root / "Tuner" / "best_hyperparameters" / "*" / "best_hyperparameters.txt"))

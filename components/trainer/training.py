@@ -147,8 +147,8 @@ def balanced_class_weights(counts: dict) -> dict:
 
 def planned(stage: Stage, steps_per_epoch: int, found_rate: Optional[float]) -> Stage:
     """`stage` with what it runs: its rate (the range test's times `rate_scale` when it has none,
-    at most MAX_DERIVED_FINE_TUNE_RATE for a fine-tuning stage) and enough epochs for `min_steps` optimizer steps (small data: 5 epochs of 3 batches are
-    15 steps, too few for a head to converge)."""
+    at most MAX_DERIVED_FINE_TUNE_RATE for a fine-tuning stage) and enough epochs for `min_steps`
+    optimizer steps (small data: 5 epochs of 3 batches are 15 steps, too few for a head to converge)."""
     rate = stage.learning_rate
     if rate is None:
         rate = found_rate * stage.rate_scale
