@@ -35,7 +35,7 @@ from components.contract import (
     LABEL_NAME_KEY,
     PATH_KEY,
 )
-from components.example_gen import image_ingest
+from components.example_gen import image_ingest, split_writer
 from components.example_gen.ingest_report import IngestError, build_report, check_counts, check_quarantine
 from components.example_gen.settings import ExampleGenSettings
 
@@ -248,7 +248,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             "class_index": {name: i for i, name in enumerate(class_names)},
             "max_pixels": settings.max_image_pixels,
             "splits": {
-                pattern: {"index": index, "files": listing.files, "span_dir": span_dir_of(pattern)}
+                pattern: {
+                    "index": index,
+                    "files": image_ingest.write_order(listing.files),
+                    "span_dir": span_dir_of(pattern),
+                }
                 for pattern, (index, _, listing) in listings.items()
             },
         }
@@ -258,7 +262,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             len(class_names),
             data_root,
         )
-        super().Do(input_dict, output_dict, exec_properties)
+        split_writer.generate_and_write(self, output_dict, exec_properties)
 
         report = build_report(
             ingest_dir, listings, class_names, artifact_utils.decode_split_names(examples.split_names)

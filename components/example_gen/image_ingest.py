@@ -212,6 +212,14 @@ def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
     return None
 
 
+def write_order(files: list) -> list:
+    """(path, class) pairs in the order of a digest of the path, the same on every run. A listing
+    is sorted by class and ExampleGen writes examples as they come (no data-wide shuffle, see
+    split_writer), so without this a Trainer's shuffle buffer smaller than the data set would
+    see one class at a time."""
+    return sorted(files, key=lambda item: hashlib.sha256(item[0].encode("utf-8")).digest())
+
+
 def drop_duplicates(data_root: str, listings: list) -> None:
     """Keeps the first copy of each distinct file (listings in split order, train first; paths
     sorted) and moves later copies to `skipped`: the same image in train and eval would leak

@@ -32,7 +32,7 @@ from components.contract import (
     PATH_KEY,
     TEXT_KEY,
 )
-from components.example_gen import image_executor, text_ingest
+from components.example_gen import image_executor, split_writer, text_ingest
 from components.example_gen.ingest_report import IngestError, accepted_counts, make_report
 
 
@@ -108,7 +108,7 @@ class Executor(image_executor.Executor):
             for r in listing.accepted
         ]
         # Written in the order of the texts' hashes, not the table's: tables are often sorted by
-        # label, and the Trainer carves its validation part by position.
+        # label, and a Trainer's shuffle buffer smaller than the data would see one label at a time.
         records.sort(key=lambda record: record["key"])
         exec_properties[image_executor.STATE_KEY] = {"ingest_dir": ingest_dir, "records": records}
         logging.info(
@@ -120,7 +120,7 @@ class Executor(image_executor.Executor):
             len(listing.skipped),
             listing.truncated,
         )
-        super(image_executor.Executor, self).Do(input_dict, output_dict, exec_properties)
+        split_writer.generate_and_write(self, output_dict, exec_properties)
 
         splits = artifact_utils.decode_split_names(examples.split_names)
         report = make_report(accepted_counts(ingest_dir, splits), listing.quarantined, listing.skipped, class_names)
