@@ -15,11 +15,9 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # Test processes in parallel: a pipeline run spends much of its time in single-threaded Python
 # (TFX orchestration, Beam's in-memory runner), so two runs side by side nearly halve the suite
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
-#: the tests of a module with an expensive shared fixture (xdist_group) run on
-# one worker, so the fixture is built once, not once per worker.
 WORKERS ?= 2
 
-.PHONY: setup run run-text test test-fast test-registry lint bench bench-text clean-run help
+.PHONY: setup run run-text test test-fast test-registry lint bench bench-text bench-scale clean-run help
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
@@ -30,6 +28,8 @@ help:
 	@echo "make lint       ruff: lint and formatting check"
 	@echo "make bench      Graft vs the classic Keras script, a pretrained backbone transferred, small-data case (about 40 minutes)"
 	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, and the Tuner, on two corpora (about 15 minutes)"
+	@echo "make bench-scale N=\"20000 80000\"  a local run's seconds per 1,000 images and peak memory as the data grows, and the"
+	@echo "                Trainer's image decoding against the machine's limit (about 25 minutes; images kept in /tmp/graft-bench-scale)"
 
 setup: $(STAMP)
 
@@ -71,6 +71,10 @@ bench: $(STAMP)
 
 bench-text: $(STAMP)
 	$(PY) -m tests.benchmarks.text_baseline
+
+N ?= 20000 80000
+bench-scale: $(STAMP)
+	$(PY) -m tests.benchmarks.scale --images $(N)
 
 clean-run:
 	rm -rf tfx_pipeline_output tfx_metadata

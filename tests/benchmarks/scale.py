@@ -5,7 +5,8 @@ For each N it generates N photo-like 256 px JPEGs (~20 KB each, two classes; kep
 backbone, one epoch, cached features) so that the pipeline's data handling dominates, samples the
 resident memory of the whole process tree every 0.2 s, and prints per component seconds per 1,000
 images and the peak memory in each component's time window, then the ratios of the largest N to
-the smallest and one JSON line.
+the smallest, the Trainer's image decoding rate against the machine's (tests/benchmarks/decode_rate,
+on the largest run) and one JSON line.
 """
 
 from __future__ import annotations
@@ -186,8 +187,32 @@ def run_once(workdir: str, count: int, extra: dict) -> dict:
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": round(memory.peak() / 2**20),
         "components": components,
-        "accuracy": summary.get("metrics", {}).get("accuracy"),
+        "pipeline_root": config["pipeline_root"],
     }
+
+
+def decode_rate(pipeline_root: str) -> dict:
+    """tests/benchmarks/decode_rate on one finished run, in its own process (its printout shown)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.decode_rate",
+            pipeline_root,
+            "--image-size",
+            str(RECIPE["image_size"]),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"decode_rate failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    lines = result.stdout.strip().splitlines()
+    print("\nThe Trainer's image decoding, on the largest run's training split:")
+    print("\n".join(lines[:-1]))
+    return json.loads(lines[-1])
 
 
 def print_result(result: dict) -> None:
@@ -229,7 +254,8 @@ def main(argv=None) -> int:
                 per_small = small["components"][node]["seconds"] / small["images"]
                 per_large = large["components"][node]["seconds"] / large["images"]
                 print(f"  {node}: seconds per image ratio {per_large / per_small:.2f}")
-    print(json.dumps({"bench": "scale", "settings": extra, "results": results}))
+    decoding = decode_rate(results[-1]["pipeline_root"])
+    print(json.dumps({"bench": "scale", "settings": extra, "results": results, "decoding": decoding}))
     return 0
 
 
