@@ -28,13 +28,13 @@ def _newest(pattern: str) -> str:
     return found[-1]
 
 
-def _rate(dataset, batched: bool) -> tuple[float, int]:
-    """(images per second, images) of one pass over `dataset`."""
+def _rate(dataset) -> float:
+    """Images per second of one pass over `dataset`: batches of images, or of (images, labels)."""
     started = time.perf_counter()
     images = 0
     for element in dataset:
-        images += int(element[0].shape[0]) if batched else 1
-    return images / (time.perf_counter() - started), images
+        images += int((element[0] if isinstance(element, tuple) else element).shape[0])
+    return images / (time.perf_counter() - started)
 
 
 def main(argv=None) -> int:
@@ -92,8 +92,8 @@ def main(argv=None) -> int:
         count=count,
         cache_bytes=0,
     )
-    limit = max(_rate(limit_dataset, batched=True)[0] for _ in range(2))
-    path = max(_rate(path_dataset, batched=True)[0] for _ in range(2))
+    limit = max(_rate(limit_dataset) for _ in range(2))
+    path = max(_rate(path_dataset) for _ in range(2))
     print(f"{count} training images, {os.cpu_count()} cores")
     print(f"  decode limit (tf.io.decode_jpeg, all cores): {limit:8.0f} images/s")
     print(f"  Trainer input path (no image cache):         {path:8.0f} images/s")
