@@ -143,7 +143,13 @@ def prepare(fn_args, settings: TrainerSettings) -> Prepared:
         class_weight=balanced_class_weights(counts) if settings.class_weights == "balanced" else None,
         augmented=augment is not None,
         # BatchNorm statistics are re-estimated on what inference sees: un-augmented images.
-        plain_train_ds=dataset(train_part, train_count, training=False) if augment is not None else None,
+        # In order and plain when augmented (BatchNorm), or when the images outrun the image
+        # cache: a frozen stage's feature pass then skips the shuffle buffer (1 GB at 64,000 images).
+        plain_train_ds=(
+            dataset(train_part, train_count, training=False)
+            if augment is not None or train_count * example_bytes(settings) > settings.image_cache_mb << 20
+            else None
+        ),
         choices={
             "training_examples": train_count,
             "validation_percent": percent,

@@ -60,7 +60,9 @@ class TrainingOptions:
     steps_per_epoch: int = 1
     class_weight: Optional[dict] = None
     augmented: bool = False  # whether train_ds applies random augmentation (no feature caching then)
-    plain_train_ds: Optional[tf.data.Dataset] = None  # the training batches without augmentation, when augmented
+    # The training batches in order, without augmentation: set when augmented, or when they are
+    # not cached (a pass that needs no shuffle, the features' or BatchNorm's, reads these).
+    plain_train_ds: Optional[tf.data.Dataset] = None
     choices: dict = field(default_factory=dict)  # filled in: what the defaults chose (rate search, each stage's budget)
 
 
@@ -235,7 +237,8 @@ def train_stages(
             started = time.time()
             features, head = split_at_pool(model)
             limit = settings.feature_cache_mb << 20
-            train_features = cached_features(features, train_ds, settings.batch_size, 0, limit)
+            in_order = options.plain_train_ds if options.plain_train_ds is not None else train_ds
+            train_features = cached_features(features, in_order, settings.batch_size, 0, limit)
             validation_features = None
             if train_features is not None and validation_ds is not None:
                 validation_features = cached_features(features, validation_ds, settings.batch_size, None, limit)
