@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-# Not `tfx.v1`: it imports Vertex AI's client (~6 s of every run's and every Kubeflow task's start).
 import tensorflow_data_validation as tfdv
+
+# Not `tfx.v1`: it imports Vertex AI's client (~6 s of every run's and every Kubeflow task's start).
 from tfx.components import FileBasedExampleGen, ImportExampleGen, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.tuner.component import Tuner
