@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     )
     parser.add_argument("pipeline_root", help="the pipeline root of a finished image run")
     parser.add_argument("--image-size", type=int, default=64, help="the run's input size (default 64, as bench-scale)")
-    parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
 
