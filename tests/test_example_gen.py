@@ -158,16 +158,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 from pipeline.config import load_config
 from pipeline.pipeline import create_pipeline
+from tests.memory import peak_mb, reset_peak
 from tests.test_example_gen import run_example_gen
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # Linux: the process's peak resident memory (VmHWM) starts again from now
-
-
-def peak_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 for data in sys.argv[1:]:
     splits, examples = run_example_gen(data, "*/*", data + "-examples")
@@ -228,7 +220,7 @@ def _noise_jpegs(root: str, per_class: int) -> int:
 def test_ingest_memory_does_not_grow_with_the_data_and_the_written_classes_interleave(tmp_path):
     """Beam's DirectRunner holds whatever is shuffled or grouped in memory. TFX's WriteSplit
     reshuffled every example (ExampleGen's peak +498 MB for 105 MB more images), and TFDV,
-    given no schema, grouped every image's bytes for its unique counts (StatisticsGen +1.7 GB
+    given no schema, grouped every image's bytes for its unique counts (StatisticsGen +1.3 GB
     from 5,000 to 20,000 images in `make bench-scale`). On 4x the data, neither stage's peak may
     grow by half the extra data."""
     # Well over 1,000 training examples in each: StatisticsGen's record batches (up to 1,000

@@ -9,6 +9,7 @@ from components.trainer.optimizers import compile_for_stage
 from components.trainer.stages import Stage
 from components.trainer.training import TrainingOptions, train_stages
 from tests.conftest import tiny_trainer_settings
+from tests.memory import peak_mb, reset_peak
 
 OPTIONS = TrainingOptions(tiny_trainer_settings())
 
@@ -183,19 +184,6 @@ def test_batchnorm_reestimation_leaves_frozen_layers_and_reads_unaugmented_batch
     assert max(ratio) > 2, ratio  # pixels x3: variances several times larger
 
 
-def _peak_resident_mb_since_reset() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
-def _reset_peak_resident() -> float:
-    """Linux: the process's peak resident memory starts again from now; returns the current RSS in MB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-
-
 def test_cached_features_are_held_once_and_give_every_example_once_per_epoch():
     """A frozen stage's features, cached: the slices-plus-shuffle-buffer version held them about
     four times at its peak (+821 MB for 200 MB here; 1.2 GB beside 0.3 GB of features at 57,000
@@ -207,10 +195,10 @@ def test_cached_features_are_held_once_and_give_every_example_once_per_epoch():
     tile = keras.Model(inputs, keras.layers.Lambda(lambda x: tf.tile(x, [1, width]))(inputs))
     images = tf.data.Dataset.range(count).batch(batch).map(lambda i: (tf.cast(i, tf.float32)[:, None], i % 7))
     features_mb = count * width * 4 / 2**20
-    before = _reset_peak_resident()
+    before = reset_peak()
     cached = cached_features(tile, images, batch, shuffle_seed=0, limit_bytes=1 << 30)
     epochs = [[(x[:, 0].numpy().astype(int), y.numpy()) for x, y in cached] for _ in range(2)]
-    grown = _peak_resident_mb_since_reset() - before
+    grown = peak_mb() - before
     print(f"peak +{grown:.0f} MB for {features_mb:.0f} MB of features")
     assert grown < 3 * features_mb, f"peak +{grown:.0f} MB for {features_mb:.0f} MB of features"
     orders = []
