@@ -10,9 +10,14 @@ def reset_peak() -> float:
     """The peak (VmHWM) starts again from now; returns the resident memory now, in MB."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    return _status_mb("VmRSS")
+    return rss_mb()
 
 
 def peak_mb() -> float:
     """The peak resident memory since the process started or the last reset_peak, in MB."""
     return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    """The resident memory now, in MB."""
+    return _status_mb("VmRSS")

@@ -12,6 +12,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
 from components.contract import SERVING_VERSION_PROPERTY
+from components.memory import release_freed_memory
 
 
 def nothing_serving(baseline) -> bool:
@@ -21,6 +22,7 @@ def nothing_serving(baseline) -> bool:
 
 class Executor(tfx_evaluator.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
+        release_freed_memory()  # what the Trainer freed, before TFMA loads the models again
         key = standard_component_specs.BASELINE_MODEL_KEY
         if input_dict.get(key) and nothing_serving(input_dict[key][0]):
             input_dict = {**input_dict, key: []}

@@ -24,6 +24,7 @@ from tfx.utils import json_utils, proto_utils
 
 from components import locks
 from components.contract import PUBLISH_LOCK_FILE, SERVING_VERSION_PROPERTY, TFLITE_CHECK_FILE, TFLITE_DIR
+from components.memory import release_freed_memory
 from components.pusher.settings import PusherSettings
 from components.serving import check, serving_dir
 
@@ -32,6 +33,7 @@ PUBLISH_WAIT_SECONDS = 600  # another publish to the same serving directory: wai
 
 
 def _serving_check(staged_dir: str) -> None:
+    release_freed_memory()  # a second TensorFlow process starts beside this one
     outcome = check.check_in_fresh_process(staged_dir)
     logging.info("Serving check passed: %s", outcome)
 

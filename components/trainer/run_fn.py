@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from components.backbones import registry
 from components.contract import CHOICES_FILE, CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
+from components.memory import release_freed_memory
 from components.trainer import augmentation, devices, tflite_export
 from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import (
@@ -199,6 +200,7 @@ def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> t
 
 
 def run_fn(fn_args):
+    release_freed_memory()  # what ExampleGen, StatisticsGen and Transform freed in this process
     settings = TrainerSettings.from_dict(fn_args.custom_config)
     fallback = devices.check(devices.expected_gpus(), settings.allow_cpu_fallback)  # before any data is read
     prepared = prepare(fn_args, settings)
