@@ -54,7 +54,7 @@ run-text: $(STAMP)
 	$(PY) local_runner.py --config pipeline/sample_text_config.yaml --summary-json tfx_pipeline_output/graft-reviews/summary.json $(ARGS)
 
 test: $(STAMP) lint
-	$(PY) -m pytest -n $(WORKERS) -m "not registry" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder -m "not registry" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) -m "not e2e and not slow and not registry" $(PYTEST_ARGS)

@@ -12,6 +12,21 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules that run pipelines first, then those that train models, then the rest.
+    `make test` hands each module whole to one worker (--dist loadfile: a module's fixtures,
+    such as a pretrained encoder, are built once), in this order: the longest work starts
+    first, and the suite does not end with one worker running a pipeline while the other idles."""
+
+    def rank(item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
+
+    module_rank = {}
+    for item in items:
+        module_rank[item.fspath] = min(module_rank.get(item.fspath, 2), rank(item))
+    items.sort(key=lambda item: module_rank[item.fspath])  # stable: a module's own order is kept
+
+
 def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:
     """uint8 image array -> encoded bytes in `fmt` (PNG, JPEG, GIF, BMP, ...), via Pillow."""
     from PIL import Image
@@ -247,13 +262,3 @@ def export_tiny_hub_feature_vector(path: str, features: int = 16) -> str:
 
     tf.saved_model.save(FeatureVector(), path)
     return path
-
-
-def pytest_collection_modifyitems(config, items):
-    """Pipeline runs first, then the tests that train, then the quick ones: the two workers end
-    together instead of one running a long e2e test alone at the end (same order on every worker)."""
-
-    def weight(item) -> int:
-        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
-
-    items.sort(key=weight)
