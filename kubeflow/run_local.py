@@ -36,8 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
+from components.evaluator.results import read_evaluation
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
-from pipeline.summary import read_evaluation
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ("kfp", "vertex")

@@ -160,7 +160,7 @@ def test_weights_file_for_another_architecture_exit_2_fast(tmp_path, digits_dir)
 
 
 def test_per_class_metrics_are_those_of_the_argmax_confusion_matrix():
-    from pipeline.summary import argmax_class_metrics
+    from components.evaluator.results import argmax_class_metrics
 
     # actual 0: 28 right, 4 taken for 1; actual 1: 10 right, 6 taken for 0; actual 2: all 5 right.
     entries = [[0, 0, 28.0], [0, 1, 4.0], [1, 1, 10.0], [1, 0, 6.0], [2, 2, 5.0]]

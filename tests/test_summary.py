@@ -5,7 +5,7 @@ import math
 import tensorflow as tf
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
 
-from pipeline.summary import slice_values, validation_failures
+from components.evaluator.results import slice_values, validation_failures
 
 
 def _metric(name: str, value: float, class_id=None):
