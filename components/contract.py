@@ -22,6 +22,7 @@ SERVING_CHECK_FILE = "graft_check.json"  # assets.extra: the Trainer's own predi
 SERVING_LIMITS_FILE = (
     "serving_limits.json"  # assets.extra: the limits the graph applies to a request (max_image_pixels, max_text_chars)
 )
+PROVENANCE_FILE = "provenance.json"  # a pushed version's root: the data, config, code and metrics that made it
 SOURCE_FILE = "graft_source.txt"  # assets.extra of a pushed version: which model artifact it came from
 SAVED_MODEL_FILE = "saved_model.pb"
 TFLITE_DIR = "tflite"  # inside the SavedModel folder: the on-device models that passed their check

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from components import locks
 from components.backbones import registry
 from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RUN_LOCK_FILE
-from components.serving import serving_dir
+from components.serving import provenance, serving_dir
 from components.trainer.stages import AUTO, PRESETS
 from components.tuner import search_space
 from pipeline import config as cfg
@@ -370,11 +370,49 @@ def rollback_command(argv) -> int:
     args = p.parse_args(argv)
     try:
         before = serving_dir.newest(args.serving_dir)
-        restored = serving_dir.rollback(args.serving_dir, args.to)
+        restored = serving_dir.rollback(args.serving_dir, args.to, files_for=provenance.rollback_files)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"rolled back: {before} -> {restored}")
+    return EXIT_OK
+
+
+def history_command(argv) -> int:
+    p = argparse.ArgumentParser(
+        prog="graft history",
+        description="The versions in a serving directory, oldest first, from the provenance each push "
+        "recorded (<version>/provenance.json): when and why each was pushed or rolled back, its accuracy and "
+        "the serving model's on the same eval split, the version it replaced, its span. The newest serves.",
+    )
+    p.add_argument("--serving-dir", required=True, help="the serving directory (TF Serving layout)")
+    p.add_argument("--json", action="store_true", help="one JSON list of the rows, for machines")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.serving_dir) and "://" not in args.serving_dir:
+        print(f"error: --serving-dir {args.serving_dir}: no such directory", file=sys.stderr)
+        return EXIT_CONFIG
+    rows = provenance.history(args.serving_dir)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    if not rows:
+        print(f"{args.serving_dir}: no versions")
+        return EXIT_OK
+
+    def cell(value, digits=4):
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    print(
+        f"{'version':<12} {'pushed at (UTC)':<26} {'accuracy':>8} {'serving':>8} {'replaced':<12} {'span':>4}  reason"
+    )
+    for row in rows:
+        mark = " *" if row["serving"] else ""
+        print(
+            f"{str(row['version']) + mark:<12} {cell(row['pushed_at']):<26} {cell(row['accuracy']):>8} "
+            f"{cell(row['serving_accuracy_then']):>8} {cell(row['replaced_version']):<12} {cell(row['span']):>4}  "
+            f"{row['reason']}"
+        )
+    print("* serves now; accuracy: on the eval split of its run; serving: the model then serving, same split")
     return EXIT_OK
 
 
@@ -441,6 +479,7 @@ COMMANDS = {
     "backbones": "list the backbones and their input size, preprocessing and size",
     "predict": "classify images or texts with a pushed model (JSON lines)",
     "rollback": "make an earlier serving version the newest again",
+    "history": "the versions in a serving directory: when and why each was pushed, what serves now",
     "kfp": "compile, submit, schedule or run-local the pipeline on Kubeflow Pipelines v2",
 }
 
@@ -466,4 +505,9 @@ def main(argv=None) -> int:
         from kubeflow import cli as kfp_cli  # here: it pulls in kfp
 
         return kfp_cli.main(rest)
-    return {"backbones": backbones_command, "predict": predict_command, "rollback": rollback_command}[command](rest)
+    return {
+        "backbones": backbones_command,
+        "predict": predict_command,
+        "rollback": rollback_command,
+        "history": history_command,
+    }[command](rest)

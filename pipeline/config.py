@@ -511,7 +511,14 @@ def tuner_settings(config: GraftConfig) -> TunerSettings:
 
 
 def pusher_settings(config: GraftConfig) -> PusherSettings:
-    return PusherSettings(keep_versions=config.keep_versions, tflite_on_failure=config.export_settings.on_failure)
+    from components.serving.provenance import code_version
+
+    return PusherSettings(
+        keep_versions=config.keep_versions,
+        tflite_on_failure=config.export_settings.on_failure,
+        resolved_config=config.to_dict(),
+        code_version=code_version(),
+    )
 
 
 def beam_args(config: GraftConfig) -> list[str]:

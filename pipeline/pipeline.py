@@ -175,6 +175,8 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         baseline_model=baseline.outputs["baseline_model"],
+        examples=example_gen.outputs["examples"],
+        evaluation=evaluator.outputs["evaluation"],
         custom_config=cfg.pusher_settings(config).to_dict(),
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from components.contract import EXTRA_DIR, SERVING_CHECK_FILE
+from components.contract import EXTRA_DIR, PROVENANCE_FILE, SERVING_CHECK_FILE
 from components.serving import check as serving_check
 from components.serving import serving_dir
 from pipeline.summary import run_outputs
@@ -103,6 +103,37 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
         "Pusher",
     }
 
+    # The version says what made it: the data, the whole config, the code, the metrics, the run.
+    with open(os.path.join(pushed, PROVENANCE_FILE)) as f:
+        record = json.load(f)
+    assert record["pipeline_run_id"] == first["run_id"] and record["replaced_version"] is None
+    assert record["data"]["ingest"]["accepted"] == len(images) and record["data"]["input_fingerprint"]
+    assert record["config"]["data_dir"] == digits_dir and record["config"]["class_names"] == ingest["class_names"]
+    assert record["code_version"].startswith("graft 0.1.0 at ")  # this checkout's commit
+    accuracy = first["metrics"]["sparse_categorical_accuracy"]
+    assert record["metrics"]["sparse_categorical_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert set(record["per_class_metrics"]) == set(ingest["class_names"])
+    history = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "graft"),
+            "history",
+            "--serving-dir",
+            config["serving_dir"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert history.returncode == 0, history.stderr
+    [row] = json.loads(history.stdout)
+    assert (
+        row["version"] == int(os.path.basename(pushed))
+        and row["serving"]
+        and row["reason"] == "blessed by the Evaluator"
+    )
+    assert row["accuracy"] == record["metrics"]["sparse_categorical_accuracy"]
+
     # Transform does not materialise decoded images: its outputs stay small next to the raw examples.
     def size(pattern):
         return sum(
@@ -176,7 +207,11 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     # Each run's summary reads its own executions (by its run id), not the latest of each component.
     assert first["run_id"] != second["run_id"] and first["run_id"] in first["report"]
     pusher = run_outputs(config["metadata_path"], config["pipeline_name"], first["run_id"])["Pusher"]
-    assert pusher["outputs"]["pushed_model"][0].custom_properties["pushed_destination"].string_value == pushed
+    pushed_artifact = pusher["outputs"]["pushed_model"][0]
+    assert pushed_artifact.custom_properties["pushed_destination"].string_value == pushed
+    assert (
+        json.loads(pushed_artifact.custom_properties["provenance"].string_value)["pipeline_run_id"] == first["run_id"]
+    )
 
     # A worse candidate (trained on shuffled labels) is not blessed and pushes nothing. Its eval
     # folder keeps the true labels: shuffled there too, both models would score at chance and

@@ -77,17 +77,57 @@ def test_rollback_restores_previous_version_as_newest(tmp_path):
         serving_dir.rollback(serving, 123)
 
 
-def test_rollback_command(tmp_path):
+def test_rollback_command_records_why_and_history_shows_it(tmp_path):
+    import json
     import subprocess
     import sys
 
+    from components.contract import PROVENANCE_FILE
+    from components.serving import provenance
+
     serving = str(tmp_path / "serving")
-    serving_dir.publish(_model(tmp_path, "good", b"good"), serving)
-    serving_dir.publish(_model(tmp_path, "bad", b"bad"), serving)
+
+    def pushed(name: str, accuracy: float, replaced) -> dict:
+        record = provenance.build(
+            examples=None,
+            evaluation={"overall": {"sparse_categorical_accuracy": accuracy}},
+            config={"pipeline_name": "p", "data_dir": f"/data/{name}"},
+            code=provenance.code_version(),
+            run_id=f"run-{name}",
+            replaced=replaced,
+            model_uri=f"/models/{name}",
+        )
+        return {PROVENANCE_FILE: provenance.dumps(record)}
+
+    good = serving_dir.publish(_model(tmp_path, "good", b"good"), serving, files=pushed("good", 0.91, None))
+    bad = serving_dir.publish(_model(tmp_path, "bad", b"bad"), serving, files=pushed("bad", 0.62, good))
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
     result = subprocess.run([graft, "rollback", "--serving-dir", serving], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert open(os.path.join(serving_dir.newest(serving), "saved_model.pb"), "rb").read() == b"good"
+    restored = serving_dir.newest(serving)
+    assert open(os.path.join(restored, "saved_model.pb"), "rb").read() == b"good"
+    history = subprocess.run([graft, "history", "--serving-dir", serving, "--json"], capture_output=True, text=True)
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    version = lambda path: int(os.path.basename(path))  # noqa: E731
+    assert [r["version"] for r in rows] == [version(good), version(bad), version(restored)]
+    assert [r["serving"] for r in rows] == [False, False, True]
+    assert [r["reason"] for r in rows] == [
+        "blessed by the Evaluator",
+        "blessed by the Evaluator",
+        f"rolled back to version {version(good)}",
+    ]
+    # The restored copy keeps what made the model (its run, metrics), and says what it replaced.
+    assert rows[2]["pipeline_run_id"] is None and rows[2]["accuracy"] == 0.91
+    assert rows[2]["replaced_version"] == str(version(bad)) and rows[1]["replaced_version"] == str(version(good))
+    with open(os.path.join(restored, PROVENANCE_FILE)) as f:
+        assert json.load(f)["model_uri"] == "/models/good"
+    table = subprocess.run([graft, "history", "--serving-dir", serving], capture_output=True, text=True)
+    assert table.returncode == 0 and f"{version(restored)} *" in table.stdout and "0.9100" in table.stdout
+    missing = subprocess.run(
+        [graft, "history", "--serving-dir", str(tmp_path / "none")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
     empty = subprocess.run([graft, "rollback", "--serving-dir", str(tmp_path / "none")], capture_output=True, text=True)
     assert empty.returncode == 2 and "no earlier version" in empty.stderr
 

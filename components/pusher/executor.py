@@ -23,12 +23,21 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, proto_utils
 
 from components import locks
-from components.contract import PUBLISH_LOCK_FILE, SERVING_VERSION_PROPERTY, TFLITE_CHECK_FILE, TFLITE_DIR
+from components.contract import (
+    PROVENANCE_FILE,
+    PUBLISH_LOCK_FILE,
+    SERVING_VERSION_PROPERTY,
+    TFLITE_CHECK_FILE,
+    TFLITE_DIR,
+)
+from components.evaluator.results import read_evaluation
 from components.memory import release_freed_memory
 from components.pusher.settings import PusherSettings
-from components.serving import check, serving_dir
+from components.serving import check, provenance, serving_dir
 
 BASELINE_KEY = "baseline_model"  # ServingBaseline's output: which version the candidate was judged against
+EXAMPLES_KEY = "examples"  # ExampleGen's output: the data the model came from (provenance)
+EVALUATION_KEY = "evaluation"  # the Evaluator's output: the metrics that blessed it (provenance)
 PUBLISH_WAIT_SECONDS = 600  # another publish to the same serving directory: wait for it this long
 
 
@@ -88,12 +97,34 @@ class Executor(tfx_pusher.Executor):
                 self._MarkNotPushed(model_push)
                 model_push.set_string_custom_property("skipped_reason", f"identical to {current}")
                 return
-            pushed = serving_dir.publish(model_path, base, source=model_path, check=_serving_check)
+            record = self._provenance(input_dict, settings, model_path, replaced=current)
+            pushed = serving_dir.publish(
+                model_path,
+                base,
+                source=model_path,
+                check=_serving_check,
+                files={PROVENANCE_FILE: provenance.dumps(record)},
+            )
             logging.info("Model pushed to %s.", pushed)
             removed = serving_dir.prune(base, settings.keep_versions)
         if removed:
             logging.info("Removed old serving versions %s (keep_versions=%d).", removed, settings.keep_versions)
         self._MarkPushed(model_push, pushed_destination=pushed, pushed_version=pushed.rstrip("/").rsplit("/", 1)[-1])
+        model_push.set_string_custom_property("provenance", json.dumps(record, sort_keys=True, default=str))
+
+    def _provenance(self, input_dict, settings: PusherSettings, model_path: str, replaced: str | None) -> dict:
+        examples = input_dict.get(EXAMPLES_KEY) or [None]
+        evaluated = input_dict.get(EVALUATION_KEY)
+        class_names = settings.resolved_config.get("class_names") or []
+        return provenance.build(
+            examples=examples[0],
+            evaluation=read_evaluation(evaluated[0].uri, len(class_names)) if evaluated else {},
+            config=settings.resolved_config,
+            code=settings.code_version,
+            run_id=self._context.pipeline_run_id if self._context else None,
+            replaced=replaced,
+            model_uri=model_path,
+        )
 
 
 def _version(version_dir: str | None) -> str:
@@ -114,6 +145,8 @@ class PusherSpec(standard_component_specs.PusherSpec):
     INPUTS = {
         **standard_component_specs.PusherSpec.INPUTS,
         BASELINE_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
     }
 
 
@@ -124,12 +157,23 @@ class Pusher(base_component.BaseComponent):
     SPEC_CLASS = PusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model, model_blessing, baseline_model, push_destination, custom_config: dict):
+    def __init__(
+        self,
+        model,
+        model_blessing,
+        baseline_model,
+        push_destination,
+        custom_config: dict,
+        examples=None,
+        evaluation=None,
+    ):
         super().__init__(
             spec=PusherSpec(
                 model=model,
                 model_blessing=model_blessing,
                 baseline_model=baseline_model,
+                examples=examples,
+                evaluation=evaluation,
                 push_destination=push_destination,
                 custom_config=json_utils.dumps(custom_config),
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),

@@ -11,3 +11,5 @@ from components.settings import ComponentSettings
 class PusherSettings(ComponentSettings):
     keep_versions: int
     tflite_on_failure: str  # push_without | refuse: what a TFLite model that failed its check does to the push
+    resolved_config: dict  # the whole resolved config, recorded in each pushed version's provenance
+    code_version: str  # the code the pipeline was compiled from (components.serving.provenance.code_version)

@@ -113,13 +113,14 @@ def _claim_version(staging: str, serving_dir: str) -> str:
     raise RuntimeError(f"{serving_dir}: could not claim a version number")
 
 
-def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> str:
+def publish(model_dir: str, serving_dir: str, source: str = "", check=None, files: Optional[dict] = None) -> str:
     """Copies `model_dir` in as a new version; returns the version's path. Only complete versions
     ever become visible: the copy is staged under a hidden name unique to this push (TF Serving
     ignores it; concurrent pushes never share it), checked, then claimed as a version.
 
     `check(staged_dir)`, when given, runs on the complete copy before it becomes visible; if
-    it raises, the copy is removed and serving is left as it was."""
+    it raises, the copy is removed and serving is left as it was. `files` ({name: text}) are
+    written into the copy's root first (the provenance record), so they arrive with it."""
     import tensorflow as tf
 
     tf.io.gfile.makedirs(serving_dir)
@@ -130,6 +131,9 @@ def publish(model_dir: str, serving_dir: str, source: str = "", check=None) -> s
             tf.io.gfile.makedirs(os.path.join(staging, EXTRA_DIR))
             with tf.io.gfile.GFile(os.path.join(staging, EXTRA_DIR, SOURCE_FILE), "w") as f:
                 f.write(source)
+        for name, text in (files or {}).items():
+            with tf.io.gfile.GFile(os.path.join(staging, name), "w") as f:
+                f.write(text)
         if check is not None:
             check(staging)
         return _claim_version(staging, serving_dir)
@@ -154,9 +158,10 @@ def prune(serving_dir: str, keep: int, stale_staging_seconds: int = 24 * 3600) -
     return doomed
 
 
-def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
+def rollback(serving_dir: str, to_version: Optional[int] = None, files_for=None) -> str:
     """Makes an earlier version the newest again (as a new version number, so TF Serving
-    switches to it); by default the one before the newest. Returns the new version's path."""
+    switches to it); by default the one before the newest. Returns the new version's path.
+    `files_for(restored_dir, to_version, replaced_dir)` gives files for the copy (see publish)."""
     found = versions(serving_dir)
     if to_version is None:
         if len(found) < 2:
@@ -164,4 +169,6 @@ def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
         to_version = found[-2]
     if to_version not in found:
         raise ValueError(f"{serving_dir}: no version {to_version} (versions: {found})")
-    return publish(os.path.join(serving_dir, str(to_version)), serving_dir, source=f"rollback to {to_version}")
+    restored = os.path.join(serving_dir, str(to_version))
+    files = files_for(restored, to_version, newest(serving_dir)) if files_for else None
+    return publish(restored, serving_dir, source=f"rollback to {to_version}", files=files)

@@ -1,0 +1,155 @@
+"""What made a pushed version: written into it (`<version>/provenance.json`, beside the
+SavedModel; TF Serving ignores it) and onto the Pusher's ML Metadata artifact, so that "what
+serves, and why" has an answer months later. `graft history` reads it back.
+
+The record: the data (span, input fingerprint, ingest counts), the whole resolved config, the
+code version, the metrics that blessed the model, the version it replaced, the pipeline run and
+the time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import subprocess
+
+from components.contract import PROVENANCE_FILE
+from components.serving import serving_dir as serving_versions
+
+INGEST_COUNTS = ("total", "accepted", "quarantined", "skipped", "truncated")
+BLESSING_METRICS = ("sparse_categorical_accuracy", "baseline_sparse_categorical_accuracy", "macro_f1_score")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Graft's package version, and the git commit when run from a checkout ('+edited' when the
+    checkout differs from it): taken where the pipeline is compiled, so a Kubeflow run records
+    the code its spec was compiled from."""
+    from importlib import metadata
+
+    try:
+        version = f"graft {metadata.version('graft')}"
+    except metadata.PackageNotFoundError:
+        version = "graft (not installed)"
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.isdir(os.path.join(repo, ".git")):
+        return version
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        edited = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return version
+    if commit.returncode != 0:
+        return version
+    return f"{version} at {commit.stdout.strip()}{'+edited' if edited.stdout.strip() else ''}"
+
+
+def _property(artifact, name: str):
+    value = artifact.mlmd_artifact.custom_properties.get(name)
+    if value is None:
+        return None
+    return value.string_value or value.int_value or value.double_value
+
+
+def data_record(examples) -> dict:
+    """The examples artifact's span, input fingerprint and ingest counts (ExampleGen's properties)."""
+    span = _property(examples, "span")
+    if span is None and examples.has_property("span"):
+        span = examples.span
+    return {
+        "examples_uri": examples.uri,
+        "span": span,
+        "input_fingerprint": _property(examples, "input_fingerprint"),
+        "ingest": {key: _property(examples, f"ingest_{key}") for key in INGEST_COUNTS},
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, indent=1, sort_keys=True, default=str)
+
+
+def build(
+    *,
+    examples,
+    evaluation: dict,
+    config: dict,
+    code: str,
+    run_id: str | None,
+    replaced: str | None,
+    model_uri: str,
+) -> dict:
+    """The provenance record of a version about to be published."""
+    overall = evaluation.get("overall", {})
+    return {
+        "pushed_at": _now(),
+        "reason": "blessed by the Evaluator",
+        "pipeline_run_id": run_id,
+        "model_uri": model_uri,
+        "replaced_version": os.path.basename(replaced.rstrip("/")) if replaced else None,
+        "data": data_record(examples) if examples is not None else None,
+        "metrics": {name: overall[name] for name in BLESSING_METRICS if overall.get(name) is not None},
+        "per_class_metrics": evaluation.get("per_class", {}),
+        "config": config,
+        "code_version": code,
+    }
+
+
+def rollback_files(restored_dir: str, to_version: int, replaced: str | None) -> dict:
+    """The provenance of the copy `graft rollback` makes: the restored version's own record (its
+    data, config, code and metrics), with why and when the copy was made (serving_dir.rollback)."""
+    record = {
+        **(read(restored_dir) or {}),
+        "pushed_at": _now(),
+        "reason": f"rolled back to version {to_version}",
+        "rolled_back_to": to_version,
+        "replaced_version": os.path.basename(replaced.rstrip("/")) if replaced else None,
+        "pipeline_run_id": None,
+    }
+    return {PROVENANCE_FILE: dumps(record)}
+
+
+def history(serving_dir: str) -> list[dict]:
+    """Every version in `serving_dir`, oldest first, with its record's headline (the newest serves)."""
+    found = serving_versions.versions(serving_dir)
+    rows = []
+    for version in found:
+        record = read(os.path.join(serving_dir, str(version))) or {}
+        data = record.get("data") or {}
+        rows.append(
+            {
+                "version": version,
+                "serving": version == found[-1],
+                "pushed_at": record.get("pushed_at"),
+                "reason": record.get("reason", "no provenance recorded"),
+                "accuracy": (record.get("metrics") or {}).get("sparse_categorical_accuracy"),
+                "serving_accuracy_then": (record.get("metrics") or {}).get("baseline_sparse_categorical_accuracy"),
+                "replaced_version": record.get("replaced_version"),
+                "span": data.get("span"),
+                "examples_accepted": (data.get("ingest") or {}).get("accepted"),
+                "pipeline_run_id": record.get("pipeline_run_id"),
+                "code_version": record.get("code_version"),
+            }
+        )
+    return rows
+
+
+def read(version_dir: str) -> dict | None:
+    """A version's provenance record, or None for a version pushed without one."""
+    from components import files
+
+    path = os.path.join(version_dir, PROVENANCE_FILE)
+    if not files.exists(path):
+        return None
+    return json.loads(files.read(path))
