@@ -98,6 +98,16 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     ev = p.add_argument_group("promotion")
     ev.add_argument("--min-accuracy", type=float, help="eval accuracy needed to be blessed (default 0.5)")
     ev.add_argument("--max-accuracy-drop", type=float, help="allowed drop vs the model now serving (default 0)")
+    ev.add_argument(
+        "--min-class-recall",
+        type=float,
+        help="each class's recall (accuracy on its eval examples) needed to be blessed (default: not gated)",
+    )
+    ev.add_argument(
+        "--max-class-recall-drop",
+        type=float,
+        help="allowed drop of any one class's recall vs the model now serving, absolute (default: not gated)",
+    )
     where = p.add_argument_group("where things go (TFX template conventions)")
     where.add_argument("--pipeline-name", help="default graft")
     where.add_argument("--pipeline-root", help="default tfx_pipeline_output/<pipeline-name>")

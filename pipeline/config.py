@@ -110,6 +110,10 @@ class GraftConfig:
     max_accuracy_drop: float = 0.0  # vs the model now serving, absolute
     max_relative_accuracy_drop: Optional[float] = None  # vs the model now serving, a fraction
     slice_by_class: bool = True  # evaluation sliced by class as well as overall
+    min_class_recall: Optional[float] = None  # each class's recall must reach this (None: not gated)
+    max_class_recall_drop: Optional[float] = (
+        None  # any class's recall vs the serving model's, absolute (None: not gated)
+    )
     keep_versions: int = 5  # serving versions kept (the one serving is never deleted)
     export: dict = field(default_factory=dict)  # on-device models, e.g. {tflite: both}: see ExportSettings
     tuner: dict = field(
@@ -345,6 +349,12 @@ def validate(config: GraftConfig) -> None:
         problems.append("max_accuracy_drop must be >= 0")
     if config.max_relative_accuracy_drop is not None and not 0 <= config.max_relative_accuracy_drop < 1:
         problems.append("max_relative_accuracy_drop must be in [0, 1)")
+    for name in ("min_class_recall", "max_class_recall_drop"):
+        value = getattr(config, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append(f"{name} must be between 0 and 1 (a fraction of the class's eval examples)")
+        if value is not None and not config.slice_by_class:
+            problems.append(f"{name} gates each class's slice: it needs slice_by_class: true")
     if config.keep_versions < 1:
         problems.append("keep_versions must be >= 1")
     if config.batch_size < 1:

@@ -20,7 +20,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2
 
-from components.evaluator.eval_config import build_eval_config
+from components.evaluator.eval_config import ClassGates, build_eval_config
 from components.evaluator.executor import Evaluator
 from components.example_gen import image_executor, image_ingest, text_executor, text_ingest
 from components.example_validator.executor import ExampleValidator
@@ -168,6 +168,7 @@ def create_pipeline(
             config.max_accuracy_drop,
             config.max_relative_accuracy_drop,
             config.slice_by_class,
+            class_gates=ClassGates(config.class_names, config.min_class_recall, config.max_class_recall_drop),
         ),
         example_splits=["eval"],
     )

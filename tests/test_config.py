@@ -52,6 +52,23 @@ def test_all_problems_reported_at_once(digits_dir):
     assert "--min-accuracy must be between 0 and 1" in message
 
 
+def test_class_gates_are_fractions_on_the_class_slices(digits_dir):
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            None,
+            {
+                "data_dir": digits_dir,
+                "weights": "none",
+                "min_class_recall": 60,
+                "max_class_recall_drop": 0.1,
+                "slice_by_class": False,
+            },
+        )
+    message = str(info.value)
+    assert "min_class_recall must be between 0 and 1" in message
+    assert "max_class_recall_drop gates each class's slice: it needs slice_by_class: true" in message
+
+
 def test_image_size_too_small_for_backbone(digits_dir):
     with pytest.raises(ConfigError, match="at least 32 px"):
         load_config(None, {"data_dir": digits_dir, "image_size": 16, "weights": "none"})

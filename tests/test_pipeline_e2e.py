@@ -63,7 +63,7 @@ def _run_until_killed(config: dict, path, line_seen: str) -> list:
 def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
     """One DAG, several runs: killed mid-training and resumed, then blessed, pushed and served;
     rerun as a no-op; a worse candidate refused."""
-    config = small_training_config(tmp_path, data_dir=digits_dir, export={"tflite": "float"})
+    config = small_training_config(tmp_path, data_dir=digits_dir, export={"tflite": "float"}, max_class_recall_drop=0.2)
     # Killed after the second epoch: nothing is pushed; the next run resumes the Trainer from its
     # last completed epoch, not from zero, and its upstream components are not run again.
     seen = _run_until_killed(config, tmp_path / "killed.yaml", "epoch 2/6")
@@ -229,6 +229,11 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     assert third["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
     assert any("against the model now serving" in r for r in third["not_blessed_because"])
+    # Per class too (max_class_recall_drop 0.2; the overall drop is over 0.2, so some class's is):
+    # the refusal names the class. The first run had nothing serving: no class gate applied.
+    assert any(
+        r.startswith("class 'digit_") and "(max_class_recall_drop)" in r for r in third["not_blessed_because"]
+    ), third["not_blessed_because"]
     with open(os.path.join(os.path.dirname(third["report"]), "report.json")) as f:
         decision = json.load(f)["decision"]
     assert decision["blessed"] is False and decision["failures"] == third["not_blessed_because"]

@@ -47,6 +47,27 @@ def test_a_validation_result_is_read_or_its_failure_said(tmp_path):
         "sparse_categorical_accuracy 0.4100 is below the required 0.8000 (min_accuracy)"
     ]
 
+    # A per-class gate names the class and the option.
+    by_class = validation_result_pb2.ValidationResult(validation_ok=False)
+    validation = by_class.metric_validations_per_slice.add()
+    validation.slice_key.single_slice_keys.add(column="label_name", bytes_value=b"digit_7")
+    failure = validation.failures.add()
+    failure.metric_key.name, failure.metric_key.is_diff = "sparse_categorical_accuracy", True
+    failure.metric_value.double_value.value = -0.35
+    failure.metric_threshold.change_threshold.absolute.value = -0.2
+    failure = validation.failures.add()
+    failure.metric_key.name = "sparse_categorical_accuracy"
+    failure.metric_value.double_value.value = 0.3
+    failure.metric_threshold.value_threshold.lower_bound.value = 0.5
+    (tmp_path / "by_class").mkdir()
+    _write_validation(str(tmp_path / "by_class" / "validations.tfrecord"), by_class)
+    assert validation_failures(str(tmp_path / "by_class")) == [
+        "class 'digit_7': recall (sparse_categorical_accuracy on its eval examples) changed by -0.3500 against the "
+        "model now serving; the allowed absolute change is >= -0.2000 (max_class_recall_drop)",
+        "class 'digit_7': recall (sparse_categorical_accuracy on its eval examples) 0.3000 is below the required "
+        "0.5000 (min_class_recall)",
+    ]
+
     (tmp_path / "unexplained").mkdir()
     _write_validation(str(tmp_path / "unexplained" / "validations.tfrecord"), validation_result_pb2.ValidationResult())
     assert validation_failures(str(tmp_path / "unexplained"))[0].startswith("TFMA did not validate the model")

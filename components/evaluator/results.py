@@ -24,18 +24,35 @@ def _metric_name(key) -> str:
     return name
 
 
-def _describe_failure(failure) -> str:
-    """'accuracy 0.41 < lower bound 0.8' / 'accuracy change vs serving -0.03 < allowed -0.0'."""
-    name = failure.metric_key.name
+def _describe_failure(failure, class_name: str | None = None) -> str:
+    """'accuracy 0.41 < lower bound 0.8' / 'accuracy change vs serving -0.03 < allowed -0.0';
+    on a class's slice, the class is named and the accuracy called what it is there, its recall."""
+    name = (
+        failure.metric_key.name
+        if class_name is None
+        else f"class {class_name!r}: recall ({failure.metric_key.name} on its eval examples)"
+    )
     value = failure.metric_value.double_value.value
     threshold = failure.metric_threshold
     if failure.metric_key.is_diff:
         change = threshold.change_threshold
         bound = change.absolute.value if change.HasField("absolute") else change.relative.value
         kind = "absolute" if change.HasField("absolute") else "relative"
-        return f"{name} changed by {value:+.4f} against the model now serving; the allowed {kind} change is >= {bound:+.4f}"
+        option = "" if class_name is None else " (max_class_recall_drop)"
+        return (
+            f"{name} changed by {value:+.4f} against the model now serving; the allowed {kind} change is "
+            f">= {bound:+.4f}{option}"
+        )
     bound = threshold.value_threshold.lower_bound.value
-    return f"{name} {value:.4f} is below the required {bound:.4f} (min_accuracy)"
+    option = "min_accuracy" if class_name is None else "min_class_recall"
+    return f"{name} {value:.4f} is below the required {bound:.4f} ({option})"
+
+
+def _slice_class(slice_key) -> str | None:
+    """The class a per-class slice holds (label_name=<class>), None for the overall slice."""
+    for key in slice_key.single_slice_keys:
+        return key.bytes_value.decode("utf-8") if key.HasField("bytes_value") else str(key)
+    return None
 
 
 def argmax_class_metrics(entries: list, num_classes: int) -> dict:
@@ -91,7 +108,9 @@ def validation_failures(uri: str) -> list[str]:
         result = tfma.load_validation_result(uri)
     except Exception as err:  # any reader error is reported as the reason
         return [f"the validation result in {uri} could not be read ({type(err).__name__}: {err})"]
-    failures = [_describe_failure(f) for v in result.metric_validations_per_slice for f in v.failures]
+    failures = [
+        _describe_failure(f, _slice_class(v.slice_key)) for v in result.metric_validations_per_slice for f in v.failures
+    ]
     if not result.validation_ok and not failures:
         missing = ", ".join(str(s) for s in result.missing_slices) or "no reason recorded"
         failures.append(f"TFMA did not validate the model: missing slices {missing}")
