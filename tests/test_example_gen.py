@@ -222,7 +222,7 @@ def test_ingest_memory_does_not_grow_with_the_data_and_the_written_classes_inter
     reshuffled every example (ExampleGen's peak +498 MB for 105 MB more images), and TFDV,
     given no schema, grouped every image's bytes for its unique counts (StatisticsGen +1.3 GB
     from 5,000 to 20,000 images in `make bench-scale`). On 4x the data, neither stage's peak may
-    grow by half the extra data."""
+    grow by as much as the extra data (those two grew by 4.7x and 5.3x it)."""
     # Well over 1,000 training examples in each: StatisticsGen's record batches (up to 1,000
     # examples, as TFDV and tfx_bsl batch) are its working set, and must not count as growth.
     small_bytes = _noise_jpegs(str(tmp_path / "small"), 1000)
@@ -233,9 +233,9 @@ def test_ingest_memory_does_not_grow_with_the_data_and_the_written_classes_inter
     for stage in ("example_gen_mb", "statistics_gen_mb"):
         grown_mb = large[stage] - small[stage]
         print(f"{stage}: peak {small[stage]:.0f} MB -> {large[stage]:.0f} MB with {data_grown_mb:.0f} MB more data")
-        assert grown_mb < 0.5 * data_grown_mb, (
-            f"{stage}: peak grew {grown_mb:.0f} MB with {data_grown_mb:.0f} MB more data"
-        )
+        # Beam's bundles vary with the CPU left to the run: StatisticsGen grew +38 MB alone and
+        # +93 MB beside the rest of the suite, where the data-wide grouping grew +604 MB.
+        assert grown_mb < data_grown_mb, f"{stage}: peak grew {grown_mb:.0f} MB with {data_grown_mb:.0f} MB more data"
     # Written in a hashed order of the paths, not class by class as listed.
     first = large["train"][:40]
     assert 10 <= first.count("a") <= 30, first
