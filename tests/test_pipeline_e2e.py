@@ -107,7 +107,8 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     with open(os.path.join(pushed, PROVENANCE_FILE)) as f:
         record = json.load(f)
     assert record["pipeline_run_id"] == first["run_id"] and record["replaced_version"] is None
-    assert record["data"]["ingest"]["accepted"] == len(images) and record["data"]["input_fingerprint"]
+    assert record["data"]["ingest"]["accepted"] == len(images) and record["data"]["ingest"]["quarantined"] == 0
+    assert record["data"]["span"] == 0 and f"num_files:{len(images)}," in record["data"]["input_fingerprint"]
     assert record["config"]["data_dir"] == digits_dir and record["config"]["class_names"] == ingest["class_names"]
     assert record["code_version"].startswith("graft 0.1.0 at ")  # this checkout's commit
     accuracy = first["metrics"]["sparse_categorical_accuracy"]

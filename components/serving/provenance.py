@@ -54,9 +54,8 @@ def code_version() -> str:
 
 def _property(artifact, name: str):
     value = artifact.mlmd_artifact.custom_properties.get(name)
-    if value is None:
-        return None
-    return value.string_value or value.int_value or value.double_value
+    kind = value.WhichOneof("value") if value is not None else None
+    return getattr(value, kind) if kind in ("string_value", "int_value", "double_value") else None
 
 
 def data_record(examples) -> dict:
