@@ -7,6 +7,7 @@ reported before TFX starts, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from components import locks
 from components.backbones import registry
-from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RUN_LOCK_FILE
+from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, PUBLISH_LOCK_FILE, RUN_LOCK_FILE
 from components.serving import provenance, serving_dir
 from components.trainer.stages import AUTO, PRESETS
 from components.tuner import search_space
@@ -146,6 +147,8 @@ _CONFIG_FLAGS = (
     "tuner_trials",
     "min_accuracy",
     "max_accuracy_drop",
+    "min_class_recall",
+    "max_class_recall_drop",
     "pipeline_name",
     "pipeline_root",
     "metadata_path",
@@ -379,8 +382,16 @@ def rollback_command(argv) -> int:
     p.add_argument("--to", type=int, help="version to restore (default: the one before the newest)")
     args = p.parse_args(argv)
     try:
-        before = serving_dir.newest(args.serving_dir)
-        restored = serving_dir.rollback(args.serving_dir, args.to, files_for=provenance.rollback_files)
+        # Under the serving directory's publish lock, as the Pusher publishes: a push landing
+        # meanwhile cannot slip between what this rollback replaces and its new version.
+        lock = (
+            locks.acquire(args.serving_dir, PUBLISH_LOCK_FILE, locks.describe("rollback", args.serving_dir), 600)
+            if serving_dir.versions(args.serving_dir)
+            else contextlib.nullcontext()  # nothing to roll back: the error below, no lock file left behind
+        )
+        with lock:
+            before = serving_dir.newest(args.serving_dir)
+            restored = serving_dir.rollback(args.serving_dir, args.to, files_for=provenance.rollback_files)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG

@@ -355,6 +355,8 @@ def validate(config: GraftConfig) -> None:
             problems.append(f"{name} must be between 0 and 1 (a fraction of the class's eval examples)")
         if value is not None and not config.slice_by_class:
             problems.append(f"{name} gates each class's slice: it needs slice_by_class: true")
+        if value is not None and config.tfrecord_dir:
+            problems.append(f"{name}: --tfrecord-dir examples have no class-name feature to slice the evaluation by")
     if config.keep_versions < 1:
         problems.append("keep_versions must be >= 1")
     if config.batch_size < 1:

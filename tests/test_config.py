@@ -67,6 +67,16 @@ def test_class_gates_are_fractions_on_the_class_slices(digits_dir):
     message = str(info.value)
     assert "min_class_recall must be between 0 and 1" in message
     assert "max_class_recall_drop gates each class's slice: it needs slice_by_class: true" in message
+    with pytest.raises(ConfigError, match="tfrecord-dir examples have no class-name feature"):
+        load_config(None, {"tfrecord_dir": digits_dir, "weights": "none", "min_class_recall": 0.5})
+    # The command line's flags reach the config.
+    from pipeline import cli
+
+    args = cli._run_parser().parse_args(
+        ["--data-dir", digits_dir, "--weights", "none", "--min-class-recall", "0.4", "--max-class-recall-drop", "0.1"]
+    )
+    config = cli.config_from_args(args)
+    assert (config.min_class_recall, config.max_class_recall_drop) == (0.4, 0.1)
 
 
 def test_image_size_too_small_for_backbone(digits_dir):

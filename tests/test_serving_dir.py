@@ -130,6 +130,37 @@ def test_rollback_command_records_why_and_history_shows_it(tmp_path):
     assert missing.returncode == 2 and "no such directory" in missing.stderr
     empty = subprocess.run([graft, "rollback", "--serving-dir", str(tmp_path / "none")], capture_output=True, text=True)
     assert empty.returncode == 2 and "no earlier version" in empty.stderr
+    # A damaged record neither stops a rollback nor `graft history`: it says so.
+    with open(os.path.join(restored, PROVENANCE_FILE), "w") as f:
+        f.write('{"pushed_at": ')
+    again = subprocess.run(
+        [graft, "rollback", "--serving-dir", serving, "--to", str(version(restored))], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    listed = subprocess.run([graft, "history", "--serving-dir", serving, "--json"], capture_output=True, text=True)
+    rows = json.loads(listed.stdout)
+    assert rows[2]["reason"].startswith("provenance unreadable")
+    assert rows[3]["reason"] == f"rolled back to version {version(restored)}"
+
+
+def test_provenance_keeps_secret_looking_beam_flags_out_of_the_serving_directory():
+    from components.serving import provenance
+
+    config = {
+        "beam_pipeline_args": ["--runner=DirectRunner", "--s3_secret_access_key=abc", "--aws_session_token", "xyz"],
+        "kubeflow": {"beam_pipeline_args": ["--s3_access_key_id=AKIA1"], "image": "graft:1"},
+    }
+    record = provenance.build(
+        examples=None, evaluation={}, config=config, code="graft", run_id="r", replaced=None, model_uri="m"
+    )
+    assert record["config"]["beam_pipeline_args"] == [
+        "--runner=DirectRunner",
+        "--s3_secret_access_key=<redacted>",
+        "--aws_session_token",
+        "<redacted>",
+    ]
+    assert record["config"]["kubeflow"] == {"beam_pipeline_args": ["--s3_access_key_id=<redacted>"], "image": "graft:1"}
+    assert "abc" not in provenance.dumps(record) and "xyz" not in provenance.dumps(record)
 
 
 def test_identical_savedmodels_are_recognised_by_fingerprint(tmp_path):

@@ -68,6 +68,16 @@ def test_a_validation_result_is_read_or_its_failure_said(tmp_path):
         "0.5000 (min_class_recall)",
     ]
 
+    # A gated class with no eval example is named, not left as a bare "missing slices".
+    missing = validation_result_pb2.ValidationResult(validation_ok=False)
+    missing.missing_slices.add().feature_values["label_name"] = "digit_9"
+    (tmp_path / "missing").mkdir()
+    _write_validation(str(tmp_path / "missing" / "validations.tfrecord"), missing)
+    assert validation_failures(str(tmp_path / "missing")) == [
+        "class 'digit_9' has no eval examples, so its gate (min_class_recall / max_class_recall_drop) cannot be "
+        "judged: add eval images of it or lift the gate"
+    ]
+
     (tmp_path / "unexplained").mkdir()
     _write_validation(str(tmp_path / "unexplained" / "validations.tfrecord"), validation_result_pb2.ValidationResult())
     assert validation_failures(str(tmp_path / "unexplained"))[0].startswith("TFMA did not validate the model")

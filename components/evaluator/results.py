@@ -111,6 +111,13 @@ def validation_failures(uri: str) -> list[str]:
     failures = [
         _describe_failure(f, _slice_class(v.slice_key)) for v in result.metric_validations_per_slice for f in v.failures
     ]
+    for spec in result.missing_slices:
+        if spec.feature_values:  # a gated class TFMA found no eval example of
+            failures += [
+                f"class {name!r} has no eval examples, so its gate (min_class_recall / max_class_recall_drop) "
+                "cannot be judged: add eval images of it or lift the gate"
+                for name in spec.feature_values.values()
+            ]
     if not result.validation_ok and not failures:
         missing = ", ".join(str(s) for s in result.missing_slices) or "no reason recorded"
         failures.append(f"TFMA did not validate the model: missing slices {missing}")

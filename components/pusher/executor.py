@@ -116,9 +116,14 @@ class Executor(tfx_pusher.Executor):
         examples = input_dict.get(EXAMPLES_KEY) or [None]
         evaluated = input_dict.get(EVALUATION_KEY)
         class_names = settings.resolved_config.get("class_names") or []
+        try:  # the record is best-effort: an evaluation that cannot be read must not stop a blessed push
+            evaluation = read_evaluation(evaluated[0].uri, len(class_names)) if evaluated else {}
+        except Exception as err:  # noqa: BLE001  (recorded in the provenance instead)
+            logging.warning("Provenance without metrics: the evaluation could not be read (%s)", err)
+            evaluation = {"error": f"{type(err).__name__}: {err}"}
         return provenance.build(
             examples=examples[0],
-            evaluation=read_evaluation(evaluated[0].uri, len(class_names)) if evaluated else {},
+            evaluation=evaluation,
             config=settings.resolved_config,
             code=settings.code_version,
             run_id=self._context.pipeline_run_id if self._context else None,

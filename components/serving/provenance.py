@@ -99,8 +99,9 @@ def build(
         "replaced_version": os.path.basename(replaced.rstrip("/")) if replaced else None,
         "data": data_record(examples) if examples is not None else None,
         "metrics": {name: overall[name] for name in BLESSING_METRICS if overall.get(name) is not None},
+        **({"metrics_error": evaluation["error"]} if "error" in evaluation else {}),
         "per_class_metrics": evaluation.get("per_class", {}),
-        "config": config,
+        "config": redacted(config),
         "code_version": code,
     }
 
@@ -145,10 +146,52 @@ def history(serving_dir: str) -> list[dict]:
 
 
 def read(version_dir: str) -> dict | None:
-    """A version's provenance record, or None for a version pushed without one."""
+    """A version's provenance record, or None for a version pushed without one. A record that
+    cannot be read says so ({"reason": ...}) rather than stopping a rollback or `graft history`."""
     from components import files
 
     path = os.path.join(version_dir, PROVENANCE_FILE)
     if not files.exists(path):
         return None
-    return json.loads(files.read(path))
+    try:
+        record = json.loads(files.read(path))
+    except ValueError as err:
+        return {"reason": f"provenance unreadable ({path}: {err})"}
+    return record if isinstance(record, dict) else {"reason": f"provenance unreadable ({path}: not an object)"}
+
+
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def redacted(config: dict) -> dict:
+    """`config` with the values of secret-looking Beam flags (--s3_secret_access_key=...,
+    --aws_session_token ...) replaced: a serving directory is read more widely than the pipeline's
+    own store."""
+
+    def clean(args):
+        if not isinstance(args, list):
+            return args
+        out, hide_next = [], False
+        for arg in args:
+            text = str(arg)
+            flag = text.split("=", 1)[0].lower()
+            secret = text.startswith("--") and any(word in flag for word in SECRET_WORDS)
+            if hide_next:
+                out.append("<redacted>")
+            elif secret and "=" in text:
+                out.append(f"{text.split('=', 1)[0]}=<redacted>")
+            else:
+                out.append(arg)
+            hide_next = secret and "=" not in text
+        return out
+
+    result = dict(config)
+    result["beam_pipeline_args"] = clean(config.get("beam_pipeline_args"))
+    if isinstance(config.get("kubeflow"), dict):
+        result["kubeflow"] = {
+            **config["kubeflow"],
+            "beam_pipeline_args": clean(config["kubeflow"].get("beam_pipeline_args")),
+        }
+        if result["kubeflow"]["beam_pipeline_args"] is None:
+            result["kubeflow"].pop("beam_pipeline_args")
+    return result
