@@ -115,7 +115,14 @@ def test_a_push_judged_against_a_version_that_no_longer_serves_is_refused(tmp_pa
         {"pushed_model": [pushed]},
         {
             "push_destination": proto_utils.proto_to_json(destination),
-            "custom_config": json_utils.dumps({"keep_versions": 5, "tflite_on_failure": "push_without"}),
+            "custom_config": json_utils.dumps(
+                {
+                    "keep_versions": 5,
+                    "tflite_on_failure": "push_without",
+                    "resolved_config": {},
+                    "code_version": "graft",
+                }
+            ),
         },
     )
     assert pushed.get_int_custom_property("pushed") == 0
