@@ -36,3 +36,61 @@ def test_formats_decode_to_three_channels():
     out = preprocess_image_bytes(tf.constant([gray, rgba, gif, bmp, jpeg]), "mobilenet_v2", 32)
     assert out.shape == (5, 32, 32, 3)
     assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
+
+
+def _jpeg_variants() -> dict:
+    from PIL import Image
+
+    rgb = random_image(37, 53, seed=5)
+    variants = {
+        "baseline": encode(rgb, "JPEG"),
+        "progressive": encode(rgb, "JPEG", progressive=True),
+        "no_subsampling": encode(rgb, "JPEG", subsampling=0, quality=95),
+        "grayscale": encode(random_image(37, 53, 1, seed=6), "JPEG"),
+    }
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buffer, format="JPEG")
+    variants["cmyk"] = buffer.getvalue()
+    return variants
+
+
+def test_the_decoder_gives_exactly_the_pixels_of_serving_decode_image():
+    """JPEGs take tf.io.decode_jpeg (faster), everything else decode_image: the pixels must be
+    the ones tf.io.decode_image (ingestion's and the device rule's decoder) gives, bit for bit."""
+    from components.backbones.preprocessing import decode_image
+
+    files = _jpeg_variants()
+    files.update(
+        png=encode(random_image(21, 30, 4, seed=7), "PNG"),
+        gif=encode(random_image(21, 30, 1, seed=8), "GIF"),
+        bmp=encode(random_image(21, 30, seed=9), "BMP"),
+    )
+    for name, data in files.items():
+        expected = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        for limit in (None, 10_000):
+            ours = decode_image(tf.constant(data), limit).numpy()
+            assert ours.dtype == np.uint8 and ours.shape == expected.shape, name
+            np.testing.assert_array_equal(ours, expected, err_msg=name)
+        in_graph = tf.function(lambda b: decode_image(b, 10_000))(tf.constant(data)).numpy()
+        np.testing.assert_array_equal(in_graph, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_an_image_over_the_limit_is_refused_from_its_header_in_every_format(fmt):
+    from components.backbones.preprocessing import decode_image
+
+    data = encode(random_image(20, 31, seed=1), fmt)
+    assert decode_image(tf.constant(data), 20 * 31).shape == (20, 31, 3)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"image too large: 31x20 pixels by its header, over max_image_pixels=619"
+    ):
+        decode_image(tf.constant(data), 20 * 31 - 1)
+
+
+def test_bytes_of_no_known_format_are_refused_by_name():
+    from components.backbones.preprocessing import decode_image
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an image serving decodes"):
+        decode_image(tf.constant(b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 32), 10_000)

@@ -22,18 +22,25 @@ def _unsigned(raw: tf.Tensor, start: int, size: int, big_endian: bool) -> tf.Ten
     return value
 
 
-def header_size(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(known format, width, height) of one encoded image (a scalar tf.string), from its header
-    alone: width and height 0 when the format is not one serving decodes."""
+def is_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Whether one encoded image (a scalar tf.string) starts with JPEG's magic bytes."""
+    return _starts(image_bytes, _JPEG)
+
+
+def _starts(image_bytes: tf.Tensor, magic: bytes) -> tf.Tensor:
+    return tf.equal(tf.strings.substr(image_bytes, 0, len(magic)), magic)
+
+
+def _jpeg_size(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
+    return shape[1], shape[0]
+
+
+def _fixed_header_size(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(known format, width, height) of a PNG, GIF or BMP from its fixed header bytes; width and
+    height 0 for any other format (JPEG included: see `_jpeg_size`)."""
     padded = tf.strings.substr(tf.strings.join([image_bytes, tf.constant(b"\0" * _HEADER_BYTES)]), 0, _HEADER_BYTES)
     raw = tf.io.decode_raw(padded, tf.uint8)
-
-    def starts(magic: bytes) -> tf.Tensor:
-        return tf.equal(tf.strings.substr(padded, 0, len(magic)), magic)
-
-    def jpeg():
-        shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
-        return shape[1], shape[0]
 
     def bmp():
         width, height = _unsigned(raw, 18, 4, False), _unsigned(raw, 22, 4, False)
@@ -41,30 +48,62 @@ def header_size(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor
         return width, tf.where(height >= 2**31, 2**32 - height, height)
 
     zero = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+    png, gif, bmp_ = _starts(padded, _PNG), _starts(padded, _GIF), _starts(padded, _BMP)
     width, height = tf.case(
         [
-            (starts(_PNG), lambda: (_unsigned(raw, 16, 4, True), _unsigned(raw, 20, 4, True))),
-            (starts(_GIF), lambda: (_unsigned(raw, 6, 2, False), _unsigned(raw, 8, 2, False))),
-            (starts(_BMP), bmp),
-            (starts(_JPEG), jpeg),
+            (png, lambda: (_unsigned(raw, 16, 4, True), _unsigned(raw, 20, 4, True))),
+            (gif, lambda: (_unsigned(raw, 6, 2, False), _unsigned(raw, 8, 2, False))),
+            (bmp_, bmp),
         ],
         default=lambda: zero,
         exclusive=True,
     )
-    known = starts(_PNG) | starts(_GIF) | starts(_BMP) | starts(_JPEG)
-    return known, width, height
+    return png | gif | bmp_, width, height
 
 
-def check_image(image_bytes: tf.Tensor, max_pixels: int) -> tf.Operation:
-    """An assertion on one encoded image: a format serving decodes, at most `max_pixels` pixels
-    by its header. Failing, the request fails with a message naming the limit (TF Serving
-    returns it to the client) before any pixel is decoded."""
-    known, width, height = header_size(image_bytes)
-    format_ok = tf.debugging.Assert(known, [f"not an image serving decodes ({FORMATS}) by its first bytes"])
-    with tf.control_dependencies([format_ok]):
-        message = tf.strings.format(
+def header_size(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(known format, width, height) of one encoded image (a scalar tf.string), from its header
+    alone: width and height 0 when the format is not one serving decodes."""
+
+    def jpeg():
+        width, height = _jpeg_size(image_bytes)
+        return tf.constant(True), width, height
+
+    return tf.cond(is_jpeg(image_bytes), jpeg, lambda: _fixed_header_size(image_bytes))
+
+
+def _refused(message) -> tf.Tensor:
+    """False, after an assertion that fails with `message()`: built only on the refusing branch
+    of a tf.cond, so an accepted image costs no string formatting (it was a fifth of decoding)."""
+    with tf.control_dependencies([tf.debugging.Assert(False, [message()])]):
+        return tf.constant(False)
+
+
+def _accepted(ok: tf.Tensor, message) -> tf.Tensor:
+    return tf.cond(ok, lambda: tf.constant(True), lambda: _refused(message))
+
+
+def _within(width: tf.Tensor, height: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    def message():
+        return tf.strings.format(
             "image too large: {}x{} pixels by its header, over max_image_pixels="
             + f"{max_pixels:,} (the limit the model was trained with)",
             (width, height),
         )
-        return tf.debugging.Assert(width * height <= max_pixels, [message])
+
+    return _accepted(width * height <= max_pixels, message)
+
+
+def check_jpeg(image_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """The limit on one JPEG (its size from the frame header, `tf.io.extract_jpeg_shape`)."""
+    return _within(*_jpeg_size(image_bytes), max_pixels)
+
+
+def check_fixed_header(image_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """The checks on one image that is not a JPEG: a format serving decodes (PNG, GIF, BMP), at most
+    `max_pixels` pixels by its header."""
+    known, width, height = _fixed_header_size(image_bytes)
+    with tf.control_dependencies(
+        [_accepted(known, lambda: tf.constant(f"not an image serving decodes ({FORMATS}) by its first bytes"))]
+    ):
+        return _within(width, height, max_pixels)
