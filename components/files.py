@@ -42,3 +42,14 @@ def listdir(path: str) -> list[str]:
 def walk(path: str):
     gfile = _gfile(path)
     return gfile.walk(path) if gfile else os.walk(path)
+
+
+def tfrecords(paths: list[str]):
+    """A tf.data.TFRecordDataset of `paths`, GZIP when they end in .gz (TFX's and Beam's rule:
+    ExampleGen writes text compressed, images not, and older runs' images compressed)."""
+    import tensorflow as tf
+
+    kinds = {path.endswith(".gz") for path in paths}
+    if len(kinds) > 1:
+        raise ValueError(f"some of these TFRecord files are compressed (.gz) and some not: {sorted(paths)[:4]}...")
+    return tf.data.TFRecordDataset(paths, compression_type="GZIP" if kinds == {True} else "")

@@ -45,12 +45,14 @@ def tfrecord_class_names(tfrecord_dir: str) -> list[str]:
     """Labels 0..max found in the records, named by their number (when class_names is unset)."""
     import tensorflow as tf  # here, not above: the checks before it must answer in seconds
 
+    from components.files import tfrecords
+
     files = sorted(f for f in glob.glob(os.path.join(tfrecord_dir, "*")) if os.path.isfile(f))
     if not files:
         raise ConfigError(f"--tfrecord-dir {tfrecord_dir}: no files")
     highest = -1
     try:
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP" if files[0].endswith(".gz") else ""):
+        for record in tfrecords(files):
             label = tf.train.Example.FromString(record.numpy()).features.feature[LABEL_KEY].int64_list.value
             highest = max([highest, *label])
     except tf.errors.DataLossError as err:

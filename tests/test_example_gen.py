@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 
 from components.example_gen.image_executor import Executor, make_custom_config
 from components.example_gen.settings import ExampleGenSettings
+from components.files import tfrecords
 from tests.conftest import write_digit_pngs
 
 SETTINGS = ExampleGenSettings(
@@ -57,7 +58,7 @@ def run_example_gen(input_base: str, pattern: str, out_dir) -> tuple[dict, stand
     for split in ("train", "eval"):
         files = glob.glob(os.path.join(str(out_dir), f"Split-{split}", "*"))
         splits[split] = {}
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        for record in tfrecords(files):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             splits[split][feature["path"].bytes_list.value[0].decode()] = (
                 feature["label_name"].bytes_list.value[0].decode()

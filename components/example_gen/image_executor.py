@@ -262,7 +262,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             len(class_names),
             data_root,
         )
-        split_writer.generate_and_write(self, output_dict, exec_properties)
+        split_writer.generate_and_write(self, output_dict, exec_properties, compressed=False)  # JPEG/PNG bytes
 
         report = build_report(
             ingest_dir, listings, class_names, artifact_utils.decode_split_names(examples.split_names)

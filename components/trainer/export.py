@@ -36,6 +36,7 @@ from components.contract import (
     RAW_SIGNATURE,
     SERVING_LIMITS_FILE,
 )
+from components.files import tfrecords
 from components.serving.check import write_check_data
 from components.trainer.model import build_model
 from components.trainer.optimizers import variable_key
@@ -143,7 +144,7 @@ def save_serving_check(model, tft_output, eval_files, export_dir: str, kind: str
     """The Trainer's own predictions on a few eval examples, for the Pusher's serving check."""
     feature = RAW_FEATURE[kind]
     files = [f for p in eval_files for f in tf.io.gfile.glob(p)]
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    records = tfrecords(files).take(count)
     raw = [tf.train.Example.FromString(r.numpy()).features.feature[feature].bytes_list.value[0] for r in records]
     transformed = tft_output.transform_features_layer()({feature: tf.constant([[b] for b in raw])})
     with tf.device("/CPU:0"):  # as the Pusher's fresh process computes (no TF32 or GPU kernels)

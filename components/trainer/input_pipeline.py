@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
+from components import files
 from components.contract import LABEL_KEY
 
 
@@ -102,7 +103,7 @@ def bucket_label_counts(file_patterns, feature: str) -> dict:
     """{(carve bucket 0..99, label): examples} over the records, in one pass: the counts of the
     training and validation parts for any validation percent (see `split_counts`)."""
     spec = {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64), feature: tf.io.FixedLenFeature([1], tf.string)}
-    records = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP")
+    records = files.tfrecords(_files(file_patterns))
     pairs = records.map(lambda r: tf.io.parse_single_example(r, spec)).map(
         lambda raw: (carve_bucket(raw[feature]), raw[LABEL_KEY][0]), num_parallel_calls=tf.data.AUTOTUNE
     )

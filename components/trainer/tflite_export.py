@@ -37,6 +37,7 @@ from components.contract import (
     TFLITE_LABELS_FILE,
     tflite_file,
 )
+from components.files import tfrecords
 from components.serving.tflite_model import TFLiteClassifier, client_contract, client_pixels
 from components.trainer.settings import ExportSettings
 
@@ -96,11 +97,11 @@ def calibration_pixels(representative: list) -> list:
 
 
 def read_examples(files, limit: int = 0, seed: int = 0) -> Iterator[tuple[bytes, int]]:
-    """(image bytes, label) of the tf.Examples in `files` (GZIP TFRecords): all of them, or
+    """(image bytes, label) of the tf.Examples in `files` (TFRecords): all of them, or
     `limit` drawn uniformly over the whole split (a fixed-seed reservoir sample, yielded in file
     order), not the first `limit`: TFRecords are often written class by class."""
     spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()
+    records = tfrecords(files).as_numpy_iterator()
     if limit:
         rng, drawn = random.Random(seed), []
         for index, record in enumerate(records):

@@ -38,6 +38,7 @@ from tfx.components.util import tfxio_utils  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
 from components.contract import IMAGE_KEY, LABEL_KEY  # noqa: E402
+from components.files import tfrecords  # noqa: E402
 from components.trainer.input_pipeline import make_dataset  # noqa: E402
 from components.trainer.model import apply_stage, build_model  # noqa: E402
 from components.trainer.optimizers import compile_for_stage  # noqa: E402
@@ -173,7 +174,7 @@ def write_split_folders(examples_uri: str, root: str, class_names: list) -> dict
     for split in ("train", "eval"):
         files = glob.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
         features = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string), LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-        records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        records = tfrecords(files)
         for index, record in enumerate(records):
             example = tf.io.parse_single_example(record, features)
             folder = os.path.join(root, split, class_names[int(example[LABEL_KEY])])

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     from tfx.types import standard_artifacts
 
     from components.contract import IMAGE_KEY
+    from components.files import tfrecords
     from components.trainer.input_pipeline import make_dataset
 
     examples_uri = _newest(os.path.join(args.pipeline_root, "ImageExampleGen", "examples", "*"))
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
 
     encoded = [
         tf.train.Example.FromString(record.numpy()).features.feature[IMAGE_KEY].bytes_list.value[0]
-        for record in tf.data.TFRecordDataset(glob.glob(train_files[0]), compression_type="GZIP")
+        for record in tfrecords(glob.glob(train_files[0]))
     ]
     count = len(encoded)
     limit_dataset = (
