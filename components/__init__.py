@@ -14,3 +14,14 @@ if os.environ.get("TF_USE_LEGACY_KERAS") not in (None, "1", "true", "True"):
         f"(it is {os.environ['TF_USE_LEGACY_KERAS']!r})."
     )
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+def __getattr__(name: str):
+    """`components.RetrainDecision`, imported on first use: a custom artifact type's KFP v2 schema
+    title must be `<module>.<Class>` (one dot), and TFX's Kubeflow entrypoint imports the class by
+    that title (kubeflow_v2_entrypoint_utils._parse_raw_artifact)."""
+    if name == "RetrainDecision":
+        from components.retrain_gate.component import RetrainDecision
+
+        return RetrainDecision
+    raise AttributeError(f"module 'components' has no attribute {name!r}")

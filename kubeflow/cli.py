@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
             )
         else:
             q.add_argument("--no-cache", action="store_true", help="run every step even if cached")
+            _force_flag(q)
     q = sub.add_parser(
         "run-local",
         help="compile as `compile` does, then execute the compiled YAML task by task on this machine, "
@@ -76,13 +77,25 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir", help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local)"
     )
     q.add_argument("--summary-json", help="write the run's facts (blessed, pushed, metrics, task seconds) here")
+    _force_flag(q)
     return p
+
+
+def _force_flag(parser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the data, config and code equal those the serving model was made from "
+        "(by default the tasks after the RetrainGate are skipped then); implies no cache",
+    )
 
 
 def _load(args):
     """The config (class names filled in by the same pre-flight as `graft run`, spans included)
     and its kubeflow settings with the command line's overrides."""
-    config = cfg.load_config(args.config, {"pipeline_root": args.pipeline_root})
+    config = cfg.load_config(
+        args.config, {"pipeline_root": args.pipeline_root, "force_retrain": getattr(args, "force", None) or None}
+    )
     flags = {
         key: getattr(args, key)
         for key in ("target", "image", "output", "host", "namespace", "experiment")

@@ -21,6 +21,7 @@ from pipeline.config import GraftConfig
 from pipeline.pipeline import create_pipeline
 
 TRAINER_ID = "Trainer"
+RETRAIN_GATE_ID = "RetrainGate"
 TRAINING_IDS = (TRAINER_ID, "Tuner")  # the steps that train: the accelerator, its nodes and resources
 IMAGE_REPO_DIR = "/graft"  # where kubeflow/Dockerfile puts this repository
 # TFX's executor entrypoint, wrapped to apply kubeflow/kfp_v2_compat.py first.
@@ -111,6 +112,9 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
                 "cpuLimit": float(settings.component_cpu),
                 "memoryLimit": float(settings.component_memory_gb),
             }
+    # The gate decides against what serves when it runs: a cached decision (KFP's key is its
+    # parameters and inputs, unchanged between two nights with no new data) would replay a stale one.
+    spec["root"]["dag"]["tasks"].get(RETRAIN_GATE_ID, {}).pop("cachingOptions", None)
     for node in TRAINING_IDS:  # the training steps check that TensorFlow sees the GPUs they were given
         executor = spec["deploymentSpec"]["executors"].get(executor_label(node))
         if executor and settings.trainer_accelerator_count:

@@ -12,7 +12,10 @@ kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
   (what upstream tasks produced) and its output artifacts, provisioned at
   `<pipeline root>/<run id>/<task>/<output key>`, with an output metadata file per task;
 - after a task, its ExecutorOutput is merged into its output artifacts (URI and metadata), which
-  downstream tasks then receive.
+  downstream tasks then receive;
+- a task with a trigger condition (TFX's `Cond`, compiled to CEL such as
+  `inputs.artifacts['decision'].artifacts[0].metadata['retrain'] == 1.0`) runs only when it
+  holds; otherwise it is skipped, as the driver skips it, and so is any task that needs its outputs.
 
 The two targets hand artifacts over as their backends do. `kfp` (open-source Kubeflow
 Pipelines): inputs arrive without a type, named by a numeric metadata id, their metadata the
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,6 +47,42 @@ _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ("kfp", "vertex")
 _PLACEHOLDER = "{{$}}"
 _OUTPUT_METADATA = "output_metadata.json"
+
+
+# One comparison of an input artifact's metadata with a literal: what TFX's compiler writes for
+# `Cond(channel.future()[0].custom_property(NAME) == VALUE)` (compiler_utils.placeholder_to_cel).
+_CONDITION = re.compile(
+    r"^\(?inputs\.artifacts\['(?P<key>[^']+)'\]\.artifacts\[0\]\.metadata\['(?P<field>[^']+)'\]\s*"
+    r"(?P<op>==|!=)\s*(?P<value>-?[0-9.]+|'[^']*'|\"[^\"]*\"|true|false)\)?$"
+)
+
+
+def _literal(text: str):
+    if text in ("true", "false"):
+        return text == "true"
+    if text[0] in "'\"":
+        return text[1:-1]
+    return float(text)
+
+
+def condition_holds(condition: str, artifacts: dict) -> bool:
+    """A compiled trigger condition (comparisons joined by &&) on the task's input artifacts
+    ({key: RuntimeArtifact}); anything else is refused by name rather than guessed at."""
+    for part in condition.split("&&"):
+        match = _CONDITION.match(part.strip())
+        if not match:
+            raise ValueError(
+                f"run-local evaluates only metadata comparisons; this condition is not one: {part.strip()!r}"
+            )
+        metadata = artifacts[match["key"]].get("metadata", {})
+        if match["field"] not in metadata:
+            return False  # CEL: a missing field fails the condition
+        value, wanted = metadata[match["field"]], _literal(match["value"])
+        if isinstance(wanted, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        if (value == wanted) != (match["op"] == "=="):
+            return False
+    return True
 
 
 class TaskFailed(RuntimeError):
@@ -101,6 +141,7 @@ class LocalBackend:
         self.pipeline_root = pipeline_root.rstrip("/")
         self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
         self.tasks: dict[str, Task] = {}
+        self.skipped: dict[str, str] = {}  # task -> why it did not run
         self._next_id = 1
 
     # -- artifacts as each backend hands them over ------------------------------------------
@@ -141,14 +182,40 @@ class LocalBackend:
             }
         return outputs
 
+    def _input_artifacts(self, task: dict, keys=None) -> dict:
+        """{key: RuntimeArtifact} of the task's inputs (only `keys`, when given), as handed over."""
+        artifacts = {}
+        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+            if keys is None or key in keys:
+                producer = source["taskOutputArtifact"]
+                artifacts[key] = self._as_input(
+                    self.tasks[producer["producerTask"]].outputs[producer["outputArtifactKey"]]
+                )
+        return artifacts
+
+    def why_skipped(self, name: str) -> str | None:
+        """Why the driver would not run task `name` (its condition is false, or a task it needs
+        did not run), or None when it runs."""
+        task = self.spec["root"]["dag"]["tasks"][name]
+        condition = task.get("triggerPolicy", {}).get("condition")
+        if condition:
+            keys = set(re.findall(r"inputs\.artifacts\['([^']+)'\]", condition))
+            for key in keys:
+                producer = task["inputs"]["artifacts"][key]["taskOutputArtifact"]["producerTask"]
+                if producer in self.skipped:
+                    return f"{producer} did not run"
+            if not condition_holds(condition, self._input_artifacts(task, keys)):
+                return f"its condition is false: {condition}"
+        for source in task.get("inputs", {}).get("artifacts", {}).values():
+            producer = source["taskOutputArtifact"]["producerTask"]
+            if producer in self.skipped:
+                return f"{producer} did not run"
+        return None
+
     def executor_input(self, name: str) -> dict:
         task = self.spec["root"]["dag"]["tasks"][name]
         component = self.spec["components"][task["componentRef"]["name"]]
-        artifacts = {}
-        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
-            producer = source["taskOutputArtifact"]
-            recorded = self.tasks[producer["producerTask"]].outputs[producer["outputArtifactKey"]]
-            artifacts[key] = {"artifacts": [self._as_input(recorded)]}
+        artifacts = {key: {"artifacts": [artifact]} for key, artifact in self._input_artifacts(task).items()}
         return {
             "inputs": {"parameterValues": _parameter_values(task, self.spec), "artifacts": artifacts},
             "outputs": {
@@ -221,6 +288,11 @@ class LocalBackend:
         """Runs every task; returns {task: Task}."""
         order = task_order(self.spec)
         for index, name in enumerate(order, 1):
+            skipped = self.why_skipped(name)
+            if skipped:
+                self.skipped[name] = skipped
+                self.say(f"[{index}/{len(order)}] {name} skipped: {skipped}")
+                continue
             self.say(f"[{index}/{len(order)}] {name} ...")
             task = self.run_task(name)
             self.say(f"[{index}/{len(order)}] {name} done in {task.seconds:.1f}s")
@@ -249,6 +321,8 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
     def output(task: str, key: str) -> dict:
         return tasks[task].outputs.get(key, {}) if task in tasks else {}
 
+    decision = output("RetrainGate", "decision").get("metadata", {})
+    retrain = bool(decision.get("retrain")) if decision else None
     blessing, pushed = output("Evaluator", "blessing"), output("Pusher", "pushed_model")
     baseline = output("ServingBaseline", "baseline_model")
     evaluated = output("Evaluator", "evaluation")
@@ -263,6 +337,9 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "target": backend.target,
         "run_id": backend.run_id,
         "task_seconds": {name: task.seconds for name, task in tasks.items()},
+        "skipped_tasks": dict(backend.skipped),
+        "retrain": {"retrain": retrain, "reason": decision.get("reason")} if decision else None,
+        "run_skipped_reason": decision.get("reason") if retrain is False else None,
         "task_logs": {name: task.log_file for name, task in tasks.items()},
         "blessed": bool(blessing.get("metadata", {}).get("blessed")),
         "baseline_serving_version": baseline.get("metadata", {}).get(SERVING_VERSION_PROPERTY) or None,

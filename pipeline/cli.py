@@ -97,6 +97,13 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         "validation part; the Trainer trains with the best (default 0: no Tuner)",
     )
     ev = p.add_argument_group("promotion")
+    ev.add_argument(
+        "--promote-when",
+        choices=["better", "not_worse", "point"],
+        help="against the model now serving, on the 95%% confidence interval of the accuracy change: better "
+        "(default: its lower bound above 0), not_worse (refused when its upper bound is below -max-accuracy-drop), "
+        "point (the point estimate alone)",
+    )
     ev.add_argument("--min-accuracy", type=float, help="eval accuracy needed to be blessed (default 0.5)")
     ev.add_argument("--max-accuracy-drop", type=float, help="allowed drop vs the model now serving (default 0)")
     ev.add_argument(
@@ -119,6 +126,12 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     out.add_argument("--verbose", action="store_true", help="show every framework log line on the terminal")
     out.add_argument(
         "--no-cache", action="store_true", help="re-execute every component even if its inputs are unchanged"
+    )
+    out.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the data (span and input fingerprint), config and code equal those the serving model "
+        "was made from (by default such a run stops after ExampleGen, exit 0, nothing trained); implies --no-cache",
     )
     out.add_argument(
         "--wait",
@@ -147,6 +160,7 @@ _CONFIG_FLAGS = (
     "tuner_trials",
     "min_accuracy",
     "max_accuracy_drop",
+    "promote_when",
     "min_class_recall",
     "max_class_recall_drop",
     "pipeline_name",
@@ -160,6 +174,8 @@ def config_from_args(args: argparse.Namespace) -> cfg.GraftConfig:
     overrides = {name: getattr(args, name) for name in _CONFIG_FLAGS}
     if args.no_cache:
         overrides["enable_cache"] = False
+    if args.force:
+        overrides["force_retrain"] = True
     return cfg.load_config(args.config, overrides)
 
 
@@ -174,6 +190,9 @@ def format_summary(summary: dict) -> str:
         )
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")
+    if summary.get("run_skipped_reason"):
+        lines.append(f"  not trained: {summary['run_skipped_reason']}")
+        return "\n".join(lines)
     choices = summary.get("training_choices")
     if choices:
         lines.append("  training: " + describe_choices(choices))

@@ -20,9 +20,11 @@ import yaml
 
 from components.backbones import registry
 from components.contract import ConfigError
+from components.evaluator.settings import PROMOTE_WHEN, EvaluatorSettings
 from components.example_gen import image_ingest, text_ingest
 from components.example_gen.settings import ExampleGenSettings
 from components.pusher.settings import PusherSettings
+from components.retrain_gate.settings import RetrainGateSettings
 from components.settings import code_version
 from components.trainer import augmentation
 from components.trainer.settings import ExportSettings, TrainerSettings
@@ -109,6 +111,7 @@ class GraftConfig:
     min_accuracy: float = 0.5
     max_accuracy_drop: float = 0.0  # vs the model now serving, absolute
     max_relative_accuracy_drop: Optional[float] = None  # vs the model now serving, a fraction
+    promote_when: str = "better"  # better | not_worse | point: the accuracy change's 95 % interval (see the README)
     slice_by_class: bool = True  # evaluation sliced by class as well as overall
     min_class_recall: Optional[float] = None  # each class's recall must reach this (None: not gated)
     max_class_recall_drop: Optional[float] = (
@@ -123,6 +126,7 @@ class GraftConfig:
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
     enable_cache: bool = True
+    force_retrain: bool = False  # train even when the data, config and code equal the serving model's (cache off)
     beam_pipeline_args: Optional[list] = None  # None: the runner's default (locally DirectRunner in_memory)
     kubeflow: dict = field(default_factory=dict)  # Kubeflow runner settings: see kubeflow/settings.py
 
@@ -349,6 +353,8 @@ def validate(config: GraftConfig) -> None:
         problems.append("max_accuracy_drop must be >= 0")
     if config.max_relative_accuracy_drop is not None and not 0 <= config.max_relative_accuracy_drop < 1:
         problems.append("max_relative_accuracy_drop must be in [0, 1)")
+    if config.promote_when not in PROMOTE_WHEN:
+        problems.append(f"promote_when must be one of {', '.join(PROMOTE_WHEN)} (got {config.promote_when!r})")
     for name in ("min_class_recall", "max_class_recall_drop"):
         value = getattr(config, name)
         if value is not None and not 0.0 <= value <= 1.0:
@@ -520,6 +526,44 @@ def tuner_settings(config: GraftConfig) -> TunerSettings:
         validation_percent=config.tuner_section.validation_percent,
         trainer=trainer_settings(config),
     )
+
+
+# Options that say where things go and how the runner runs, not what model comes out: changing
+# them alone does not make a run train again (the data's identity is ExampleGen's fingerprint).
+RUN_PLUMBING = (
+    "pipeline_name",
+    "pipeline_root",
+    "metadata_path",
+    "serving_dir",
+    "data_dir",
+    "tfrecord_dir",
+    "text_data",
+    "keep_versions",
+    "beam_direct_running_mode",
+    "beam_num_workers",
+    "enable_cache",
+    "force_retrain",
+    "beam_pipeline_args",
+    "kubeflow",
+)
+MODEL_CODE_STAGES = ("example_gen", "transform", "trainer", "tuner")
+
+
+def retrain_gate_settings(config: GraftConfig) -> RetrainGateSettings:
+    import hashlib
+
+    return RetrainGateSettings(
+        serving_dir=config.serving_dir,
+        force=config.force_retrain,
+        model_config={k: v for k, v in config.to_dict().items() if k not in RUN_PLUMBING},
+        model_code=hashlib.sha256(
+            "|".join(f"{stage}:{code_version(stage)}" for stage in MODEL_CODE_STAGES).encode()
+        ).hexdigest()[:16],
+    )
+
+
+def evaluator_settings(config: GraftConfig) -> EvaluatorSettings:
+    return EvaluatorSettings(promote_when=config.promote_when, max_accuracy_drop=config.max_accuracy_drop)
 
 
 def pusher_settings(config: GraftConfig) -> PusherSettings:

@@ -17,6 +17,7 @@ from tfx.components import FileBasedExampleGen, ImportExampleGen, SchemaGen, Sta
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2
 
@@ -25,6 +26,7 @@ from components.evaluator.executor import Evaluator
 from components.example_gen import image_executor, image_ingest, text_executor, text_ingest
 from components.example_validator.executor import ExampleValidator
 from components.pusher.executor import Pusher
+from components.retrain_gate.component import RetrainGate
 from components.serving_baseline.component import ServingBaseline
 from pipeline import config as cfg
 
@@ -108,12 +110,33 @@ STATS_OPTIONS = tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
 
 
 def create_pipeline(
-    config: cfg.GraftConfig, metadata_connection_config=None, beam_pipeline_args: Optional[list] = None
+    config: cfg.GraftConfig,
+    metadata_connection_config=None,
+    beam_pipeline_args: Optional[list] = None,
+    serving_state: str = "",
 ) -> tfx_pipeline.Pipeline:
-    """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them)."""
+    """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them).
+    `serving_state`: what serves now (retrain_gate.component.serving_state), in the RetrainGate's
+    cache key; the local runner passes it, the Kubeflow compiler turns the gate's cache off."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = example_gen_component(config)
+    # Nothing new, nothing trained: every node after this one runs only when the gate says so.
+    gate = RetrainGate(example_gen.outputs["examples"], cfg.retrain_gate_settings(config), serving_state)
+    with Cond(gate.retrains()):
+        gated = _nodes_after_the_gate(config, example_gen, gate)
+    return tfx_pipeline.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=_abs(config.pipeline_root),
+        components=[example_gen, gate, *gated],
+        enable_cache=config.enable_cache and not config.force_retrain,  # --force: a cached Trainer would not train
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=with_text_ops(beam_pipeline_args or cfg.beam_args(config), config.kind),
+    )
+
+
+def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGate) -> list:
+    """Every node after the RetrainGate (built inside its Cond), in order."""
     if config.schema_dir:
         schema_gen = ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
         # The curated schema marks `image` as image bytes, which TFDV then leaves out of its top-k
@@ -171,6 +194,7 @@ def create_pipeline(
             class_gates=ClassGates(config.class_names, config.min_class_recall, config.max_class_recall_drop),
         ),
         example_splits=["eval"],
+        settings=cfg.evaluator_settings(config),
     )
     pusher = Pusher(
         model=trainer.outputs["model"],
@@ -178,30 +202,23 @@ def create_pipeline(
         baseline_model=baseline.outputs["baseline_model"],
         examples=example_gen.outputs["examples"],
         evaluation=evaluator.outputs["evaluation"],
+        decision=gate.outputs["decision"],
         custom_config=cfg.pusher_settings(config).to_dict(),
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))
         ),
     )
-    return tfx_pipeline.Pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=_abs(config.pipeline_root),
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            transform,
-            *([tuner] if tuner else []),
-            trainer,
-            baseline,
-            evaluator,
-            pusher,
-        ],
-        enable_cache=config.enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=with_text_ops(beam_pipeline_args or cfg.beam_args(config), config.kind),
-    )
+    return [
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        transform,
+        *([tuner] if tuner else []),
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
 
 
 TEXT_OPS_PLUGIN = "--beam_plugins=tensorflow_text"

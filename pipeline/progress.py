@@ -19,6 +19,7 @@ from absl import logging as absl_logging
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution \d+ is used\.")
+_SKIPPED = re.compile(r"Skipping execution for (\S+)")  # a Cond said no (the RetrainGate: nothing new)
 
 
 class Progress(logging.Handler):
@@ -32,6 +33,7 @@ class Progress(logging.Handler):
         self.current = None
         self._component_start = 0.0
         self._cached = False
+        self._skipped = False
         self.seconds = {}
 
     def say(self, text: str) -> None:
@@ -48,9 +50,15 @@ class Progress(logging.Handler):
             return
         if match := _RUNNING.search(message):
             self.current, self._component_start, self._cached = match.group(1), time.time(), False
+            self._skipped = False
             self.say(f"{self.current} ...")
         elif _CACHED.search(message):
             self._cached = True
+        elif _SKIPPED.search(message):
+            self._skipped = True
+        elif (match := _FINISHED.search(message)) and self._skipped:
+            self.say(f"{match.group(1)} skipped")
+            self.current = None
         elif match := _FINISHED.search(message):
             took = time.time() - self._component_start
             self.seconds[match.group(1)] = round(took, 1)

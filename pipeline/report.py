@@ -152,6 +152,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         "failures": summary.get("not_blessed_because", []),
         "pushed_model_dir": summary.get("pushed_model_dir"),
         "push_skipped_reason": summary.get("push_skipped_reason"),
+        "retrain": summary.get("retrain"),  # the RetrainGate's decision and why
     }
     per_class = []
     for i, name in enumerate(class_names):
@@ -193,9 +194,15 @@ def write_report(summary: dict, config, report_dir: str) -> str:
     verdict = (
         "BLESSED and pushed"
         if summary.get("pushed_model_dir")
+        else "not trained: nothing new"
+        if summary.get("run_skipped_reason")
         else ("blessed, not pushed" if summary["blessed"] else "NOT blessed: nothing pushed")
     )
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in decision["failures"]) or "<li>all thresholds met</li>"
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in decision["failures"]) or (
+        f"<li>{html.escape(summary['run_skipped_reason'])}</li>"
+        if summary.get("run_skipped_reason")
+        else "<li>all thresholds met</li>"
+    )
     comparison = data["comparison_with_serving"]
     parts = [
         "<!doctype html><meta charset='utf-8'><title>Graft run report</title>",

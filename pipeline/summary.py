@@ -85,6 +85,8 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
         "component_seconds": {},
         "component_state": {},
         "not_blessed_because": [],
+        "retrain": None,
+        "run_skipped_reason": None,
     }
     states = {
         metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -118,6 +120,14 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
                 )
                 if k in report
             }
+    decision = nodes.get("RetrainGate", {}).get("outputs", {}).get("decision")
+    if decision:
+        retrain, reason = bool(_prop(decision[0], "retrain", 0)), _prop(decision[0], "reason", "")
+        summary["retrain"] = {"retrain": retrain, "reason": reason}
+        # For a scheduler: set exactly when the run stopped after the gate (exit code 0).
+        summary["run_skipped_reason"] = None if retrain else reason
+        if not retrain:
+            summary["push_skipped_reason"] = "nothing trained: " + reason
     evaluator = nodes.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed", 0))

@@ -398,16 +398,20 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
-    summary_path = tmp_path / "summary.json"
-    result = subprocess.run(
-        [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads(summary_path.read_text())
+
+    def run_local(name: str):
+        summary_path = tmp_path / f"{name}.json"
+        result = subprocess.run(
+            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return json.loads(summary_path.read_text()), result
+
+    summary, result = run_local("first")
     spec, _ = compiler.load_compiled(summary["compiled"])
     assert set(summary["task_seconds"]) == set(spec["root"]["dag"]["tasks"])  # every task ran
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
@@ -423,6 +427,14 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         os.path.dirname(p) for p in glob.glob(str(tmp_path / "root" / "**" / "transform_fn"), recursive=True)
     }
     assert_transform_matches_keras(transform, "hub", files, 32)
+
+    # The same data again: the RetrainGate finds that the serving version was made from it, and
+    # every task after it is skipped by its trigger condition, as KFP's driver would skip it.
+    again, result = run_local("again")
+    assert set(again["task_seconds"]) == {"ImageExampleGen", "RetrainGate"}, again["task_seconds"]
+    assert set(again["skipped_tasks"]) == set(spec["root"]["dag"]["tasks"]) - {"ImageExampleGen", "RetrainGate"}
+    assert again["run_skipped_reason"].startswith("nothing new: serving version"), again["run_skipped_reason"]
+    assert not again["pushed"] and "Trainer skipped: its condition is false" in result.stdout
 
 
 def test_image_and_make_setup_install_through_one_script():
@@ -479,7 +491,7 @@ def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
         tmp_path, backbone="hub_bert", weights="gs://bucket/encoder", text_preprocessor="gs://bucket/preprocess"
     )
     executors = spec["deploymentSpec"]["executors"].values()
-    assert len(executors) == 9
+    assert len(executors) == 10  # the RetrainGate is one of them
     assert all({"name": "TF_ENABLE_ONEDNN_OPTS", "value": "0"} in e["container"]["env"] for e in executors)
     assert "gs://bucket/preprocess" in json.dumps(spec)  # Transform's settings name the preprocessing model
 

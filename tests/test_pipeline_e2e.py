@@ -62,7 +62,7 @@ def _run_until_killed(config: dict, path, line_seen: str) -> list:
 @pytest.mark.e2e
 def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_op(tmp_path, digits_dir):
     """One DAG, several runs: killed mid-training and resumed, then blessed, pushed and served;
-    rerun as a no-op; a worse candidate refused."""
+    rerun on the same data: nothing trained; a worse candidate (new data) refused."""
     config = small_training_config(tmp_path, data_dir=digits_dir, export={"tflite": "float"}, max_class_recall_drop=0.2)
     # Killed after the second epoch: nothing is pushed; the next run resumes the Trainer from its
     # last completed epoch, not from zero, and its upstream components are not run again.
@@ -200,9 +200,21 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     with pytest.raises(serving_check.ServingCheckError, match="answers differently"):
         serving_check.check_in_fresh_process(tampered)
 
-    # Unchanged inputs: nothing executes, nothing new is pushed.
-    second, _ = run_graft(tmp_path, config, "second")
-    assert set(second["component_state"].values()) == {"cached"}
+    # The version records what the next run compares with: the data, the model's config and code.
+    key = record["training_key"]
+    assert (key["span"], key["input_fingerprint"]) == (0, record["data"]["input_fingerprint"])
+    assert key["model_config"]["backbone"] == config["backbone"] and "pipeline_root" not in key["model_config"]
+
+    # Nothing new (same data, config and code as the serving version): the run stops after the
+    # RetrainGate, exit 0, says why for a scheduler, and trains and pushes nothing.
+    second, second_out = run_graft(tmp_path, config, "second")
+    assert second["component_state"] == {"ImageExampleGen": "cached", "RetrainGate": "complete"}, second
+    version = os.path.basename(pushed)
+    assert second["run_skipped_reason"].startswith(
+        f"nothing new: serving version {version} was trained on the same data (span 0, same input fingerprint)"
+    ), second["run_skipped_reason"]
+    assert second["retrain"] == {"retrain": False, "reason": second["run_skipped_reason"]}
+    assert "not trained: nothing new" in second_out and "Trainer" not in second["component_seconds"]
     assert second["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
     # Each run's summary reads its own executions (by its run id), not the latest of each component.

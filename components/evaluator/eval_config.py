@@ -107,4 +107,12 @@ def build_eval_config(
         ],
         slicing_specs=slices,
         metrics_specs=specs,
+        # 95 % intervals on every metric, the change against the serving model included (paired:
+        # both models score the same resampled examples); promotion.py judges on them.
+        options=tfma.Options(
+            compute_confidence_intervals={"value": True},
+            confidence_intervals=tfma.ConfidenceIntervalOptions(
+                method=tfma.ConfidenceIntervalOptions.POISSON_BOOTSTRAP
+            ),
+        ),
     )

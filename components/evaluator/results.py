@@ -10,6 +10,8 @@ import os
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components.evaluator import promotion
+
 
 def _metric_name(key) -> str:
     name = key.name
@@ -98,6 +100,29 @@ def slice_values(metric_keys_and_values, one_class: bool) -> dict:
     return values
 
 
+def slice_intervals(metric_keys_and_values) -> dict:
+    """{metric name: {"value", "lower", "upper"}} of one slice: TFMA's 95 % confidence intervals
+    (with compute_confidence_intervals), for the metrics it computed one for."""
+    intervals = {}
+    for item in metric_keys_and_values:
+        if item.value.HasField("double_value") and item.HasField("confidence_interval"):
+            bounds = item.confidence_interval
+            intervals[_metric_name(item.key)] = {
+                "value": round(item.value.double_value.value, 6),
+                "lower": round(bounds.lower_bound.double_value.value, 6),
+                "upper": round(bounds.upper_bound.double_value.value, 6),
+            }
+    return intervals
+
+
+def overall_intervals(uri: str) -> dict:
+    """slice_intervals of the overall slice of the evaluation in `uri`."""
+    for slice_metrics in tfma.load_metrics(uri):
+        if not slice_metrics.slice_key.single_slice_keys:
+            return slice_intervals(slice_metrics.metric_keys_and_values)
+    return {}
+
+
 def validation_failures(uri: str) -> list[str]:
     """Why TFMA did not validate the model in `uri`, one reason per failed threshold; [] when
     it did, or when no thresholds were set (no validation result written). A result that cannot
@@ -127,12 +152,13 @@ def validation_failures(uri: str) -> list[str]:
 def read_evaluation(uri: str, num_classes: int) -> dict:
     """Candidate metrics overall and per class slice, the confusion matrix, and why the
     validation failed (if it did)."""
-    overall, per_class, matrix = {}, {}, []
+    overall, per_class, matrix, intervals = {}, {}, [], {}
     for slice_metrics in tfma.load_metrics(uri):
         keys = slice_metrics.slice_key.single_slice_keys
         values = slice_values(slice_metrics.metric_keys_and_values, one_class=bool(keys))
         if not keys:
             overall = values
+            intervals = slice_intervals(slice_metrics.metric_keys_and_values)
         else:
             per_class[keys[0].bytes_value.decode("utf-8")] = values
     for plots in tfma.load_plots(uri):
@@ -145,6 +171,16 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
             for entry in plot.matrices[0].entries:  # threshold 0: the arg-max class
                 matrix.append([entry.actual_class_id, entry.predicted_class_id, entry.num_weighted_examples])
     failures = validation_failures(uri)
+    judged = promotion.read(uri)
+    if judged and not judged["promoted"]:
+        failures.append(judged["reason"])
     if matrix:
         overall.update(argmax_class_metrics(matrix, num_classes))
-    return {"overall": overall, "per_class": per_class, "failures": failures, "confusion_entries": matrix}
+    return {
+        "overall": overall,
+        "per_class": per_class,
+        "failures": failures,
+        "confusion_entries": matrix,
+        "intervals": intervals,  # 95 % confidence intervals, overall: accuracy, the serving model's, the change
+        "promotion": judged,
+    }

@@ -33,11 +33,13 @@ from components.contract import (
 from components.evaluator.results import read_evaluation
 from components.memory import release_freed_memory
 from components.pusher.settings import PusherSettings
+from components.retrain_gate.component import TRAINING_KEY_PROPERTY, RetrainDecision
 from components.serving import check, provenance, serving_dir
 
 BASELINE_KEY = "baseline_model"  # ServingBaseline's output: which version the candidate was judged against
 EXAMPLES_KEY = "examples"  # ExampleGen's output: the data the model came from (provenance)
 EVALUATION_KEY = "evaluation"  # the Evaluator's output: the metrics that blessed it (provenance)
+DECISION_KEY = "decision"  # the RetrainGate's output: the training key the next run compares with
 PUBLISH_WAIT_SECONDS = 600  # another publish to the same serving directory: wait for it this long
 
 
@@ -121,8 +123,11 @@ class Executor(tfx_pusher.Executor):
         except Exception as err:  # noqa: BLE001  (recorded in the provenance instead)
             logging.warning("Provenance without metrics: the evaluation could not be read (%s)", err)
             evaluation = {"error": f"{type(err).__name__}: {err}"}
+        decision = input_dict.get(DECISION_KEY)
+        key = decision[0].get_string_custom_property(TRAINING_KEY_PROPERTY) if decision else ""
         return provenance.build(
             examples=examples[0],
+            training_key=json.loads(key) if key else None,
             evaluation=evaluation,
             config=settings.resolved_config,
             code=settings.code_version,
@@ -152,6 +157,7 @@ class PusherSpec(standard_component_specs.PusherSpec):
         BASELINE_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
         EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        DECISION_KEY: ChannelParameter(type=RetrainDecision, optional=True),
     }
 
 
@@ -171,6 +177,7 @@ class Pusher(base_component.BaseComponent):
         custom_config: dict,
         examples=None,
         evaluation=None,
+        decision=None,
     ):
         super().__init__(
             spec=PusherSpec(
@@ -179,6 +186,7 @@ class Pusher(base_component.BaseComponent):
                 baseline_model=baseline_model,
                 examples=examples,
                 evaluation=evaluation,
+                decision=decision,
                 push_destination=push_destination,
                 custom_config=json_utils.dumps(custom_config),
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),

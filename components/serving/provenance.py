@@ -88,8 +88,10 @@ def build(
     run_id: str | None,
     replaced: str | None,
     model_uri: str,
+    training_key: dict | None = None,
 ) -> dict:
-    """The provenance record of a version about to be published."""
+    """The provenance record of a version about to be published. `training_key`: the
+    RetrainGate's (data, model config, model code), which the next run compares with its own."""
     overall = evaluation.get("overall", {})
     return {
         "pushed_at": _now(),
@@ -103,6 +105,7 @@ def build(
         "per_class_metrics": evaluation.get("per_class", {}),
         "config": redacted(config),
         "code_version": code,
+        "training_key": training_key,
     }
 
 

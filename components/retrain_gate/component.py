@@ -1,0 +1,106 @@
+"""RetrainGate: the node between ExampleGen and everything that trains.
+
+It compares this run's training key (the span and input fingerprint ExampleGen recorded, the
+model config, the model code) with the one recorded in the provenance of the version now
+serving, and publishes a `RetrainDecision` with the int custom property `retrain` (1 or 0) and
+its `reason`. pipeline/pipeline.py puts every later node inside
+`tfx.dsl.Cond(decision.custom_property("retrain") == 1)`: TFX's launcher then skips them
+(locally), and the Kubeflow v2 compiler turns the predicate into each task's trigger condition.
+
+Its cache key holds the serving version's state (`serving_state`, read where the local pipeline
+is built), so a cached decision is replayed only while nothing was pushed or rolled back; the
+Kubeflow compiler turns its cache off instead (a spec is compiled once, run many times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import json_utils
+
+from components import files
+from components.contract import PROVENANCE_FILE
+from components.retrain_gate import decision
+from components.retrain_gate.settings import RetrainGateSettings
+from components.serving import provenance, serving_dir
+
+EXAMPLES_KEY = "examples"
+DECISION_KEY = "decision"
+CUSTOM_CONFIG_KEY = "custom_config"
+SERVING_STATE_KEY = "serving_state"
+RETRAIN_PROPERTY = "retrain"  # int 1 | 0: the Cond predicate reads it
+REASON_PROPERTY = "reason"
+TRAINING_KEY_PROPERTY = "training_key"  # JSON: what the Pusher records in provenance.json
+DECISION_FILE = "decision.json"
+
+
+class RetrainDecision(types.Artifact):
+    """Whether this run trains, and why (custom properties `retrain`, `reason`, `training_key`)."""
+
+    TYPE_NAME = "components.RetrainDecision"  # importable by this path: see components/__init__.py
+
+
+def serving_state(serving_dir_path: str) -> str:
+    """The newest serving version and a digest of its provenance ("" when nothing serves): the
+    gate's cache key changes whenever a push or a rollback changes what serves."""
+    newest = serving_dir.newest(serving_dir_path)
+    if newest is None:
+        return ""
+    path = f"{newest}/{PROVENANCE_FILE}"
+    record = files.read(path) if files.exists(path) else b""
+    return f"{newest}:{hashlib.sha256(record).hexdigest()[:16]}"
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        settings = RetrainGateSettings.from_dict(json.loads(exec_properties[CUSTOM_CONFIG_KEY]))
+        examples = input_dict[EXAMPLES_KEY][0]
+        data = provenance.data_record(examples)
+        key = decision.training_key(data["span"], data["input_fingerprint"], settings.model_config, settings.model_code)
+        current = serving_dir.newest(settings.serving_dir)
+        record = provenance.read(current) if current else None
+        version = current.rstrip("/").rsplit("/", 1)[-1] if current else None
+        retrain, reason = decision.decide(key, version, record, settings.force)
+        logging.info("RetrainGate: %s (%s).", "training" if retrain else "not training", reason)
+        out = output_dict[DECISION_KEY][0]
+        out.set_int_custom_property(RETRAIN_PROPERTY, int(retrain))
+        out.set_string_custom_property(REASON_PROPERTY, reason)
+        out.set_string_custom_property(TRAINING_KEY_PROPERTY, json.dumps(key, sort_keys=True))
+        fileio.makedirs(out.uri)
+        with fileio.open(f"{out.uri}/{DECISION_FILE}", "w") as f:
+            f.write(json.dumps({"retrain": retrain, "reason": reason, "training_key": key}, indent=1, sort_keys=True))
+
+
+class RetrainGateSpec(types.ComponentSpec):
+    PARAMETERS = {
+        CUSTOM_CONFIG_KEY: ExecutionParameter(type=str),
+        SERVING_STATE_KEY: ExecutionParameter(type=str),
+    }
+    INPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {DECISION_KEY: ChannelParameter(type=RetrainDecision)}
+
+
+class RetrainGate(base_component.BaseComponent):
+    SPEC_CLASS = RetrainGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, settings: RetrainGateSettings, state: str = ""):
+        super().__init__(
+            spec=RetrainGateSpec(
+                examples=examples,
+                custom_config=json_utils.dumps(settings.to_dict()),
+                serving_state=state,
+                decision=types.Channel(type=RetrainDecision),
+            )
+        )
+
+    def retrains(self):
+        """The predicate for `tfx.dsl.Cond`: this run's decision is to train."""
+        return self.outputs[DECISION_KEY].future()[0].custom_property(RETRAIN_PROPERTY) == 1
