@@ -17,7 +17,7 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
 WORKERS ?= 2
 
-.PHONY: setup run run-text test test-fast test-registry lint bench bench-text bench-scale clean-run help
+.PHONY: setup run run-text test test-fast test-registry lint bench bench-text bench-scale bench-promotion clean-run help
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
@@ -30,6 +30,8 @@ help:
 	@echo "make bench-text Graft's default text model vs TF-IDF + logistic regression, and the Tuner, on two corpora (about 15 minutes)"
 	@echo "make bench-scale N=\"20000 80000\"  a local run's seconds per 1,000 images and peak memory as the data grows, and the"
 	@echo "                Trainer's image decoding against the machine's limit (about 25 minutes; images kept in /tmp/graft-bench-scale)"
+	@echo "make bench-promotion  10 retrains of the sample on identical data against a serving model trained the same way:"
+	@echo "                how many each promotion rule would push (about 30 minutes)"
 
 setup: $(STAMP)
 
@@ -75,6 +77,9 @@ bench-text: $(STAMP)
 N ?= 20000 80000
 bench-scale: $(STAMP)
 	$(PY) -m tests.benchmarks.scale --images $(N)
+
+bench-promotion: $(STAMP)
+	$(PY) -m tests.benchmarks.promotion
 
 clean-run:
 	rm -rf tfx_pipeline_output tfx_metadata

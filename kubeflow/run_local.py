@@ -347,6 +347,8 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "pushed_model_dir": pushed.get("metadata", {}).get("pushed_destination") or None,
         "push_skipped_reason": pushed.get("metadata", {}).get("skipped_reason"),
         "metrics": evaluation.get("overall", {}),
+        "metric_intervals": evaluation.get("intervals", {}),
+        "promotion": evaluation.get("promotion"),
         "not_blessed_because": evaluation.get("failures", []),
         "ingest": _read_json(report) if os.path.exists(report) else None,
     }

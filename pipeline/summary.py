@@ -135,6 +135,8 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
         evaluation = read_evaluation(evaluator["evaluation"][0].uri, len(config.class_names or []))
         summary["metrics"], summary["not_blessed_because"] = evaluation["overall"], evaluation["failures"]
         summary["per_class_metrics"] = evaluation["per_class"]
+        summary["metric_intervals"] = evaluation["intervals"]  # TFMA's 95 % intervals, overall
+        summary["promotion"] = evaluation["promotion"]  # the rule, the accuracy change's interval, the verdict
         summary["confusion_entries"] = evaluation["confusion_entries"]
         summary["evaluation_uri"] = evaluator["evaluation"][0].uri
     model_run = nodes.get("Trainer", {}).get("outputs", {}).get("model_run")
