@@ -107,9 +107,7 @@ def main(argv=None) -> int:
         if summary.get("pushed_model_dir"):  # the next candidate meets the same serving model
             subprocess.run(
                 [
-                    sys.executable,
-                    "-m",
-                    "pipeline.cli",
+                    os.path.join(os.path.dirname(sys.executable), "graft"),
                     "rollback",
                     "--serving-dir",
                     base["serving_dir"],
