@@ -77,8 +77,23 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir", help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local)"
     )
     q.add_argument("--summary-json", help="write the run's facts (blessed, pushed, metrics, task seconds) here")
+    q.add_argument(
+        "--local-paths",
+        action="store_true",
+        help="accept local pipeline_root, data and serving paths (no pod could read them: the compiled spec "
+        "is for this machine only); without it they are refused as compile and submit refuse them",
+    )
     _force_flag(q)
     return p
+
+
+CLUSTER_PATHS = ("pipeline_root", "serving_dir", "data_dir", "tfrecord_dir", "text_data")
+
+
+def local_paths(config) -> list[str]:
+    """The config's paths a Kubeflow pod cannot see: local ones, where an object store
+    (gs://, s3://) is needed."""
+    return [f"{name} {value!r}" for name in CLUSTER_PATHS if (value := getattr(config, name)) and "://" not in value]
 
 
 def _force_flag(parser) -> None:
@@ -103,6 +118,15 @@ def _load(args):
     }
     settings = dataclasses.replace(config.kubeflow_settings, **flags)
     settings.validate()
+    found = local_paths(config)
+    if found and not getattr(args, "local_paths", False):
+        raise cfg.ConfigError(
+            f"kubeflow.target {settings.target}: {', '.join(found)} "
+            + ("is a local path" if len(found) == 1 else "are local paths")
+            + ", which no pod of the cluster can read (the backend also rejects a local pipeline root): "
+            "use gs:// or s3:// URIs"
+            + (" (or --local-paths to run this machine's paths here)" if args.command == "run-local" else "")
+        )
     if not config.class_names:
         local = config.data_dir or config.text_data
         if local and "://" not in local:

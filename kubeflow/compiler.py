@@ -22,6 +22,7 @@ from pipeline.pipeline import create_pipeline
 
 TRAINER_ID = "Trainer"
 RETRAIN_GATE_ID = "RetrainGate"
+TARGET_ENV = "GRAFT_TARGET"  # kfp | vertex, read by kubeflow/kfp_v2_compat.py
 TRAINING_IDS = (TRAINER_ID, "Tuner")  # the steps that train: the accelerator, its nodes and resources
 IMAGE_REPO_DIR = "/graft"  # where kubeflow/Dockerfile puts this repository
 # TFX's executor entrypoint, wrapped to apply kubeflow/kfp_v2_compat.py first.
@@ -105,8 +106,11 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
     # platform_config: give it the component resources like every other step.
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container", {})
-        if config.runtime_env and "container" in executor:
-            container.setdefault("env", []).extend({"name": k, "value": v} for k, v in config.runtime_env.items())
+        if "container" in executor:
+            # The backend the spec was compiled for, from the spec itself: kfp_v2_compat reads
+            # it, and an image run by the other backend must not guess.
+            env = {TARGET_ENV: settings.target, **config.runtime_env}
+            container.setdefault("env", []).extend({"name": k, "value": v} for k, v in env.items())
         if "resources" not in container:
             container["resources"] = {
                 "cpuLimit": float(settings.component_cpu),

@@ -11,7 +11,10 @@ from components.settings import unknown_options
 TARGETS = ("kfp", "vertex")
 # Accelerator type names each backend understands.
 DEFAULT_ACCELERATOR = {"kfp": "nvidia.com/gpu", "vertex": "NVIDIA_TESLA_T4"}
-DEFAULT_BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+# Beam in the pod: DirectRunner workers as processes, as many as the pod's CPU request. With 0
+# (one per core) a worker started per core of the node: dozens of TensorFlow-loading processes in
+# an 8 GB pod on a large node.
+DEFAULT_DIRECT_RUNNING_MODE = "--direct_running_mode=multi_processing"
 
 
 @dataclass
@@ -44,7 +47,11 @@ class KubeflowSettings:
 
     @property
     def beam_args(self) -> list:
-        return list(self.beam_pipeline_args) if self.beam_pipeline_args is not None else list(DEFAULT_BEAM_ARGS)
+        """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
+        components' pods request (`component_cpu`, at least 1)."""
+        if self.beam_pipeline_args is not None:
+            return list(self.beam_pipeline_args)
+        return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
 
     @classmethod
     def from_dict(cls, values: dict) -> KubeflowSettings:

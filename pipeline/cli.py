@@ -196,12 +196,20 @@ def format_summary(summary: dict) -> str:
     choices = summary.get("training_choices")
     if choices:
         lines.append("  training: " + describe_choices(choices))
-    metrics = summary.get("metrics", {})
+    metrics, intervals = summary.get("metrics", {}), summary.get("metric_intervals") or {}
+
+    def interval(name: str) -> str:
+        found = intervals.get(name)
+        return f" [95% interval {found['lower']:.4f}-{found['upper']:.4f}]" if found else ""
+
     if metrics.get("sparse_categorical_accuracy") is not None:
-        text = f"  eval accuracy: {metrics['sparse_categorical_accuracy']:.4f}"
+        text = f"  eval accuracy: {metrics['sparse_categorical_accuracy']:.4f}{interval('sparse_categorical_accuracy')}"
         if metrics.get("baseline_sparse_categorical_accuracy") is not None:
             text += f" (serving model: {metrics['baseline_sparse_categorical_accuracy']:.4f})"
         lines.append(text)
+    judged = summary.get("promotion")
+    if judged:
+        lines.append(f"  promotion ({judged['promote_when']}): {judged['reason']}")
     lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")
     for reason in summary.get("not_blessed_because", []):
         lines.append(f"    {reason}")

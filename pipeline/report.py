@@ -175,6 +175,8 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         "comparison_with_serving": {
             k: v for k, v in metrics.items() if k.startswith("baseline_") or k.endswith("_change")
         },
+        "confidence_intervals": summary.get("metric_intervals") or {},  # TFMA's 95 % bootstrap, overall
+        "promotion": summary.get("promotion"),  # the rule and its verdict on the accuracy change's interval
         "decision": decision,
         "tflite": summary.get("tflite"),
         "plots": {
@@ -214,6 +216,16 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         f"<p>Pushed to: {html.escape(str(decision['pushed_model_dir'] or decision['push_skipped_reason']))}</p>",
         "<h2>Comparison with the model now serving</h2>",
         _table(["metric", "value"], sorted(comparison.items())) if comparison else "<p>No model was serving.</p>",
+        f"<p>Promotion ({html.escape(data['promotion']['promote_when'])}): {html.escape(data['promotion']['reason'])}</p>"
+        if data["promotion"]
+        else "",
+        "<h2>95% confidence intervals (TFMA's bootstrap over the eval split)</h2>"
+        + _table(
+            ["metric", "value", "lower", "upper"],
+            [[k, v["value"], v["lower"], v["upper"]] for k, v in sorted(data["confidence_intervals"].items())],
+        )
+        if data["confidence_intervals"]
+        else "",
         "<h2>Dataset</h2>",
         f"<p>{ingest.get('total')} files seen, {ingest.get('accepted')} accepted, "
         f"{len(ingest.get('quarantined', []))} quarantined, {ingest.get('skipped')} skipped by rule.</p>",

@@ -256,6 +256,47 @@ def test_cli_dry_runs_print_what_would_be_sent(tmp_path):
     assert bad.returncode == 2 and "did you mean '0 0 2 * * *'" in bad.stderr
 
 
+def test_cluster_commands_refuse_local_paths_by_name(tmp_path):
+    """No pod reads this machine's disk: compile (and submit, schedule) refuse local paths, naming
+    each; run-local takes them only with --local-paths."""
+    config = tmp_path / "local.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": "gs://bucket/images",
+                "pipeline_root": str(tmp_path / "root"),
+                "serving_dir": "serving",
+                "class_names": ["a", "b"],
+                "kubeflow": {"output": str(tmp_path / "never.yaml")},
+            }
+        )
+    )
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    for command in (["compile"], ["submit", "--host", "http://kfp.test"], ["run-local"]):
+        result = subprocess.run(
+            [graft, "kfp", *command, "--config", str(config)], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert (
+            f"pipeline_root '{tmp_path / 'root'}', serving_dir 'serving' are local paths, which no pod of the cluster "
+            "can read" in result.stderr
+        ), result.stderr
+        assert ("--local-paths" in result.stderr) is (command == ["run-local"])
+    assert not (tmp_path / "never.yaml").exists()
+
+
+def test_compiled_beam_workers_follow_the_pods_cpu_request_and_env_names_the_target(tmp_path):
+    settings = KubeflowSettings.from_dict({"component_cpu": 3, "target": "vertex"})
+    assert settings.beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=3"]
+    assert KubeflowSettings.from_dict({"component_cpu": 0.5}).beam_args[-1] == "--direct_num_workers=1"
+    spec, _ = compiler.load_compiled(compiler.compile_pipeline(_config(), settings, str(tmp_path / "v.yaml")))
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        assert {"name": "GRAFT_TARGET", "value": "vertex"} in container["env"], label
+        assert "--direct_num_workers=0" not in container.get("args", []), label
+    assert "--direct_num_workers=3" in spec["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
+
+
 def test_compat_patches_make_tfx_read_what_the_oss_driver_sends(monkeypatch):
     monkeypatch.setenv("GRAFT_TARGET", "kfp")
     from kfp.pipeline_spec import pipeline_spec_pb2
@@ -402,7 +443,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     def run_local(name: str):
         summary_path = tmp_path / f"{name}.json"
         result = subprocess.run(
-            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
+            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path), "--local-paths"],
             capture_output=True,
             text=True,
             cwd=REPO,

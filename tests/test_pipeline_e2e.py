@@ -113,6 +113,11 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     assert record["code_version"].startswith("graft 0.1.0 at ")  # this checkout's commit
     accuracy = first["metrics"]["sparse_categorical_accuracy"]
     assert record["metrics"]["sparse_categorical_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    # With their 95 % intervals (TFMA's bootstrap), in the version's record and the run's summary.
+    bounds = first["metric_intervals"]["sparse_categorical_accuracy"]
+    assert bounds["lower"] <= accuracy <= bounds["upper"] and 0 < bounds["upper"] - bounds["lower"] < 0.3, bounds
+    assert record["metric_intervals"]["sparse_categorical_accuracy"] == bounds
+    assert first["promotion"] is None  # nothing served: no change to judge, min_accuracy alone
     assert set(record["per_class_metrics"]) == set(ingest["class_names"])
     history = subprocess.run(
         [
@@ -242,6 +247,11 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     assert third["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
     assert any("against the model now serving" in r for r in third["not_blessed_because"])
+    # The default rule (promote_when: better) judged the accuracy change's interval, and said so.
+    change = third["promotion"]["accuracy_change"]
+    assert third["promotion"]["promote_when"] == "better" and not third["promotion"]["promoted"]
+    assert change["lower"] <= change["value"] <= change["upper"] and change["upper"] < 0, change
+    assert third["promotion"]["reason"] in third["not_blessed_because"]
     # Per class too (max_class_recall_drop 0.2; the overall drop is over 0.2, so some class's is):
     # the refusal names the class. The first run had nothing serving: no class gate applied.
     assert any(

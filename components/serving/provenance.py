@@ -102,6 +102,8 @@ def build(
         "data": data_record(examples) if examples is not None else None,
         "metrics": {name: overall[name] for name in BLESSING_METRICS if overall.get(name) is not None},
         **({"metrics_error": evaluation["error"]} if "error" in evaluation else {}),
+        "metric_intervals": evaluation.get("intervals", {}),  # TFMA's 95 % intervals of those metrics
+        "promotion": evaluation.get("promotion"),  # the rule that let it through, on the change's interval
         "per_class_metrics": evaluation.get("per_class", {}),
         "config": redacted(config),
         "code_version": code,
