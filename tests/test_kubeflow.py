@@ -516,13 +516,12 @@ def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
     # tensorflow-text before loading text graphs.
     assert "--beam_plugins=tensorflow_text" in json.dumps(spec)
     assert "--direct_running_mode=multi_processing" in json.dumps(spec)
-    # Only the training step's container has an environment: the GPUs it was given, checked at its start.
-    assert {label for label, e in spec["deploymentSpec"]["executors"].items() if "env" in e["container"]} == {
-        "Trainer_executor"
-    }
-    assert spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["env"] == [
-        {"name": "GRAFT_TRAINER_GPUS", "value": "1"}
-    ]
+    # Every container names its backend; the training step's also the GPUs it was given, checked at its start.
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        expected = [{"name": "GRAFT_TARGET", "value": "kfp"}]
+        if label == "Trainer_executor":
+            expected.append({"name": "GRAFT_TRAINER_GPUS", "value": "1"})
+        assert executor["container"]["env"] == expected, label
 
 
 def test_a_bert_pipeline_runs_its_containers_with_onednn_off(tmp_path):
