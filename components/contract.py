@@ -75,3 +75,5 @@ class ConfigError(ValueError):
 # The GPUs a training step (Trainer, Tuner) was given, in its container's environment (set by
 # the Kubeflow compiler): the step fails at start when TensorFlow sees fewer.
 EXPECTED_GPUS_ENV = "GRAFT_TRAINER_GPUS"
+
+DATA_LISTING_PROPERTY = "data_listing"  # on ImageExampleGen's examples: digest of (path, class) of every file

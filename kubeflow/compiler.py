@@ -84,6 +84,71 @@ def build_pipeline(config: GraftConfig, settings: KubeflowSettings):
     return tfx_pipeline
 
 
+BRANCH = "retrain-branch"  # the sub-DAG of every task after the RetrainGate
+
+
+def condition_branch(spec: dict) -> None:
+    """Moves the tasks that carry a trigger condition (TFX compiles `tfx.dsl.Cond` onto each task)
+    into one sub-DAG whose task carries the condition, as KFP's own compiler builds `dsl.If`.
+
+    KFP's container driver resolves a task's inputs before it evaluates the task's condition
+    (backend/src/v2/driver/driver.go, `Container`): Transform, gated like ImportSchemaGen whose
+    schema it reads, would fail resolving an output that a skipped task never produced. A skipped
+    sub-DAG's tasks are never driven at all; its inputs come from tasks that ran (ExampleGen, the gate)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    gated = {name: task for name, task in tasks.items() if task.get("triggerPolicy", {}).get("condition")}
+    if not gated:
+        return
+    conditions, branch_inputs = set(), {}
+    for task in gated.values():
+        condition = task.pop("triggerPolicy")["condition"]
+        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = source["taskOutputArtifact"]
+            if producer["producerTask"] in gated:
+                continue
+            name = f"{producer['producerTask']}-{producer['outputArtifactKey']}"
+            branch_inputs[name] = producer
+            task["inputs"]["artifacts"][key] = {"componentInputArtifact": name}
+            condition = condition.replace(f"inputs.artifacts['{key}']", f"inputs.artifacts['{name}']")
+        conditions.add(condition)
+        task["dependentTasks"] = [t for t in task.get("dependentTasks", []) if t in gated]
+        if not task["dependentTasks"]:
+            del task["dependentTasks"]
+    if len(conditions) != 1:
+        raise ValueError(f"the gated tasks carry different conditions, expected one: {sorted(conditions)}")
+
+    def artifact_type(producer: dict) -> dict:
+        component = spec["components"][tasks[producer["producerTask"]]["componentRef"]["name"]]
+        return component["outputDefinitions"]["artifacts"][producer["outputArtifactKey"]]["artifactType"]
+
+    spec["components"][BRANCH] = {
+        "dag": {"tasks": gated},
+        "inputDefinitions": {"artifacts": {n: {"artifactType": artifact_type(p)} for n, p in branch_inputs.items()}},
+    }
+    for name in gated:
+        del tasks[name]
+    tasks[BRANCH] = {
+        "componentRef": {"name": BRANCH},
+        "dependentTasks": sorted({p["producerTask"] for p in branch_inputs.values()}),
+        "inputs": {"artifacts": {n: {"taskOutputArtifact": p} for n, p in branch_inputs.items()}},
+        "taskInfo": {"name": BRANCH},
+        "triggerPolicy": {"condition": conditions.pop()},
+    }
+
+
+def all_tasks(spec: dict) -> dict:
+    """{task name: task spec} of the root DAG and of every sub-DAG in it."""
+    found = {}
+    pending = [spec["root"]["dag"]["tasks"]]
+    while pending:
+        for name, task in pending.pop().items():
+            found[name] = task
+            component = spec["components"].get(task["componentRef"]["name"], {})
+            if "dag" in component:
+                pending.append(component["dag"]["tasks"])
+    return found
+
+
 def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_path: str) -> str:
     """Writes the PipelineSpec YAML (plus the platform document) to `output_path`, whole or not at all."""
     output_path = os.path.abspath(output_path)
@@ -118,7 +183,8 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
             }
     # The gate decides against what serves when it runs: a cached decision (KFP's key is its
     # parameters and inputs, unchanged between two nights with no new data) would replay a stale one.
-    spec["root"]["dag"]["tasks"].get(RETRAIN_GATE_ID, {}).pop("cachingOptions", None)
+    spec["root"]["dag"]["tasks"].get(RETRAIN_GATE_ID, {})["cachingOptions"] = {"enableCache": False}
+    condition_branch(spec)
     for node in TRAINING_IDS:  # the training steps check that TensorFlow sees the GPUs they were given
         executor = spec["deploymentSpec"]["executors"].get(executor_label(node))
         if executor and settings.trainer_accelerator_count:

@@ -14,8 +14,9 @@ kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
 - after a task, its ExecutorOutput is merged into its output artifacts (URI and metadata), which
   downstream tasks then receive;
 - a task with a trigger condition (TFX's `Cond`, compiled to CEL such as
-  `inputs.artifacts['decision'].artifacts[0].metadata['retrain'] == 1.0`) runs only when it
-  holds; otherwise it is skipped, as the driver skips it, and so is any task that needs its outputs.
+  `inputs.artifacts['decision'].artifacts[0].metadata['retrain'] == 1.0`; Graft's compiler puts
+  the gated tasks in one sub-DAG carrying it) runs only when it holds, its inputs resolved first
+  as the driver does; a skipped sub-DAG's tasks are all skipped.
 
 The two targets hand artifacts over as their backends do. `kfp` (open-source Kubeflow
 Pipelines): inputs arrive without a type, named by a numeric metadata id, their metadata the
@@ -97,9 +98,8 @@ class Task:
     log_file: str = ""
 
 
-def task_order(spec: dict) -> list[str]:
-    """Tasks in dependency order (ties by name, so a run is repeatable)."""
-    tasks = spec["root"]["dag"]["tasks"]
+def task_order(tasks: dict) -> list[str]:
+    """The tasks of one DAG in dependency order (ties by name, so a run is repeatable)."""
     done, order = set(), []
     while len(order) < len(tasks):
         ready = sorted(n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= done)
@@ -182,40 +182,40 @@ class LocalBackend:
             }
         return outputs
 
-    def _input_artifacts(self, task: dict, keys=None) -> dict:
-        """{key: RuntimeArtifact} of the task's inputs (only `keys`, when given), as handed over."""
-        artifacts = {}
-        for key, source in task.get("inputs", {}).get("artifacts", {}).items():
-            if keys is None or key in keys:
-                producer = source["taskOutputArtifact"]
-                artifacts[key] = self._as_input(
-                    self.tasks[producer["producerTask"]].outputs[producer["outputArtifactKey"]]
-                )
-        return artifacts
+    def _recorded_input(self, source: dict, dag_inputs: dict) -> dict:
+        """The registered artifact an input refers to: a sibling task's output, or an input of the
+        sub-DAG the task is in (`componentInputArtifact`). KeyError when its producer did not run,
+        which is what KFP's driver, resolving inputs first, fails on."""
+        if "componentInputArtifact" in source:
+            return dag_inputs[source["componentInputArtifact"]]
+        producer = source["taskOutputArtifact"]
+        if producer["producerTask"] in self.skipped:
+            raise TaskFailed(
+                f"an input of a task comes from {producer['producerTask']}, which did not run: KFP's driver "
+                "resolves a task's inputs before its condition, so the run would fail here"
+            )
+        return self.tasks[producer["producerTask"]].outputs[producer["outputArtifactKey"]]
 
-    def why_skipped(self, name: str) -> str | None:
-        """Why the driver would not run task `name` (its condition is false, or a task it needs
-        did not run), or None when it runs."""
-        task = self.spec["root"]["dag"]["tasks"][name]
+    def _input_artifacts(self, task: dict, dag_inputs: dict) -> dict:
+        """{key: RuntimeArtifact} of the task's inputs, as handed over."""
+        return {
+            key: self._as_input(self._recorded_input(source, dag_inputs))
+            for key, source in task.get("inputs", {}).get("artifacts", {}).items()
+        }
+
+    def why_skipped(self, task: dict, dag_inputs: dict) -> str | None:
+        """Why the driver would not run `task` (its condition is false on its inputs, resolved
+        first as the driver does), or None when it runs."""
         condition = task.get("triggerPolicy", {}).get("condition")
-        if condition:
-            keys = set(re.findall(r"inputs\.artifacts\['([^']+)'\]", condition))
-            for key in keys:
-                producer = task["inputs"]["artifacts"][key]["taskOutputArtifact"]["producerTask"]
-                if producer in self.skipped:
-                    return f"{producer} did not run"
-            if not condition_holds(condition, self._input_artifacts(task, keys)):
-                return f"its condition is false: {condition}"
-        for source in task.get("inputs", {}).get("artifacts", {}).values():
-            producer = source["taskOutputArtifact"]["producerTask"]
-            if producer in self.skipped:
-                return f"{producer} did not run"
+        if condition and not condition_holds(condition, self._input_artifacts(task, dag_inputs)):
+            return f"its condition is false: {condition}"
         return None
 
-    def executor_input(self, name: str) -> dict:
-        task = self.spec["root"]["dag"]["tasks"][name]
+    def executor_input(self, name: str, task: dict, dag_inputs: dict) -> dict:
         component = self.spec["components"][task["componentRef"]["name"]]
-        artifacts = {key: {"artifacts": [artifact]} for key, artifact in self._input_artifacts(task).items()}
+        artifacts = {
+            key: {"artifacts": [artifact]} for key, artifact in self._input_artifacts(task, dag_inputs).items()
+        }
         return {
             "inputs": {"parameterValues": _parameter_values(task, self.spec), "artifacts": artifacts},
             "outputs": {
@@ -252,14 +252,13 @@ class LocalBackend:
                 tail = "".join(log.readlines()[-25:])
             raise TaskFailed(f"task {name} ({step}) exited with {result.returncode}; its log: {log_file}\n{tail}")
 
-    def run_task(self, name: str) -> Task:
-        task_spec = self.spec["root"]["dag"]["tasks"][name]
+    def run_task(self, name: str, task_spec: dict, dag_inputs: dict) -> Task:
         component = self.spec["components"][task_spec["componentRef"]["name"]]
         container = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
         os.makedirs(os.path.join(self.task_dir, name), exist_ok=True)
         task = Task(name, log_file=os.path.join(self.task_dir, name, "log.txt"))
         started = time.time()
-        executor_input = self.executor_input(name)
+        executor_input = self.executor_input(name, task_spec, dag_inputs)
         hook = container.get("lifecycle", {}).get("preCacheCheck")
         if hook and self.target == "vertex":
             # Vertex runs the driver hook first, then updates the task's parameters and output
@@ -286,17 +285,38 @@ class LocalBackend:
 
     def run(self) -> dict:
         """Runs every task; returns {task: Task}."""
-        order = task_order(self.spec)
-        for index, name in enumerate(order, 1):
-            skipped = self.why_skipped(name)
-            if skipped:
-                self.skipped[name] = skipped
-                self.say(f"[{index}/{len(order)}] {name} skipped: {skipped}")
-                continue
-            self.say(f"[{index}/{len(order)}] {name} ...")
-            task = self.run_task(name)
-            self.say(f"[{index}/{len(order)}] {name} done in {task.seconds:.1f}s")
+        self._run_dag(self.spec["root"]["dag"]["tasks"], {})
         return self.tasks
+
+    def _run_dag(self, tasks: dict, dag_inputs: dict, prefix: str = "") -> None:
+        order = task_order(tasks)
+        for index, name in enumerate(order, 1):
+            task = tasks[name]
+            component = self.spec["components"][task["componentRef"]["name"]]
+            label = f"{prefix}[{index}/{len(order)}] {name}"
+            skipped = self.why_skipped(task, dag_inputs)
+            if skipped:
+                self._skip(name, component, skipped)
+                self.say(f"{label} skipped: {skipped}")
+                continue
+            if "dag" in component:  # a sub-DAG: its tasks run with its inputs
+                self.say(f"{label}: its condition holds, running its tasks")
+                inputs = {
+                    key: self._recorded_input(source, dag_inputs)
+                    for key, source in task.get("inputs", {}).get("artifacts", {}).items()
+                }
+                self._run_dag(component["dag"]["tasks"], inputs, prefix + "  ")
+                continue
+            self.say(f"{label} ...")
+            done = self.run_task(name, task, dag_inputs)
+            self.say(f"{label} done in {done.seconds:.1f}s")
+
+    def _skip(self, name: str, component: dict, why: str) -> None:
+        """Records a task (and, for a sub-DAG, every task in it) as not run."""
+        self.skipped[name] = why
+        for inner in component.get("dag", {}).get("tasks", {}):
+            inner_component = self.spec["components"][component["dag"]["tasks"][inner]["componentRef"]["name"]]
+            self._skip(inner, inner_component, f"{name} did not run ({why})")
 
 
 def _read_json(path: str) -> dict:

@@ -192,6 +192,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
             config.max_relative_accuracy_drop,
             config.slice_by_class,
             class_gates=ClassGates(config.class_names, config.min_class_recall, config.max_class_recall_drop),
+            promote_when=config.promote_when,
         ),
         example_splits=["eval"],
         settings=cfg.evaluator_settings(config),

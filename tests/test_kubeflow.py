@@ -73,7 +73,9 @@ def test_tasks_are_the_local_dag_and_only_the_trainer_gets_a_gpu(compiled):
 
     spec, _ = compiler.load_compiled(compiled[0])
     local_ids = {c.id for c in create_pipeline(_config()).components}
-    assert set(spec["root"]["dag"]["tasks"]) == local_ids
+    # The tasks after the RetrainGate sit in one sub-DAG that carries its condition.
+    assert set(spec["root"]["dag"]["tasks"]) == {"ImageExampleGen", "RetrainGate", compiler.BRANCH}
+    assert set(compiler.all_tasks(spec)) - {compiler.BRANCH} == local_ids
     assert not any("Resolver" in task for task in local_ids)
     assert "ServingBaseline" in local_ids
     for label, executor in spec["deploymentSpec"]["executors"].items():
@@ -243,9 +245,7 @@ def test_cli_dry_runs_print_what_would_be_sent(tmp_path):
     assert not (tmp_path / "never.yaml").exists()
     # Caching off is compiled into every task: a version reference carries no caching option.
     spec, _ = compiler.load_compiled(sent["package"])
-    assert {t.get("cachingOptions", {}).get("enableCache", False) for t in spec["root"]["dag"]["tasks"].values()} == {
-        False
-    }
+    assert {t.get("cachingOptions", {}).get("enableCache", False) for t in compiler.all_tasks(spec).values()} == {False}
     bad = subprocess.run(
         [graft, "kfp", "schedule", "--config", str(config), "--cron", "0 2 * * *", "--dry-run"],
         capture_output=True,
@@ -454,7 +454,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
 
     summary, result = run_local("first")
     spec, _ = compiler.load_compiled(summary["compiled"])
-    assert set(summary["task_seconds"]) == set(spec["root"]["dag"]["tasks"])  # every task ran
+    assert set(summary["task_seconds"]) == set(compiler.all_tasks(spec)) - {compiler.BRANCH}  # every task ran
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
     assert summary["ingest"]["accepted"] == 120
     # The compiled Trainer asks for a GPU and checks for it in its pod; run-local says it does not here.
@@ -473,9 +473,9 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     # every task after it is skipped by its trigger condition, as KFP's driver would skip it.
     again, result = run_local("again")
     assert set(again["task_seconds"]) == {"ImageExampleGen", "RetrainGate"}, again["task_seconds"]
-    assert set(again["skipped_tasks"]) == set(spec["root"]["dag"]["tasks"]) - {"ImageExampleGen", "RetrainGate"}
+    assert set(again["skipped_tasks"]) == set(compiler.all_tasks(spec)) - {"ImageExampleGen", "RetrainGate"}
     assert again["run_skipped_reason"].startswith("nothing new: serving version"), again["run_skipped_reason"]
-    assert not again["pushed"] and "Trainer skipped: its condition is false" in result.stdout
+    assert not again["pushed"] and f"{compiler.BRANCH} skipped: its condition is false" in result.stdout
 
 
 def test_image_and_make_setup_install_through_one_script():
@@ -508,7 +508,7 @@ def _compiled_text_pipeline(tmp_path, **model) -> dict:
 
 def test_a_text_pipeline_compiles_with_its_example_gen(tmp_path):
     spec = _compiled_text_pipeline(tmp_path, backbone="text_scratch", weights="none")
-    assert "TextExampleGen" in spec["root"]["dag"]["tasks"] and "ImageExampleGen" not in spec["root"]["dag"]["tasks"]
+    assert "TextExampleGen" in spec["root"]["dag"]["tasks"] and "ImageExampleGen" not in compiler.all_tasks(spec)
     example_gen = json.dumps(spec["root"]["dag"]["tasks"]["TextExampleGen"])
     assert "gs://bucket" in example_gen and "reviews.csv" in example_gen
     assert "/graft/schemas/text_classification/schema.pbtxt" in json.dumps(spec)

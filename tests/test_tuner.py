@@ -82,7 +82,7 @@ def test_the_tuner_compiles_for_kubeflow_with_the_trainers_resources(tmp_path):
     )
     settings = KubeflowSettings.from_dict({"trainer_node_selector": {"pool": "gpu"}})
     spec, platform = compiler.load_compiled(compiler.compile_pipeline(config, settings, str(tmp_path / "p.yaml")))
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = compiler.all_tasks(spec)
     assert "Tuner" in tasks and "Tuner" in tasks["Trainer"]["dependentTasks"]
     executors = spec["deploymentSpec"]["executors"]
     assert (

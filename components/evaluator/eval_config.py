@@ -50,17 +50,22 @@ def build_eval_config(
     max_relative_accuracy_drop: float | None = None,
     slice_by_class: bool = True,
     class_gates: ClassGates | None = None,
+    promote_when: str = "point",
 ) -> tfma.EvalConfig:
     """Accuracy must reach `min_accuracy` and not fall more than `max_accuracy_drop` (absolute)
     or `max_relative_accuracy_drop` (fraction) below the model now serving; TFMA ignores the
     change bound when there is no baseline, so a first run is judged on the absolute bound.
     With `class_gates`, each class's slice is held to them too (TFMA's per-slice thresholds)."""
-    change = {"direction": tfma.MetricDirection.HIGHER_IS_BETTER, "absolute": {"value": -max_accuracy_drop - 1e-10}}
+    # The absolute change bound on the point estimate is TFMA's only under promote_when: point;
+    # better and not_worse judge the change on its interval instead (evaluator/promotion.py).
+    change = {"direction": tfma.MetricDirection.HIGHER_IS_BETTER}
+    if promote_when == "point":
+        change["absolute"] = {"value": -max_accuracy_drop - 1e-10}
     if max_relative_accuracy_drop is not None:
         change["relative"] = {"value": -max_relative_accuracy_drop - 1e-10}
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(**change),
+        change_threshold=tfma.GenericChangeThreshold(**change) if len(change) > 1 else None,
     )
     accuracy_thresholds = [
         tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)

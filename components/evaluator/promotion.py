@@ -13,8 +13,10 @@ half of the time: the serving model flip-flops on noise. The rules:
 - `point`: the point estimate against `-max_accuracy_drop` alone (TFMA's threshold; Graft
   before the intervals).
 
-TFMA's own threshold (point estimate, `max_accuracy_drop`) applies under every rule. With nothing
-serving there is no change to judge; only `min_accuracy` applies.
+Under `point` the bound is TFMA's own threshold (eval_config.py); under the other two TFMA keeps
+`min_accuracy` (and a relative drop bound, when set) and the change is judged here alone. With
+nothing serving there is no change to judge; only `min_accuracy` applies. No interval (TFMA could
+not compute one): `better` and `not_worse` refuse, naming `point` as the way to decide without one.
 """
 
 from __future__ import annotations

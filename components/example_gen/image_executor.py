@@ -28,6 +28,7 @@ from tfx.utils import proto_utils
 
 from components.contract import (
     CLASS_NAMES_FILE,
+    DATA_LISTING_PROPERTY,
     IMAGE_KEY,
     INGEST_DIR,
     INGEST_REPORT_FILE,
@@ -69,11 +70,19 @@ def resolve_span(exec_properties: dict[str, Any], examples: types.Artifact) -> d
     processor resolves it here instead."""
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-    if not any("{SPAN}" in s.pattern or "{VERSION}" in s.pattern for s in input_config.splits):
-        return exec_properties
     processor = input_processor.FileBasedInputProcessor(
         exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits, None
     )
+    if not any("{SPAN}" in s.pattern or "{VERSION}" in s.pattern for s in input_config.splits):
+        if utils.FINGERPRINT_PROPERTY_NAME in exec_properties:
+            return exec_properties  # the driver ran and fingerprinted the input
+        # No driver (open-source KFP): the input's fingerprint, span 0, as the driver records them;
+        # the RetrainGate compares them with the serving version's.
+        resolved = dict(exec_properties)
+        resolved[utils.SPAN_PROPERTY_NAME] = 0
+        resolved[utils.FINGERPRINT_PROPERTY_NAME] = processor.get_input_fingerprint(0, None)
+        example_gen_driver.update_output_artifact(resolved, examples.mlmd_artifact)
+        return resolved
     span, version = processor.resolve_span_and_version()
     for split in input_config.splits:
         split.pattern = processor.get_pattern_for_span_version(split.pattern, span, version)
@@ -233,6 +242,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 raise IngestError(f"split {split.name!r}: folder {os.path.join(data_root, root)} does not exist")
             listings[split.pattern] = (index, split.name, image_ingest.list_split(data_root, root))
         image_ingest.drop_duplicates(data_root, [listing for _, _, listing in listings.values()])
+        # Which file is in which class, for the RetrainGate: TFX's input fingerprint counts files,
+        # bytes and modification times, so a relabelling move between class folders leaves it equal.
+        examples.set_string_custom_property(
+            DATA_LISTING_PROPERTY, image_ingest.listing_digest([listing for _, _, listing in listings.values()])
+        )
         class_names = sorted({c for _, _, listing in listings.values() for c in listing.classes})
         if len(class_names) < 2:
             raise IngestError(

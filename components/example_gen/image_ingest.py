@@ -152,6 +152,14 @@ def newest_span(data_root: str) -> Optional[str]:
     return f"{SPAN_PREFIX}{max(spans)}" if spans else None
 
 
+def listing_digest(listings: list) -> str:
+    """A digest of which file sits in which class (relative path, class name) over `listings`."""
+    digest = hashlib.sha256()
+    for path, class_name in sorted(entry for listing in listings for entry in listing.files):
+        digest.update(f"{path}\0{class_name}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def tree_fingerprint(root: str) -> str:
     """A digest of every file under a local `root`, at any depth (path, size, modification
     time); "" for object stores. TFX fingerprints only the files its split pattern (`*/*`)

@@ -26,7 +26,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
 from components import files
-from components.contract import PROVENANCE_FILE
+from components.contract import DATA_LISTING_PROPERTY, PROVENANCE_FILE
 from components.retrain_gate import decision
 from components.retrain_gate.settings import RetrainGateSettings
 from components.serving import provenance, serving_dir
@@ -63,7 +63,15 @@ class Executor(base_executor.BaseExecutor):
         settings = RetrainGateSettings.from_dict(json.loads(exec_properties[CUSTOM_CONFIG_KEY]))
         examples = input_dict[EXAMPLES_KEY][0]
         data = provenance.data_record(examples)
-        key = decision.training_key(data["span"], data["input_fingerprint"], settings.model_config, settings.model_code)
+        key = decision.training_key(
+            data["span"],
+            data["input_fingerprint"],
+            settings.model_config,
+            settings.model_code,
+            examples.get_custom_property(DATA_LISTING_PROPERTY)
+            if examples.has_custom_property(DATA_LISTING_PROPERTY)
+            else None,
+        )
         current = serving_dir.newest(settings.serving_dir)
         record = provenance.read(current) if current else None
         version = current.rstrip("/").rsplit("/", 1)[-1] if current else None

@@ -14,11 +14,14 @@ import json
 FORCED = "forced (--force): training whatever the serving model was made from"
 
 
-def training_key(span, input_fingerprint, model_config: dict, model_code: str) -> dict:
-    """What a trained model is a function of, as recorded in provenance.json ("training_key")."""
+def training_key(span, input_fingerprint, model_config: dict, model_code: str, data_listing=None) -> dict:
+    """What a trained model is a function of, as recorded in provenance.json ("training_key").
+    `data_listing`: ImageExampleGen's digest of which file is in which class (None for text and
+    TFRecords, whose relabelling edits a file and so its fingerprint)."""
     return {
         "span": span,
         "input_fingerprint": input_fingerprint,
+        "data_listing": data_listing,
         "model_config": json.loads(json.dumps(model_config, sort_keys=True, default=str)),
         "model_code": model_code,
     }
@@ -39,6 +42,8 @@ def decide(key: dict, serving_version: str | None, serving_record: dict | None, 
     recorded = (serving_record or {}).get("training_key")
     if not recorded:
         return True, f"serving version {serving_version} records no training key (pushed before Graft recorded one)"
+    if not key["input_fingerprint"]:
+        return True, "the input's fingerprint is unknown (ExampleGen recorded none), so the data cannot be compared"
     if (recorded.get("span"), recorded.get("input_fingerprint")) != (key["span"], key["input_fingerprint"]):
         span_then, span_now = recorded.get("span"), key["span"]
         if span_then != span_now:
@@ -47,6 +52,8 @@ def decide(key: dict, serving_version: str | None, serving_record: dict | None, 
                 f"new data: span {span_now} (serving version {serving_version} was trained on span {span_then})",
             )
         return True, f"new data: the input's fingerprint differs from serving version {serving_version}'s"
+    if recorded.get("data_listing") != key["data_listing"]:
+        return True, f"new data: files moved between classes, added or removed since serving version {serving_version}"
     changed = _changed_options(recorded.get("model_config") or {}, key["model_config"])
     if changed:
         return True, f"config changed since serving version {serving_version}: " + "; ".join(changed[:5]) + (

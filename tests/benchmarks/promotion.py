@@ -45,12 +45,13 @@ def _run(config: dict, workdir: str, name: str, force: bool) -> dict:
 
 
 def _decisions(summary: dict, max_accuracy_drop: float) -> dict:
-    """Each rule's verdict on one candidate, from its recorded interval (TFMA's point threshold too)."""
+    """Each rule's verdict on one candidate: `point` on the point estimate (TFMA's threshold), the
+    others on the recorded interval."""
     from components.evaluator import promotion
 
     change = (summary.get("promotion") or {}).get("accuracy_change")
     point_ok = change is not None and change["value"] >= -max_accuracy_drop - 1e-10
-    return {rule: point_ok and promotion.judge(rule, max_accuracy_drop, change)[0] for rule in RULES}
+    return {"point": point_ok, **{rule: promotion.judge(rule, max_accuracy_drop, change)[0] for rule in RULES[1:]}}
 
 
 def main(argv=None) -> int:
