@@ -553,7 +553,7 @@ def retrain_gate_settings(config: GraftConfig) -> RetrainGateSettings:
     import hashlib
 
     return RetrainGateSettings(
-        serving_dir=config.serving_dir,
+        serving_dir=config.serving_dir if "://" in config.serving_dir else os.path.abspath(config.serving_dir),
         force=config.force_retrain,
         model_config={k: v for k, v in config.to_dict().items() if k not in RUN_PLUMBING},
         model_code=hashlib.sha256(

@@ -138,3 +138,24 @@ def test_force_reaches_the_gate_and_turns_the_cache_off(tmp_path):
         [gate] = [c for c in dag.components if c.id == "RetrainGate"]
         assert json.loads(gate.exec_properties["custom_config"])["force"] is force
         assert dag.enable_cache is not force
+
+
+def test_the_data_record_reads_properties_as_the_kubeflow_entrypoint_hands_them_over():
+    """Through TFX's Kubeflow entrypoint every property that travelled as metadata arrives as a
+    struct value, span 0 as 0.0 (which TFX's get_custom_property reads as None): the provenance
+    and the gate's key read them all, or the gate would call unknown data 'nothing new'."""
+    from tfx.types import artifact, standard_artifacts
+
+    from components.serving import provenance
+
+    examples = standard_artifacts.Examples()
+    for name, value in {
+        "span": 0.0,
+        "input_fingerprint": "split:all,num_files:3",
+        "data_listing": "d1",
+        "ingest_total": 3.0,
+    }.items():
+        examples.mlmd_artifact.custom_properties[name].struct_value.CopyFrom(artifact._encode_struct_value(value))
+    record = provenance.data_record(examples)
+    assert (record["span"], record["input_fingerprint"], record["data_listing"]) == (0, "split:all,num_files:3", "d1")
+    assert record["ingest"]["total"] == 3 and record["ingest"]["accepted"] is None

@@ -78,9 +78,11 @@ def resolve_span(exec_properties: dict[str, Any], examples: types.Artifact) -> d
             return exec_properties  # the driver ran and fingerprinted the input
         # No driver (open-source KFP): the input's fingerprint, span 0, as the driver records them;
         # the RetrainGate compares them with the serving version's.
+        span, version = processor.resolve_span_and_version()  # 0, None: it fingerprints the matched files
         resolved = dict(exec_properties)
-        resolved[utils.SPAN_PROPERTY_NAME] = 0
-        resolved[utils.FINGERPRINT_PROPERTY_NAME] = processor.get_input_fingerprint(0, None)
+        resolved[utils.SPAN_PROPERTY_NAME] = span
+        resolved[utils.VERSION_PROPERTY_NAME] = version
+        resolved[utils.FINGERPRINT_PROPERTY_NAME] = processor.get_input_fingerprint(span, version)
         example_gen_driver.update_output_artifact(resolved, examples.mlmd_artifact)
         return resolved
     span, version = processor.resolve_span_and_version()

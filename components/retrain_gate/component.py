@@ -26,7 +26,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
 from components import files
-from components.contract import DATA_LISTING_PROPERTY, PROVENANCE_FILE
+from components.contract import PROVENANCE_FILE
 from components.retrain_gate import decision
 from components.retrain_gate.settings import RetrainGateSettings
 from components.serving import provenance, serving_dir
@@ -68,9 +68,7 @@ class Executor(base_executor.BaseExecutor):
             data["input_fingerprint"],
             settings.model_config,
             settings.model_code,
-            examples.get_custom_property(DATA_LISTING_PROPERTY)
-            if examples.has_custom_property(DATA_LISTING_PROPERTY)
-            else None,
+            data["data_listing"],
         )
         current = serving_dir.newest(settings.serving_dir)
         record = provenance.read(current) if current else None

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 
-from components.contract import PROVENANCE_FILE
+from components.contract import DATA_LISTING_PROPERTY, PROVENANCE_FILE
 from components.serving import serving_dir as serving_versions
 
 INGEST_COUNTS = ("total", "accepted", "quarantined", "skipped", "truncated")
@@ -53,9 +53,15 @@ def code_version() -> str:
 
 
 def _property(artifact, name: str):
-    value = artifact.mlmd_artifact.custom_properties.get(name)
-    kind = value.WhichOneof("value") if value is not None else None
-    return getattr(value, kind) if kind in ("string_value", "int_value", "double_value") else None
+    """A custom property's value, or None. Through TFX's Kubeflow entrypoint every property that
+    travelled as artifact metadata arrives as a struct value (a count as 120.0): decoded here."""
+    if not artifact.has_custom_property(name):
+        return None
+    if artifact.mlmd_artifact.custom_properties[name].HasField("struct_value"):
+        value = artifact.get_json_value_custom_property(name)  # get_custom_property reads 0.0 as None
+    else:
+        value = artifact.get_custom_property(name)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def data_record(examples) -> dict:
@@ -67,6 +73,7 @@ def data_record(examples) -> dict:
         "examples_uri": examples.uri,
         "span": span,
         "input_fingerprint": _property(examples, "input_fingerprint"),
+        "data_listing": _property(examples, DATA_LISTING_PROPERTY),  # images: which file is in which class
         "ingest": {key: _property(examples, f"ingest_{key}") for key in INGEST_COUNTS},
     }
 
