@@ -69,6 +69,7 @@ def main(argv=None) -> int:
         pipeline_root=os.path.join(args.workdir, "root"),
         metadata_path=os.path.join(args.workdir, "metadata.db"),
         serving_dir=os.path.join(args.workdir, "serving"),
+        keep_versions=100,  # each push is rolled back: the serving model's version must not be pruned
     )
     drop = float(base.get("max_accuracy_drop", 0.0))
     serving = _run({**base, "seed": 0}, args.workdir, "serving", force=False)
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
                     "--serving-dir",
                     base["serving_dir"],
                     "--to",
-                    str(version),
+                    str(version),  # the seed-0 model's own version, kept (keep_versions)
                 ],
                 cwd=REPO,
                 check=True,
