@@ -175,7 +175,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         "comparison_with_serving": {
             k: v for k, v in metrics.items() if k.startswith("baseline_") or k.endswith("_change")
         },
-        "confidence_intervals": summary.get("metric_intervals") or {},  # TFMA's 95 % bootstrap, overall
+        "confidence_intervals": summary.get("metric_intervals") or {},  # TFMA's 95 % jackknife intervals, overall
         "promotion": summary.get("promotion"),  # the rule and its verdict on the accuracy change's interval
         "decision": decision,
         "tflite": summary.get("tflite"),
@@ -219,7 +219,7 @@ def write_report(summary: dict, config, report_dir: str) -> str:
         f"<p>Promotion ({html.escape(data['promotion']['promote_when'])}): {html.escape(data['promotion']['reason'])}</p>"
         if data["promotion"]
         else "",
-        "<h2>95% confidence intervals (TFMA's bootstrap over the eval split)</h2>"
+        "<h2>95% confidence intervals (TFMA's jackknife over the eval split)</h2>"
         + _table(
             ["metric", "value", "lower", "upper"],
             [[k, v["value"], v["lower"], v["upper"]] for k, v in sorted(data["confidence_intervals"].items())],

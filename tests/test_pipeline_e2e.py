@@ -113,7 +113,7 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     assert record["code_version"].startswith("graft 0.1.0 at ")  # this checkout's commit
     accuracy = first["metrics"]["sparse_categorical_accuracy"]
     assert record["metrics"]["sparse_categorical_accuracy"] == pytest.approx(accuracy, abs=1e-6)
-    # With their 95 % intervals (TFMA's bootstrap), in the version's record and the run's summary.
+    # With their 95 % intervals (TFMA's jackknife), in the version's record and the run's summary.
     bounds = first["metric_intervals"]["sparse_categorical_accuracy"]
     assert bounds["lower"] <= accuracy <= bounds["upper"] and 0 < bounds["upper"] - bounds["lower"] < 0.3, bounds
     assert record["metric_intervals"]["sparse_categorical_accuracy"] == bounds

@@ -113,11 +113,11 @@ def build_eval_config(
         slicing_specs=slices,
         metrics_specs=specs,
         # 95 % intervals on every metric, the change against the serving model included (paired:
-        # both models score the same resampled examples); promotion.py judges on them.
+        # both models score the same resampled examples); promotion.py judges on them. TFMA's
+        # jackknife (20 leave-one-bucket-out merges) rather than its Poisson bootstrap, which combines
+        # every example 21 times: the Evaluator took 143 s instead of 24 s on 4,000 eval images.
         options=tfma.Options(
             compute_confidence_intervals={"value": True},
-            confidence_intervals=tfma.ConfidenceIntervalOptions(
-                method=tfma.ConfidenceIntervalOptions.POISSON_BOOTSTRAP
-            ),
+            confidence_intervals=tfma.ConfidenceIntervalOptions(method=tfma.ConfidenceIntervalOptions.JACKKNIFE),
         ),
     )
