@@ -64,10 +64,7 @@ def write(uri: str, record: dict) -> None:
 
 def read(uri: str) -> dict | None:
     """The promotion record an evaluation holds, or None (evaluated before the rule existed)."""
-    import tensorflow as tf
+    from components import files
 
     path = os.path.join(uri, PROMOTION_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return json.loads(files.read(path)) if files.exists(path) else None
