@@ -371,4 +371,21 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "promotion": evaluation.get("promotion"),
         "not_blessed_because": evaluation.get("failures", []),
         "ingest": _read_json(report) if os.path.exists(report) else None,
+        "golden": golden_summary(
+            output("GoldenEvaluator", "evaluation"), output("GoldenEvaluator", "blessing"), num_classes
+        ),
+    }
+
+
+def golden_summary(evaluated: dict, blessing: dict, num_classes: int) -> dict | None:
+    """The golden set's evaluation (eval_data), when the pipeline has one."""
+    if not evaluated:
+        return None
+    evaluation = read_evaluation(evaluated["uri"], num_classes)
+    return {
+        "blessed": bool(blessing.get("metadata", {}).get("blessed")),
+        "metrics": evaluation["overall"],
+        "metric_intervals": evaluation["intervals"],
+        "promotion": evaluation["promotion"],
+        "not_blessed_because": evaluation["failures"],
     }

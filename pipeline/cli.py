@@ -53,6 +53,12 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         help="texts: a CSV/TSV/JSON Lines table (text_column, label_column in --config), a folder of them, "
         "or DIR/<class>/<file>.txt; the backbone: text_tfidf (default), text_scratch, hub_text or hub_bert",
     )
+    p.add_argument_group("golden set").add_argument(
+        "--eval-data",
+        help="a fixed labelled set (image class folders, or a text table like --text-data), outside the data "
+        "folder, on which every candidate and the serving model are also scored: a push needs its blessing "
+        "too; anything also in the training data is dropped from training and reported",
+    )
     model = p.add_argument_group("model")
     model.add_argument(
         "--backbone",
@@ -148,6 +154,7 @@ _CONFIG_FLAGS = (
     "data_dir",
     "tfrecord_dir",
     "text_data",
+    "eval_data",
     "backbone",
     "weights",
     "text_preprocessor",
@@ -210,6 +217,17 @@ def format_summary(summary: dict) -> str:
     judged = summary.get("promotion")
     if judged:
         lines.append(f"  promotion ({judged['promote_when']}): {judged['reason']}")
+    golden = summary.get("golden")
+    if golden:
+        accuracy = golden["metrics"].get("sparse_categorical_accuracy")
+        found = golden["metric_intervals"].get("sparse_categorical_accuracy")
+        text = f"  golden set ({golden.get('ingest', {}).get('accepted', '?')} examples): accuracy " + (
+            f"{accuracy:.4f}" if accuracy is not None else "n/a"
+        )
+        text += f" [95% interval {found['lower']:.4f}-{found['upper']:.4f}]" if found else ""
+        baseline = golden["metrics"].get("baseline_sparse_categorical_accuracy")
+        text += f" (serving model: {baseline:.4f})" if baseline is not None else ""
+        lines.append(text + f", {'blessed' if golden['blessed'] else 'NOT blessed'}")
     lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")
     for reason in summary.get("not_blessed_because", []):
         lines.append(f"    {reason}")

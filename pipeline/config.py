@@ -50,6 +50,9 @@ class GraftConfig:
     tfrecord_dir: Optional[str] = None
     text_data: Optional[str] = None
     class_names: Optional[list] = None  # for TFRecords: names of labels 0..K-1
+    # A golden set: a fixed labelled set (image class folders, or a text table like text_data) on
+    # which every candidate and the serving model are scored besides the eval split; never trained on.
+    eval_data: Optional[str] = None
     spans: bool = False  # the data folder holds span-<N>/ folders (new data lands as a new span); runs take the newest
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
@@ -288,6 +291,30 @@ def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
     return config
 
 
+def eval_data_problems(config: GraftConfig) -> list:
+    """What is wrong with the golden set's option (eval_data), if anything."""
+    path = config.eval_data
+    if not path:
+        return []
+    if config.tfrecord_dir:
+        return ["--eval-data goes with --data-dir or --text-data (TFRecord input has no file to keep out of training)"]
+    if "://" in path:
+        return []  # object stores are checked where the pipeline runs
+    if config.text_data and not os.path.exists(path):
+        return [f"--eval-data {path}: no such file or folder"]
+    if not config.text_data and not os.path.isdir(path):
+        return [f"--eval-data {path}: no such directory (image class folders, like --data-dir)"]
+    data = config.data_dir or config.text_data
+    if data and "://" not in data:
+        inner, outer = os.path.realpath(path), os.path.realpath(data)
+        if inner == outer or inner.startswith(outer.rstrip("/") + "/") or outer.startswith(inner.rstrip("/") + "/"):
+            return [
+                f"--eval-data {path} overlaps the training data {data}: keep the golden set in its own folder "
+                "(what it holds is never trained on)"
+            ]
+    return []
+
+
 def validate(config: GraftConfig) -> None:
     """Raises ConfigError listing every problem found; cheap checks only (no TFX, no TF)."""
     problems = []
@@ -303,6 +330,7 @@ def validate(config: GraftConfig) -> None:
             problems.append(f"--{option.replace('_', '-')} {path}: no such directory")
         elif path and not os.access(path, os.R_OK | os.X_OK):
             problems.append(f"--{option.replace('_', '-')} {path}: not readable")
+    problems.extend(eval_data_problems(config))
     if config.schema_dir and not os.path.isfile(os.path.join(config.schema_dir, "schema.pbtxt")):
         problems.append(f"schema_dir {config.schema_dir}: no schema.pbtxt there")
     entry = None
@@ -451,9 +479,13 @@ def validate(config: GraftConfig) -> None:
 # change to, say, epochs does not invalidate the cached ExampleGen or Transform ----
 
 
-def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
+def example_gen_settings(config: GraftConfig, golden: bool = False) -> ExampleGenSettings:
+    """The training data's ExampleGen, or (`golden`) the golden set's (eval_data)."""
     data = config.data_dir or config.text_data or ""
-    span = image_ingest.newest_span(data) if data and config.spans else None
+    span = image_ingest.newest_span(data) if data and config.spans and not golden else None
+    eval_data = _abs_path(config.eval_data) if config.eval_data else None
+    if golden:
+        data = eval_data
     return ExampleGenSettings(
         code_version=code_version("example_gen"),
         max_image_pixels=config.max_image_pixels,
@@ -461,7 +493,14 @@ def example_gen_settings(config: GraftConfig) -> ExampleGenSettings:
         min_images_per_class=config.min_images_per_class,
         data_fingerprint=image_ingest.tree_fingerprint(os.path.join(data, span or "")) if data else "",
         text_rules=config.text_rules if config.text_data else None,
+        golden_data=None if golden else eval_data,
+        golden_fingerprint=image_ingest.tree_fingerprint(eval_data) if eval_data and not golden else "",
+        class_names=list(config.class_names) if golden else None,
     )
+
+
+def _abs_path(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
 
 
 def transform_settings(config: GraftConfig) -> TransformSettings:
@@ -538,6 +577,7 @@ RUN_PLUMBING = (
     "data_dir",
     "tfrecord_dir",
     "text_data",
+    "eval_data",  # its effect on training (what is dropped from the data) is in ExampleGen's data listing
     "keep_versions",
     "beam_direct_running_mode",
     "beam_num_workers",

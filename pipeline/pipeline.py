@@ -104,6 +104,32 @@ def example_gen_component(config: cfg.GraftConfig):
     ).with_id("ImageExampleGen")
 
 
+GOLDEN_SPLIT = "golden"
+
+
+def golden_example_gen_component(config: cfg.GraftConfig):
+    """The golden set (eval_data) as one split, `golden`, ingested by the same executor and rules as
+    the training data (quarantine, accounting), its labels indexed by the training classes."""
+    if config.text_data and text_ingest.table_kind(config.eval_data) is not None:
+        input_base, pattern = os.path.dirname(_abs(config.eval_data)), os.path.basename(config.eval_data)
+    else:
+        input_base, pattern = _abs(config.eval_data), "*" if config.text_data else "*/*"
+    return FileBasedExampleGen(
+        input_base=input_base,
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)]),
+        # One output split (TFX's default for one input split is train/eval 2:1).
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[example_gen_pb2.SplitConfig.Split(name=GOLDEN_SPLIT, hash_buckets=1)]
+            )
+        ),
+        custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config, golden=True)),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(
+            text_executor.Executor if config.text_data else image_executor.Executor
+        ),
+    ).with_id("GoldenExampleGen")
+
+
 # Top-k and unique counts from bounded sketches (TFDV's option): its exact counts group every
 # distinct value of a string feature (each path, each text) in memory.
 STATS_OPTIONS = tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
@@ -181,22 +207,37 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
     # Ordering only: never train on data that failed validation.
     trainer.add_upstream_node(example_validator)
     baseline = ServingBaseline(model=trainer.outputs["model"], serving_dir_path=config.serving_dir)
+    eval_config = build_eval_config(
+        len(config.class_names),
+        config.min_accuracy,
+        config.max_accuracy_drop,
+        config.max_relative_accuracy_drop,
+        config.slice_by_class,
+        class_gates=ClassGates(config.class_names, config.min_class_recall, config.max_class_recall_drop),
+        promote_when=config.promote_when,
+    )
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
-        eval_config=build_eval_config(
-            len(config.class_names),
-            config.min_accuracy,
-            config.max_accuracy_drop,
-            config.max_relative_accuracy_drop,
-            config.slice_by_class,
-            class_gates=ClassGates(config.class_names, config.min_class_recall, config.max_class_recall_drop),
-            promote_when=config.promote_when,
-        ),
+        eval_config=eval_config,
         example_splits=["eval"],
         settings=cfg.evaluator_settings(config),
     )
+    golden = []
+    if config.eval_data:
+        # The same judgement on the golden set: a fixed yardstick, where the eval split changes with
+        # each span. The Pusher needs both blessings.
+        golden_gen = golden_example_gen_component(config)
+        golden_evaluator = Evaluator(
+            examples=golden_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["baseline_model"],
+            eval_config=eval_config,
+            example_splits=[GOLDEN_SPLIT],
+            settings=cfg.evaluator_settings(config),
+        ).with_id("GoldenEvaluator")
+        golden = [golden_gen, golden_evaluator]
     pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -204,6 +245,8 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         examples=example_gen.outputs["examples"],
         evaluation=evaluator.outputs["evaluation"],
         decision=gate.outputs["decision"],
+        golden_blessing=golden[1].outputs["blessing"] if golden else None,
+        golden_evaluation=golden[1].outputs["evaluation"] if golden else None,
         custom_config=cfg.pusher_settings(config).to_dict(),
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=_abs(config.serving_dir))
@@ -218,6 +261,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         trainer,
         baseline,
         evaluator,
+        *golden,
         pusher,
     ]
 

@@ -114,6 +114,7 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
                     "accepted",
                     "quarantined",
                     "skipped",
+                    "skipped_files",  # each with its rule: a duplicate, in the golden set, ...
                     "accepted_per_split",
                     "class_names",
                     "truncated",
@@ -139,6 +140,16 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
         summary["promotion"] = evaluation["promotion"]  # the rule, the accuracy change's interval, the verdict
         summary["confusion_entries"] = evaluation["confusion_entries"]
         summary["evaluation_uri"] = evaluator["evaluation"][0].uri
+    golden = nodes.get("GoldenEvaluator", {}).get("outputs", {})
+    if golden.get("evaluation"):
+        summary["golden"] = golden_section(
+            golden, nodes.get("GoldenExampleGen", {}).get("outputs", {}).get("examples"), config
+        )
+        if not summary["golden"]["blessed"]:  # a push needs both blessings (the Pusher checks them)
+            summary["blessed"] = False
+            summary["not_blessed_because"] = summary.get("not_blessed_because", []) + [
+                f"golden set: {reason}" for reason in summary["golden"]["not_blessed_because"]
+            ]
     model_run = nodes.get("Trainer", {}).get("outputs", {}).get("model_run")
     for key, name in (("training_history", HISTORY_FILE), ("training_choices", CHOICES_FILE)):
         if model_run and os.path.exists(os.path.join(model_run[0].uri, name)):
@@ -166,3 +177,23 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
                 os.path.join(pushed_dir, TFLITE_DIR, tflite_file(kind))
             )
     return summary
+
+
+def golden_section(evaluator_outputs: dict, examples, config) -> dict:
+    """The golden set's evaluation (GoldenEvaluator) and ingestion (GoldenExampleGen)."""
+    evaluation = read_evaluation(evaluator_outputs["evaluation"][0].uri, len(config.class_names or []))
+    section = {
+        "eval_data": config.eval_data,
+        "blessed": bool(_prop(evaluator_outputs["blessing"][0], "blessed", 0)),
+        "metrics": evaluation["overall"],
+        "metric_intervals": evaluation["intervals"],
+        "promotion": evaluation["promotion"],
+        "not_blessed_because": evaluation["failures"],
+        "per_class_metrics": evaluation["per_class"],
+    }
+    report_path = os.path.join(examples[0].uri, "ingest", "report.json") if examples else ""
+    if report_path and os.path.exists(report_path):
+        with open(report_path, encoding="utf-8") as f:
+            report = json.load(f)
+        section["ingest"] = {k: report[k] for k in ("total", "accepted", "quarantined", "skipped") if k in report}
+    return section

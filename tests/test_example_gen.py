@@ -25,6 +25,9 @@ SETTINGS = ExampleGenSettings(
     min_images_per_class=5,
     data_fingerprint="",
     text_rules=None,
+    golden_data=None,
+    golden_fingerprint="",
+    class_names=None,
 )
 
 

@@ -94,7 +94,10 @@ def build_eval_config(
     if num_classes == 2:
         specs.append(
             tfma.MetricsSpec(
-                metrics=[tfma.MetricConfig(class_name="AUC")],
+                # Keras's 200 thresholds, not TFMA's 10,000: the jackknife re-merges every threshold's
+                # confusion matrix 20 times per slice, which doubled the Evaluator's time on a binary
+                # task (41 s -> 18 s on 72 eval images); the AUC moved by 0.0003 (0.9966 -> 0.9963).
+                metrics=[tfma.MetricConfig(class_name="AUC", config=json.dumps({"num_thresholds": 200}))],
                 binarize=tfma.BinarizationOptions(class_ids={"values": [1]}),
             )
         )

@@ -180,7 +180,30 @@ def publish_ingest(examples: types.Artifact, class_names: list, report: dict, se
             examples.set_int_custom_property(f"ingest_{key}", report[key])
     examples.set_int_custom_property("ingest_quarantined", len(report["quarantined"]))
     check_quarantine(report, settings.max_quarantine_fraction)
-    check_counts(report, settings.min_images_per_class)
+    # A golden set (class_names given) may be small: the per-class minimum is a training rule.
+    check_counts(report, settings.min_images_per_class if settings.class_names is None else 0)
+
+
+def golden_files(settings: ExampleGenSettings) -> dict:
+    """{digest: "eval_data/<path>"} of the golden set's images ({} without one)."""
+    if not settings.golden_data:
+        return {}
+    listing = image_ingest.list_split(settings.golden_data)
+    return {
+        digest: os.path.join(settings.golden_data, rel_path)
+        for digest, rel_path in image_ingest.file_digests(settings.golden_data, listing).items()
+    }
+
+
+def known_classes(data_root: str, found: list, training_classes: list) -> list:
+    """The training classes, after checking that the golden set (at `data_root`) has no other."""
+    unknown = sorted(set(found) - set(training_classes))
+    if unknown:
+        raise IngestError(
+            f"eval_data {data_root}: {', '.join(repr(c) for c in unknown)} not among the classes the model "
+            f"is trained on ({', '.join(training_classes)}); a golden set can only hold those"
+        )
+    return list(training_classes)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -243,13 +266,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             if not tf.io.gfile.isdir(os.path.join(data_root, root)):
                 raise IngestError(f"split {split.name!r}: folder {os.path.join(data_root, root)} does not exist")
             listings[split.pattern] = (index, split.name, image_ingest.list_split(data_root, root))
-        image_ingest.drop_duplicates(data_root, [listing for _, _, listing in listings.values()])
+        image_ingest.drop_duplicates(
+            data_root, [listing for _, _, listing in listings.values()], golden_files(settings)
+        )
         # Which file is in which class, for the RetrainGate: TFX's input fingerprint counts files,
         # bytes and modification times, so a relabelling move between class folders leaves it equal.
         examples.set_string_custom_property(
             DATA_LISTING_PROPERTY, image_ingest.listing_digest([listing for _, _, listing in listings.values()])
         )
         class_names = sorted({c for _, _, listing in listings.values() for c in listing.classes})
+        if settings.class_names is not None:  # the golden set: the training classes' label ids
+            class_names = known_classes(data_root, class_names, settings.class_names)
         if len(class_names) < 2:
             raise IngestError(
                 f"{data_root}: found {len(class_names)} class folder(s) with images "

@@ -165,9 +165,15 @@ def tree_fingerprint(root: str) -> str:
     time); "" for object stores. TFX fingerprints only the files its split pattern (`*/*`)
     matches, so an image edited in a nested folder would leave ExampleGen cached on stale data;
     this digest, carried in ExampleGen's settings, changes its cache key instead."""
-    if "://" in root or not os.path.isdir(root):
+    if "://" in root:
         return ""
     digest = hashlib.sha256()
+    if os.path.isfile(root):  # a table (text_data, eval_data)
+        stat = os.stat(root)
+        digest.update(f"{os.path.basename(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+    if not os.path.isdir(root):
+        return ""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
@@ -228,13 +234,23 @@ def write_order(files: list) -> list:
     return sorted(files, key=lambda item: hashlib.sha256(item[0].encode("utf-8")).digest())
 
 
-def drop_duplicates(data_root: str, listings: list) -> None:
+def file_digests(data_root: str, listing: Listing) -> dict:
+    """{sha256 of the bytes: relative path} of the files in `listing` (unreadable ones left out)."""
+    digests = {}
+    for rel_path, _ in listing.files:
+        try:
+            digests.setdefault(hashlib.sha256(files.read(os.path.join(data_root, rel_path))).hexdigest(), rel_path)
+        except OSError:
+            continue
+    return digests
+
+
+def drop_duplicates(data_root: str, listings: list, golden: Optional[dict] = None) -> None:
     """Keeps the first copy of each distinct file (listings in split order, train first; paths
     sorted) and moves later copies to `skipped`: the same image in train and eval would leak
-    the answer into the evaluation."""
-    import hashlib
-
-    seen = {}
+    the answer into the evaluation. `golden` ({digest: where}, the golden set's files): those
+    are skipped too, so that the golden set is never trained on."""
+    seen = dict(golden or {})
     for listing in listings:
         kept = []
         for rel_path, class_name in listing.files:
@@ -243,7 +259,11 @@ def drop_duplicates(data_root: str, listings: list) -> None:
             except OSError:
                 kept.append((rel_path, class_name))  # unreadable: the reader quarantines it with the reason
                 continue
-            if digest in seen:
+            if golden and digest in golden:
+                listing.skipped.append(
+                    {"path": rel_path, "reason": f"also in the golden set as {golden[digest]}: never trained on"}
+                )
+            elif digest in seen:
                 listing.skipped.append({"path": rel_path, "reason": f"duplicate of {seen[digest]} (same bytes)"})
             else:
                 seen[digest] = rel_path

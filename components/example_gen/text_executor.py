@@ -62,6 +62,31 @@ def _example(record: dict) -> tf.train.Example:
     )
 
 
+def drop_golden_texts(listing: text_ingest.TextListing, settings) -> None:
+    """Moves the texts that are also in the golden set (as the model reads them) to `skipped`:
+    the golden set is never trained on."""
+    if not settings.golden_data:
+        return
+    try:
+        golden = text_ingest.read_text_input(settings.golden_data, settings.text_rules)
+    except text_ingest.TextInputError as err:
+        raise IngestError(f"eval_data: {err}") from None
+    where = {record.model_text: record.source for record in golden.accepted}
+    kept = []
+    for record in listing.accepted:
+        if record.model_text in where:
+            listing.skipped.append(
+                {
+                    "path": record.source,
+                    "reason": f"also in the golden set as {where[record.model_text]} "
+                    f"(eval_data {settings.golden_data}): never trained on",
+                }
+            )
+        else:
+            kept.append(record)
+    listing.accepted = kept
+
+
 class Executor(image_executor.Executor):
     """Texts to tf.Examples, with every row accounted for."""
 
@@ -93,7 +118,10 @@ class Executor(image_executor.Executor):
             listing = text_ingest.read_text_input(path, rules)
         except text_ingest.TextInputError as err:
             raise IngestError(str(err)) from None
+        drop_golden_texts(listing, settings)
         class_names = listing.classes
+        if settings.class_names is not None:  # the golden set: the training labels' ids
+            class_names = image_executor.known_classes(path, class_names, settings.class_names)
         if len(class_names) < 2:
             raise IngestError(
                 f"{path}: found {len(class_names)} label(s) with texts ({', '.join(class_names) or 'none'}); "

@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
+from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
@@ -40,6 +41,8 @@ BASELINE_KEY = "baseline_model"  # ServingBaseline's output: which version the c
 EXAMPLES_KEY = "examples"  # ExampleGen's output: the data the model came from (provenance)
 EVALUATION_KEY = "evaluation"  # the Evaluator's output: the metrics that blessed it (provenance)
 DECISION_KEY = "decision"  # the RetrainGate's output: the training key the next run compares with
+GOLDEN_BLESSING_KEY = "golden_blessing"  # the GoldenEvaluator's: a push needs its blessing too
+GOLDEN_EVALUATION_KEY = "golden_evaluation"  # the GoldenEvaluator's metrics (the refusal's reason, provenance)
 PUBLISH_WAIT_SECONDS = 600  # another publish to the same serving directory: wait for it this long
 
 
@@ -67,8 +70,14 @@ class Executor(tfx_pusher.Executor):
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
             return
-        model_path = self.GetModelPath(input_dict)
         settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
+        refused = golden_refusal(input_dict, len(settings.resolved_config.get("class_names") or []))
+        if refused:
+            logging.warning("Not pushed: %s", refused)
+            self._MarkNotPushed(model_push)
+            model_push.set_string_custom_property("skipped_reason", refused)
+            return
+        model_path = self.GetModelPath(input_dict)
         failures = tflite_failures(model_path)
         if failures and settings.tflite_on_failure == "refuse":
             logging.warning("Not pushed (export.on_failure=refuse): %s", "; ".join(failures))
@@ -125,7 +134,9 @@ class Executor(tfx_pusher.Executor):
             evaluation = {"error": f"{type(err).__name__}: {err}"}
         decision = input_dict.get(DECISION_KEY)
         key = decision[0].get_string_custom_property(TRAINING_KEY_PROPERTY) if decision else ""
+        golden = input_dict.get(GOLDEN_EVALUATION_KEY)
         return provenance.build(
+            golden=read_evaluation(golden[0].uri, len(class_names)) if golden else None,
             examples=examples[0],
             training_key=json.loads(key) if key else None,
             evaluation=evaluation,
@@ -135,6 +146,17 @@ class Executor(tfx_pusher.Executor):
             replaced=replaced,
             model_uri=model_path,
         )
+
+
+def golden_refusal(input_dict, num_classes: int) -> str:
+    """Why the golden set's Evaluator did not bless the candidate ("" when it did, or when there
+    is no golden set)."""
+    blessing = input_dict.get(GOLDEN_BLESSING_KEY)
+    if not blessing or model_utils.is_model_blessed(blessing[0]):  # TFX's own test, as for model_blessing
+        return ""
+    evaluated = input_dict.get(GOLDEN_EVALUATION_KEY)
+    failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
+    return "the golden set (eval_data) did not bless it: " + ("; ".join(failures) or "no reason recorded")
 
 
 def _version(version_dir: str | None) -> str:
@@ -158,6 +180,8 @@ class PusherSpec(standard_component_specs.PusherSpec):
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
         EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
         DECISION_KEY: ChannelParameter(type=RetrainDecision, optional=True),
+        GOLDEN_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+        GOLDEN_EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
     }
 
 
@@ -178,9 +202,13 @@ class Pusher(base_component.BaseComponent):
         examples=None,
         evaluation=None,
         decision=None,
+        golden_blessing=None,
+        golden_evaluation=None,
     ):
         super().__init__(
             spec=PusherSpec(
+                golden_blessing=golden_blessing,
+                golden_evaluation=golden_evaluation,
                 model=model,
                 model_blessing=model_blessing,
                 baseline_model=baseline_model,

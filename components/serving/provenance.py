@@ -96,10 +96,13 @@ def build(
     replaced: str | None,
     model_uri: str,
     training_key: dict | None = None,
+    golden: dict | None = None,
 ) -> dict:
     """The provenance record of a version about to be published. `training_key`: the
-    RetrainGate's (data, model config, model code), which the next run compares with its own."""
+    RetrainGate's (data, model config, model code), which the next run compares with its own.
+    `golden`: the evaluation on the golden set (eval_data), when there is one."""
     overall = evaluation.get("overall", {})
+    golden_overall = (golden or {}).get("overall", {})
     return {
         "pushed_at": _now(),
         "reason": "blessed by the Evaluator",
@@ -112,6 +115,15 @@ def build(
         "metric_intervals": evaluation.get("intervals", {}),  # TFMA's 95 % intervals of those metrics
         "promotion": evaluation.get("promotion"),  # the rule that let it through, on the change's interval
         "per_class_metrics": evaluation.get("per_class", {}),
+        "golden": {
+            "metrics": {
+                name: golden_overall[name] for name in BLESSING_METRICS if golden_overall.get(name) is not None
+            },
+            "metric_intervals": golden.get("intervals", {}),
+            "promotion": golden.get("promotion"),
+        }
+        if golden
+        else None,
         "config": redacted(config),
         "code_version": code,
         "training_key": training_key,
