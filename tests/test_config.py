@@ -231,3 +231,16 @@ def test_local_beam_components_start_without_packaging_tfx(digits_dir):
 
     args = beam_args(GraftConfig(data_dir=digits_dir))
     assert dependency_utils.make_beam_dependency_flags(args) == args
+
+
+def test_a_golden_set_must_stand_apart_from_the_training_data(tmp_path, digits_dir):
+    inside = os.path.join(digits_dir, "digit_0")
+    with pytest.raises(ConfigError, match=f"--eval-data {inside} overlaps the training data {digits_dir}"):
+        load_config(None, {"data_dir": digits_dir, "eval_data": inside})
+    with pytest.raises(ConfigError, match="--eval-data goes with --data-dir or --text-data"):
+        load_config(None, {"tfrecord_dir": str(tmp_path), "eval_data": digits_dir})
+    with pytest.raises(ConfigError, match="--eval-data /no/golden: no such directory"):
+        load_config(None, {"data_dir": digits_dir, "eval_data": "/no/golden"})
+    apart = tmp_path / "golden"
+    apart.mkdir()
+    assert load_config(None, {"data_dir": digits_dir, "eval_data": str(apart)}).eval_data == str(apart)

@@ -2,6 +2,7 @@
 data on a non-local filesystem, the {SPAN} pattern resolved without TFX's driver (as on the
 open-source Kubeflow backend), and train/eval splits that stay put across cumulative spans."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -31,7 +32,9 @@ SETTINGS = ExampleGenSettings(
 )
 
 
-def run_example_gen(input_base: str, pattern: str, out_dir) -> tuple[dict, standard_artifacts.Examples]:
+def run_example_gen(
+    input_base: str, pattern: str, out_dir, settings: ExampleGenSettings = SETTINGS
+) -> tuple[dict, standard_artifacts.Examples]:
     """Runs the executor on `input_base` with one hash-split input `pattern`; returns
     ({split: {path feature: label_name}}, the examples artifact)."""
     examples = standard_artifacts.Examples()
@@ -51,7 +54,7 @@ def run_example_gen(input_base: str, pattern: str, out_dir) -> tuple[dict, stand
             example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)])
         ),
         "output_config": proto_utils.proto_to_json(output),
-        "custom_config": proto_utils.proto_to_json(make_custom_config(SETTINGS)),
+        "custom_config": proto_utils.proto_to_json(make_custom_config(settings)),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
         "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
     }
@@ -113,6 +116,25 @@ def test_missing_split_folder_is_named(tmp_path):
     write_digit_pngs(str(tmp_path / "data" / "train"), {"a": 0, "b": 1}, 6)
     with pytest.raises(Exception, match="folder .*eval does not exist"):
         run_example_gen(str(tmp_path / "data"), "eval/*/*", tmp_path / "out")
+
+
+def test_a_golden_set_keeps_the_training_label_ids_and_refuses_a_class_the_model_lacks(tmp_path):
+    golden = str(tmp_path / "golden")
+    write_digit_pngs(golden, {"b": 1}, 12)  # only one of the training classes: fine for a golden set
+    training_classes = dataclasses.replace(SETTINGS, class_names=["a", "b"])
+    splits, examples = run_example_gen(golden, "*/*", tmp_path / "out", training_classes)
+    labels = {
+        tf.train.Example.FromString(r.numpy()).features.feature["label"].int64_list.value[0]
+        for r in tfrecords(glob.glob(os.path.join(str(tmp_path / "out"), "Split-*", "*")))
+    }
+    assert labels == {1}  # b's id among the training classes, not 0 as the only class found here
+    assert json.loads(examples.get_string_custom_property("class_names")) == ["a", "b"]
+
+    write_digit_pngs(golden, {"c": 7}, 3)
+    with pytest.raises(
+        Exception, match=r"eval_data .*golden: 'c' not among the classes the model is trained on \(a, b\)"
+    ):
+        run_example_gen(golden, "*/*", tmp_path / "out2", training_classes)
 
 
 @pytest.mark.e2e

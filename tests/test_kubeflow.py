@@ -5,6 +5,7 @@ import datetime as dt
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -434,7 +435,12 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         min_accuracy=0.0,
         train_batchnorm=False,
         batchnorm_momentum=None,
+        eval_data=str(tmp_path / "golden"),  # a golden set: its own ExampleGen and Evaluator tasks
     )
+    for class_name in sorted(os.listdir(tiny_digits_dir)):  # 4 training images per class, so dropped from training
+        os.makedirs(tmp_path / "golden" / class_name)
+        for name in sorted(os.listdir(os.path.join(tiny_digits_dir, class_name)))[:4]:
+            shutil.copy(os.path.join(tiny_digits_dir, class_name, name), tmp_path / "golden" / class_name / name)
     config["kubeflow"] = {"target": "kfp", "image": "registry.test/graft:1"}
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -456,7 +462,9 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     spec, _ = compiler.load_compiled(summary["compiled"])
     assert set(summary["task_seconds"]) == set(compiler.all_tasks(spec)) - {compiler.BRANCH}  # every task ran
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
-    assert summary["ingest"]["accepted"] == 120
+    assert summary["ingest"]["accepted"] == 120 - 12 and summary["ingest"]["skipped"] == 12  # the golden images
+    assert {"GoldenExampleGen", "GoldenEvaluator"} <= set(summary["task_seconds"])
+    assert summary["golden"]["metrics"]["example_count"] == 12 and summary["golden"]["blessed"]
     # The compiled Trainer asks for a GPU and checks for it in its pod; run-local says it does not here.
     assert "Trainer: its GPU request is not enforced by run-local" in result.stdout
     model_dir = summary["pushed_model_dir"]

@@ -220,3 +220,20 @@ def test_graft_predict_reads_folders_of_text_files_and_refuses_empty_texts(tmp_p
     assert where["q.csv:3"] == (None, "empty text (text)") and where["q.csv:4"] == (None, "blank line")
     assert where["stdin:1"] == (b"fine", "") and where["stdin:2"] == (None, EMPTY_TEXT)
     assert len(items) == 8  # the hidden file aside
+
+
+def test_texts_also_in_the_golden_set_are_never_trained_on(tmp_path):
+    from components.example_gen.text_executor import drop_golden_texts
+
+    rules = TextRules(lowercase=True)
+    (tmp_path / "golden.csv").write_text("text,label\nGREAT  film.,pos\nDull.,neg\n")
+    (tmp_path / "train.csv").write_text("text,label\ngreat film.,pos\nA fine cast.,pos\nDull.,neg\nSlow.,neg\n")
+    listing = read_text_input(str(tmp_path / "train.csv"), rules)
+    settings = type("Settings", (), {"golden_data": str(tmp_path / "golden.csv"), "text_rules": rules})
+    drop_golden_texts(listing, settings)
+    # As the model reads them (lower-cased, spaces collapsed), two training rows are golden texts.
+    assert sorted(r.text for r in listing.accepted) == ["A fine cast.", "Slow."]
+    assert {s["path"]: s["reason"] for s in listing.skipped} == {
+        "train.csv:2": f"also in the golden set as golden.csv:2 (eval_data {tmp_path}/golden.csv): never trained on",
+        "train.csv:4": f"also in the golden set as golden.csv:3 (eval_data {tmp_path}/golden.csv): never trained on",
+    }
