@@ -10,7 +10,8 @@ Spans arrive one by one under DATA/span-<N>/ (TFX's {SPAN} pattern; each run tra
 4. span 3, all the digits plus every training '3' copied twice into class '8' (a labelling
    error): the candidate's recall of '3' collapses and max_class_recall_drop refuses it, naming
    the class;
-then `graft history` on the serving directory. Prints a table per runner and one JSON line.
+then `graft history` on the serving directory. A golden set (every tenth sample image, eval_data)
+is scored beside each span's eval split; its images are dropped from the spans' training data. Prints a table per runner and one JSON line.
 About 12 minutes with `graft run`, 20 with run-local, on 2 cores.
 """
 
@@ -41,11 +42,21 @@ def _write_span(sample: str, data: str, span: int) -> None:
         for name in names:
             shutil.copy(os.path.join(sample, label, name), os.path.join(target, label, name))
     if span == 3:  # a labelling error: each '3' also filed twice as an '8'
+        from PIL import Image
+
         for name in sorted(os.listdir(os.path.join(sample, COLLAPSED))):
-            for copy in ("a", "b"):
-                shutil.copy(
-                    os.path.join(sample, COLLAPSED, name), os.path.join(target, INTO, f"{COLLAPSED}{copy}_{name}")
-                )
+            pixels = Image.open(os.path.join(sample, COLLAPSED, name))
+            for level, copy in ((1, "a"), (9, "b")):  # the same pixels in other bytes (ingest drops byte copies)
+                pixels.save(os.path.join(target, INTO, f"{COLLAPSED}{copy}_{name}"), compress_level=level)
+
+
+def _write_golden(sample: str, golden: str) -> None:
+    """Every tenth image of each class: the fixed set every candidate and the serving model are
+    scored on (eval_data); the spans' copies of these images are dropped from training."""
+    for label in sorted(os.listdir(sample)):
+        os.makedirs(os.path.join(golden, label))
+        for name in sorted(os.listdir(os.path.join(sample, label)))[::10]:
+            shutil.copy(os.path.join(sample, label, name), os.path.join(golden, label, name))
 
 
 def _graft_run(config_path: str, summary_path: str) -> dict:
@@ -85,6 +96,7 @@ def _row(step: str, summary: dict, seconds: float) -> dict:
         "accuracy": metrics.get("sparse_categorical_accuracy"),
         "serving_accuracy": metrics.get("baseline_sparse_categorical_accuracy"),
         "change_interval": change,
+        "golden_accuracy": ((summary.get("golden") or {}).get("metrics") or {}).get("sparse_categorical_accuracy"),
         "why": summary.get("run_skipped_reason") or summary.get("not_blessed_because") or [],
         "seconds": round(seconds, 1),
     }
@@ -105,7 +117,9 @@ def story(runner: str, workdir: str) -> dict:
         metadata_path=os.path.join(root, "metadata.db"),
         serving_dir=os.path.join(root, "serving"),
         max_class_recall_drop=0.25,
+        eval_data=os.path.join(root, "golden"),
     )
+    _write_golden(sample, config["eval_data"])
     if runner == "kfp":
         config["kubeflow"] = {"target": "kfp"}
     config_path = os.path.join(root, "config.yaml")
@@ -134,15 +148,17 @@ def story(runner: str, workdir: str) -> dict:
 def _print(result: dict) -> None:
     print(f"\n== {result['runner']}")
     print(
-        f"{'step':34} {'decision':8} {'Trainer':7} {'accuracy':>8} {'serving':>8} {'change [95% interval]':>28} {'wall s':>7}"
+        f"{'step':34} {'decision':8} {'Trainer':7} {'accuracy':>8} {'serving':>8} {'change [95% interval]':>28} {'golden':>7} {'wall s':>7}"
     )
     for r in result["rows"]:
         change = r["change_interval"]
         interval = f"{change['value']:+.4f} [{change['lower']:+.4f}, {change['upper']:+.4f}]" if change else ""
         accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else ""
         serving = f"{r['serving_accuracy']:.4f}" if r["serving_accuracy"] is not None else ""
+        golden = f"{r['golden_accuracy']:.4f}" if r["golden_accuracy"] is not None else ""
         print(
-            f"{r['step']:34} {r['decision']:8} {'ran' if r['trainer_ran'] else 'no':7} {accuracy:>8} {serving:>8} {interval:>28} {r['seconds']:7.1f}"
+            f"{r['step']:34} {r['decision']:8} {'ran' if r['trainer_ran'] else 'no':7} {accuracy:>8} {serving:>8} {interval:>28} "
+            f"{golden:>7} {r['seconds']:7.1f}"
         )
         for why in [r["why"]] if isinstance(r["why"], str) else r["why"]:
             print(f"{'':34}   {why}")
