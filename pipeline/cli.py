@@ -469,16 +469,20 @@ def history_command(argv) -> int:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     print(
-        f"{'version':<12} {'pushed at (UTC)':<26} {'accuracy':>8} {'serving':>8} {'replaced':<12} {'span':>4}  reason"
+        f"{'version':<12} {'pushed at (UTC)':<26} {'accuracy':>8} {'serving':>8} {'golden':>8} {'replaced':<12} {'span':>4}  reason"
     )
     for row in rows:
         mark = " *" if row["serving"] else ""
         print(
             f"{str(row['version']) + mark:<12} {cell(row['pushed_at']):<26} {cell(row['accuracy']):>8} "
-            f"{cell(row['serving_accuracy_then']):>8} {cell(row['replaced_version']):<12} {cell(row['span']):>4}  "
+            f"{cell(row['serving_accuracy_then']):>8} {cell(row.get('golden_accuracy')):>8} "
+            f"{cell(row['replaced_version']):<12} {cell(row['span']):>4}  "
             f"{row['reason']}"
         )
-    print("* serves now; accuracy: on the eval split of its run; serving: the model then serving, same split")
+    print(
+        "* serves now; accuracy: on the eval split of its run; serving: the model then serving, same split; "
+        "golden: on the golden set (eval_data), when there was one"
+    )
     return EXIT_OK
 
 

@@ -206,9 +206,26 @@ def resolve_class_names(config: GraftConfig) -> None:
         config.class_names = tfrecord_class_names(config.tfrecord_dir)
 
 
+def check_golden_classes(config: GraftConfig) -> None:
+    """A local image golden set (eval_data) holds only training classes: refused before any
+    component runs (its ExampleGen checks again, for object stores and texts)."""
+    path = config.eval_data
+    if not path or config.text_data or "://" in path or not os.path.isdir(path):
+        return
+    unknown = sorted(
+        name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)) and name not in config.class_names
+    )
+    if unknown:
+        raise ConfigError(
+            f"--eval-data {path}: class folder(s) {', '.join(unknown)} not among the classes the model is trained on "
+            f"({', '.join(config.class_names)}); a golden set can only hold those"
+        )
+
+
 def check(config: GraftConfig) -> None:
     """Validates what needs the data or weights, and fills in config.class_names."""
     resolve_class_names(config)
+    check_golden_classes(config)
     if not config.allow_class_change:
         check_serving_classes(config)
     check_blocks(config)

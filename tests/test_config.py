@@ -244,3 +244,11 @@ def test_a_golden_set_must_stand_apart_from_the_training_data(tmp_path, digits_d
     apart = tmp_path / "golden"
     apart.mkdir()
     assert load_config(None, {"data_dir": digits_dir, "eval_data": str(apart)}).eval_data == str(apart)
+
+
+def test_cli_refuses_a_golden_class_the_model_lacks_before_anything_runs(tmp_path, digits_dir):
+    (tmp_path / "golden" / "digit_0").mkdir(parents=True)
+    (tmp_path / "golden" / "digit_9").mkdir()
+    result, _ = graft_cli("--data-dir", digits_dir, "--eval-data", str(tmp_path / "golden"), "--weights", "none")
+    assert result.returncode == 2, result.stderr
+    assert f"--eval-data {tmp_path / 'golden'}: class folder(s) digit_9 not among the classes" in result.stderr

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
+from components.contract import PROVENANCE_FILE
 from kubeflow import client, compiler, cron
 from kubeflow.settings import KubeflowSettings
 from pipeline.config import GraftConfig
@@ -465,6 +466,13 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert summary["ingest"]["accepted"] == 120 - 12 and summary["ingest"]["skipped"] == 12  # the golden images
     assert {"GoldenExampleGen", "GoldenEvaluator"} <= set(summary["task_seconds"])
     assert summary["golden"]["metrics"]["example_count"] == 12 and summary["golden"]["blessed"]
+    with open(
+        os.path.join(summary["pushed_model_dir"], PROVENANCE_FILE)
+    ) as f:  # the golden figures that let it through
+        golden = json.load(f)["golden"]
+    assert (
+        golden["metrics"]["sparse_categorical_accuracy"] == summary["golden"]["metrics"]["sparse_categorical_accuracy"]
+    )
     # The compiled Trainer asks for a GPU and checks for it in its pod; run-local says it does not here.
     assert "Trainer: its GPU request is not enforced by run-local" in result.stdout
     model_dir = summary["pushed_model_dir"]

@@ -159,6 +159,9 @@ def history(serving_dir: str) -> list[dict]:
                 "reason": record.get("reason", "no provenance recorded"),
                 "accuracy": (record.get("metrics") or {}).get("sparse_categorical_accuracy"),
                 "serving_accuracy_then": (record.get("metrics") or {}).get("baseline_sparse_categorical_accuracy"),
+                "golden_accuracy": ((record.get("golden") or {}).get("metrics") or {}).get(
+                    "sparse_categorical_accuracy"
+                ),
                 "replaced_version": record.get("replaced_version"),
                 "span": data.get("span"),
                 "examples_accepted": (data.get("ingest") or {}).get("accepted"),
