@@ -80,8 +80,9 @@ N ?= 20000 80000
 bench-scale: $(STAMP)
 	$(PY) -m tests.benchmarks.scale --images $(N)
 
+SAMPLE ?= digits
 bench-promotion: $(STAMP)
-	$(PY) -m tests.benchmarks.promotion
+	$(PY) -m tests.benchmarks.promotion --sample $(SAMPLE)
 
 story: $(STAMP)
 	$(PY) -m tests.benchmarks.retraining_story
