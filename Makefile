@@ -31,7 +31,7 @@ help:
 	@echo "make bench-scale N=\"20000 80000\"  a local run's seconds per 1,000 images and peak memory as the data grows, and the"
 	@echo "                Trainer's image decoding against the machine's limit (about 25 minutes; images kept in /tmp/graft-bench-scale)"
 	@echo "make bench-promotion  10 retrains of the sample on identical data against a serving model trained the same way:"
-	@echo "                how many each promotion rule would push (about 30 minutes)"
+	@echo "                how many each promotion rule would push (about 30 minutes; SAMPLE=text: the review sentences)"
 	@echo "make story      scheduled retraining on the digits as spans, with graft run and graft kfp run-local: push, refuse"
 	@echo "                on the interval, skip when nothing is new, refuse a class collapse; graft history (about 30 minutes)"
 
