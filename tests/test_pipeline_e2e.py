@@ -261,3 +261,15 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
         decision = json.load(f)["decision"]
     assert decision["blessed"] is False and decision["failures"] == third["not_blessed_because"]
     assert "NOT blessed" in open(third["report"]).read()
+
+    # The refused candidate's data, config and code again (tomorrow's scheduled run, no new data):
+    # not trained again while the model it was judged against still serves.
+    fourth, _ = run_graft(tmp_path, {**config, "data_dir": str(shuffled)}, "fourth")
+    assert "Trainer" not in fourth["component_seconds"], fourth["component_seconds"]
+    assert fourth["run_skipped_reason"].startswith(
+        f"nothing new: the same data, config and code were trained in run {third['run_id']} "
+    ), fourth["run_skipped_reason"]
+    assert (
+        f"refused against serving version {version}, which still serves: not blessed by the Evaluator: "
+        in (fourth["run_skipped_reason"])
+    )

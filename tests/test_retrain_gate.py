@@ -53,6 +53,35 @@ def test_nothing_serving_a_version_without_a_key_and_force_all_train():
     assert decide(_key(), "3", _served(_key()), force=True) == (True, FORCED)
 
 
+def test_a_candidate_refused_against_what_still_serves_is_not_trained_again(tmp_path):
+    """The Pusher remembers a refused candidate's key in the serving directory; the same data,
+    config and code are not trained again while the model it was judged against serves."""
+    from components.retrain_gate import refusals
+    from components.retrain_gate.component import serving_state
+
+    serving = str(tmp_path / "serving")
+    (tmp_path / "serving" / "3").mkdir(parents=True)
+    before = serving_state(serving)
+    new_span = _key(span=1)
+    refusals.record(serving, new_span, "3", "accuracy change ... not better beyond noise", "run-7")
+    assert serving_state(serving) != before  # the gate's local cache key: a cached 'train' is not replayed
+    refused = refusals.find(serving, new_span)
+    retrain, reason = decide(new_span, "3", _served(_key()), force=False, refused=refused)
+    assert retrain is False and reason.startswith(
+        "nothing new: the same data, config and code were trained in run run-7 ("
+    ), reason
+    assert "refused against serving version 3, which still serves: accuracy change ... not better" in reason
+    # Another serving model since (a push, a rollback): the candidate meets it, so it trains.
+    assert decide(new_span, "4", _served(_key()), force=False, refused=refused)[0] is True
+    # Anything else new, or --force: trains.
+    assert refusals.find(serving, _key(span=1, config={**CONFIG, "epochs": 8})) is None
+    assert decide(new_span, "3", _served(_key()), force=True, refused=refused) == (True, FORCED)
+    # Refused with nothing serving (min_accuracy): not trained again while nothing serves.
+    refusals.record(serving, _key(span=2), "", "below min_accuracy", "run-8")
+    retrain, reason = decide(_key(span=2), None, None, force=False, refused=refusals.find(serving, _key(span=2)))
+    assert retrain is False and "refused against nothing serving: below min_accuracy" in reason
+
+
 def test_the_key_survives_a_json_round_trip_unchanged():
     """provenance.json stores the key as JSON: a tuple or an int key in the config must compare equal after it."""
     import json

@@ -34,6 +34,7 @@ from components.contract import (
 from components.evaluator.results import read_evaluation
 from components.memory import release_freed_memory
 from components.pusher.settings import PusherSettings
+from components.retrain_gate import refusals
 from components.retrain_gate.component import TRAINING_KEY_PROPERTY, RetrainDecision
 from components.serving import check, provenance, serving_dir
 
@@ -67,15 +68,21 @@ class Executor(tfx_pusher.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        base = destination.filesystem.base_directory
+        num_classes = len(settings.resolved_config.get("class_names") or [])
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
+            self._remember_refusal(input_dict, base, evaluation_refusal(input_dict, num_classes))
             return
-        settings = PusherSettings.from_dict(json.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY]))
-        refused = golden_refusal(input_dict, len(settings.resolved_config.get("class_names") or []))
+        refused = golden_refusal(input_dict, num_classes)
         if refused:
             logging.warning("Not pushed: %s", refused)
             self._MarkNotPushed(model_push)
             model_push.set_string_custom_property("skipped_reason", refused)
+            self._remember_refusal(input_dict, base, refused)
             return
         model_path = self.GetModelPath(input_dict)
         failures = tflite_failures(model_path)
@@ -83,12 +90,10 @@ class Executor(tfx_pusher.Executor):
             logging.warning("Not pushed (export.on_failure=refuse): %s", "; ".join(failures))
             self._MarkNotPushed(model_push)
             model_push.set_string_custom_property("skipped_reason", "TFLite check failed: " + "; ".join(failures))
+            self._remember_refusal(input_dict, base, "TFLite check failed: " + "; ".join(failures))
             return
         if failures:
             logging.warning("Pushing without the TFLite model(s) that failed their check: %s", "; ".join(failures))
-        destination = pusher_pb2.PushDestination()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
-        base = destination.filesystem.base_directory
         judged_against = judged_against_version(input_dict)
         holder = locks.describe("publish", model_path)
         with locks.acquire(base, PUBLISH_LOCK_FILE, holder, wait_seconds=PUBLISH_WAIT_SECONDS):
@@ -123,6 +128,25 @@ class Executor(tfx_pusher.Executor):
         self._MarkPushed(model_push, pushed_destination=pushed, pushed_version=pushed.rstrip("/").rsplit("/", 1)[-1])
         model_push.set_string_custom_property("provenance", json.dumps(record, sort_keys=True, default=str))
 
+    def _remember_refusal(self, input_dict, base: str, reason: str) -> None:
+        """Records the refused candidate's training key in the serving directory (refusals.py), so
+        that the RetrainGate does not train it again while the model it was judged against serves."""
+        decision = input_dict.get(DECISION_KEY)
+        key = decision[0].get_string_custom_property(TRAINING_KEY_PROPERTY) if decision else ""
+        judged_against = judged_against_version(input_dict)
+        if not key or judged_against is None:
+            return
+        try:  # best effort: a refusal that cannot be remembered only costs a retrain
+            refusals.record(
+                base,
+                json.loads(key),
+                _version(judged_against),
+                reason,
+                self._context.pipeline_run_id if self._context else None,
+            )
+        except Exception as err:  # noqa: BLE001
+            logging.warning("The refusal could not be recorded in %s (%s); the next run retrains", base, err)
+
     def _provenance(self, input_dict, settings: PusherSettings, model_path: str, replaced: str | None) -> dict:
         examples = input_dict.get(EXAMPLES_KEY) or [None]
         evaluated = input_dict.get(EVALUATION_KEY)
@@ -146,6 +170,16 @@ class Executor(tfx_pusher.Executor):
             replaced=replaced,
             model_uri=model_path,
         )
+
+
+def evaluation_refusal(input_dict, num_classes: int) -> str:
+    """Why the Evaluator did not bless the candidate, from its evaluation."""
+    evaluated = input_dict.get(EVALUATION_KEY)
+    try:
+        failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
+    except Exception as err:  # noqa: BLE001  (the reason is informative only)
+        failures = [f"its evaluation could not be read ({err})"]
+    return "not blessed by the Evaluator: " + ("; ".join(failures) or "no reason recorded")
 
 
 def golden_refusal(input_dict, num_classes: int) -> str:

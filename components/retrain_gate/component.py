@@ -27,7 +27,7 @@ from tfx.utils import json_utils
 
 from components import files
 from components.contract import PROVENANCE_FILE
-from components.retrain_gate import decision
+from components.retrain_gate import decision, refusals
 from components.retrain_gate.settings import RetrainGateSettings
 from components.serving import provenance, serving_dir
 
@@ -48,14 +48,18 @@ class RetrainDecision(types.Artifact):
 
 
 def serving_state(serving_dir_path: str) -> str:
-    """The newest serving version and a digest of its provenance ("" when nothing serves): the
-    gate's cache key changes whenever a push or a rollback changes what serves."""
+    """The newest serving version and a digest of its provenance ("" when nothing serves), and the
+    refusals recorded: the gate's cache key changes whenever a push or a rollback changes what
+    serves, or a candidate is refused."""
+    refused_dir = f"{serving_dir_path.rstrip('/')}/{refusals.REFUSED_DIR}"
+    refused = sorted(files.listdir(refused_dir)) if files.isdir(refused_dir) else []
+    refused_state = f"|refused:{hashlib.sha256(json.dumps(refused).encode()).hexdigest()[:16]}" if refused else ""
     newest = serving_dir.newest(serving_dir_path)
     if newest is None:
-        return ""
+        return refused_state
     path = f"{newest}/{PROVENANCE_FILE}"
     record = files.read(path) if files.exists(path) else b""
-    return f"{newest}:{hashlib.sha256(record).hexdigest()[:16]}"
+    return f"{newest}:{hashlib.sha256(record).hexdigest()[:16]}{refused_state}"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -73,7 +77,8 @@ class Executor(base_executor.BaseExecutor):
         current = serving_dir.newest(settings.serving_dir)
         record = provenance.read(current) if current else None
         version = current.rstrip("/").rsplit("/", 1)[-1] if current else None
-        retrain, reason = decision.decide(key, version, record, settings.force)
+        refused = refusals.find(settings.serving_dir, key) if not settings.force else None
+        retrain, reason = decision.decide(key, version, record, settings.force, refused)
         logging.info("RetrainGate: %s (%s).", "training" if retrain else "not training", reason)
         out = output_dict[DECISION_KEY][0]
         out.set_int_custom_property(RETRAIN_PROPERTY, int(retrain))

@@ -32,11 +32,26 @@ def _changed_options(old: dict, new: dict) -> list[str]:
     return [f"{n}: {old.get(n)!r} -> {new.get(n)!r}" for n in names if old.get(n) != new.get(n)]
 
 
-def decide(key: dict, serving_version: str | None, serving_record: dict | None, force: bool) -> tuple[bool, str]:
+def decide(
+    key: dict, serving_version: str | None, serving_record: dict | None, force: bool, refused: dict | None = None
+) -> tuple[bool, str]:
     """(train?, why) for a run whose training key is `key`, with `serving_version` (a version
-    folder name, None when nothing serves) and its provenance record."""
+    folder name, None when nothing serves), its provenance record, and the Pusher's record of a
+    candidate with this key refused before (refusals.find), if any."""
     if force:
         return True, FORCED
+    if (
+        refused
+        and key["input_fingerprint"]
+        and refused.get("training_key") == key
+        and (refused.get("judged_against") or None) == serving_version
+    ):
+        against = f"serving version {serving_version}, which still serves" if serving_version else "nothing serving"
+        return False, (
+            f"nothing new: the same data, config and code were trained in run {refused.get('pipeline_run_id')} "
+            f"({refused.get('refused_at')}) and refused against {against}: {refused.get('reason')}; "
+            "nothing trained (--force trains anyway)"
+        )
     if serving_version is None:
         return True, "nothing serves yet"
     recorded = (serving_record or {}).get("training_key")
