@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-CLUSTER_PATHS = ("pipeline_root", "serving_dir", "data_dir", "tfrecord_dir", "text_data")
+CLUSTER_PATHS = ("pipeline_root", "serving_dir", "data_dir", "tfrecord_dir", "text_data", "eval_data")
 
 
 def local_paths(config) -> list[str]:

@@ -361,7 +361,12 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "retrain": {"retrain": retrain, "reason": decision.get("reason")} if decision else None,
         "run_skipped_reason": decision.get("reason") if retrain is False else None,
         "task_logs": {name: task.log_file for name, task in tasks.items()},
-        "blessed": bool(blessing.get("metadata", {}).get("blessed")),
+        # A push needs the golden set's blessing too, when there is one (as pipeline/summary.py says).
+        "blessed": bool(blessing.get("metadata", {}).get("blessed"))
+        and (
+            not output("GoldenEvaluator", "blessing")
+            or bool(output("GoldenEvaluator", "blessing").get("metadata", {}).get("blessed"))
+        ),
         "baseline_serving_version": baseline.get("metadata", {}).get(SERVING_VERSION_PROPERTY) or None,
         "pushed": bool(pushed.get("metadata", {}).get("pushed")),
         "pushed_model_dir": pushed.get("metadata", {}).get("pushed_destination") or None,

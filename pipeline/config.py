@@ -577,7 +577,9 @@ RUN_PLUMBING = (
     "data_dir",
     "tfrecord_dir",
     "text_data",
-    "eval_data",  # its effect on training (what is dropped from the data) is in ExampleGen's data listing
+    # Its effect on training (what is dropped from the data) is in ExampleGen's data listing; its
+    # fingerprint is in the RetrainGate's evaluation key (a refusal holds only under the same set).
+    "eval_data",
     "keep_versions",
     "beam_direct_running_mode",
     "beam_num_workers",
@@ -599,7 +601,21 @@ def retrain_gate_settings(config: GraftConfig) -> RetrainGateSettings:
         model_code=hashlib.sha256(
             "|".join(f"{stage}:{code_version(stage)}" for stage in MODEL_CODE_STAGES).encode()
         ).hexdigest()[:16],
+        evaluation_key=evaluation_key(config),
     )
+
+
+def evaluation_key(config: GraftConfig) -> str | None:
+    """What judges a candidate beyond its training key (RetrainGateSettings.evaluation_key)."""
+    import hashlib
+
+    golden = ""
+    if config.eval_data:
+        if "://" in config.eval_data:
+            return None
+        golden = image_ingest.tree_fingerprint(config.eval_data)
+    parts = f"golden:{golden}|evaluator:{code_version('evaluator')}|pusher:{code_version('pusher')}"
+    return hashlib.sha256(parts.encode()).hexdigest()[:16]
 
 
 def evaluator_settings(config: GraftConfig) -> EvaluatorSettings:

@@ -228,12 +228,21 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
     if config.eval_data:
         # The same judgement on the golden set: a fixed yardstick, where the eval split changes with
         # each span. The Pusher needs both blessings.
+        # Per-class gates stay the eval split's: a class the golden set lacks (or whose images were
+        # all quarantined) would be a missing slice, which TFMA fails, on every run.
         golden_gen = golden_example_gen_component(config)
         golden_evaluator = Evaluator(
             examples=golden_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs["baseline_model"],
-            eval_config=eval_config,
+            eval_config=build_eval_config(
+                len(config.class_names),
+                config.min_accuracy,
+                config.max_accuracy_drop,
+                config.max_relative_accuracy_drop,
+                config.slice_by_class,
+                promote_when=config.promote_when,
+            ),
             example_splits=[GOLDEN_SPLIT],
             settings=cfg.evaluator_settings(config),
         ).with_id("GoldenEvaluator")

@@ -213,7 +213,9 @@ def check_golden_classes(config: GraftConfig) -> None:
     if not path or config.text_data or "://" in path or not os.path.isdir(path):
         return
     unknown = sorted(
-        name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)) and name not in config.class_names
+        name
+        for name in os.listdir(path)
+        if os.path.isdir(os.path.join(path, name)) and not name.startswith(".") and name not in config.class_names
     )
     if unknown:
         raise ConfigError(

@@ -268,6 +268,7 @@ def test_cluster_commands_refuse_local_paths_by_name(tmp_path):
                 "data_dir": "gs://bucket/images",
                 "pipeline_root": str(tmp_path / "root"),
                 "serving_dir": "serving",
+                "eval_data": str(tmp_path),  # a golden set the pods could not read either
                 "class_names": ["a", "b"],
                 "kubeflow": {"output": str(tmp_path / "never.yaml")},
             }
@@ -280,7 +281,8 @@ def test_cluster_commands_refuse_local_paths_by_name(tmp_path):
         )
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert (
-            f"pipeline_root '{tmp_path / 'root'}', serving_dir 'serving' are local paths, which no pod of the cluster "
+            f"pipeline_root '{tmp_path / 'root'}', serving_dir 'serving', eval_data '{tmp_path}' are local paths, "
+            "which no pod of the cluster "
             "can read" in result.stderr
         ), result.stderr
         assert ("--local-paths" in result.stderr) is (command == ["run-local"])

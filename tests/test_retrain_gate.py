@@ -55,7 +55,8 @@ def test_nothing_serving_a_version_without_a_key_and_force_all_train():
 
 def test_a_candidate_refused_against_what_still_serves_is_not_trained_again(tmp_path):
     """The Pusher remembers a refused candidate's key in the serving directory; the same data,
-    config and code are not trained again while the model it was judged against serves."""
+    config and code are not trained again while the model it was judged against serves and the
+    same golden set and Evaluator code judge it (the evaluation key)."""
     from components.retrain_gate import refusals
     from components.retrain_gate.component import serving_state
 
@@ -63,23 +64,47 @@ def test_a_candidate_refused_against_what_still_serves_is_not_trained_again(tmp_
     (tmp_path / "serving" / "3").mkdir(parents=True)
     before = serving_state(serving)
     new_span = _key(span=1)
-    refusals.record(serving, new_span, "3", "accuracy change ... not better beyond noise", "run-7")
+    refusals.record(serving, new_span, "3", "accuracy change ... not better beyond noise", "run-7", "e1")
     assert serving_state(serving) != before  # the gate's local cache key: a cached 'train' is not replayed
     refused = refusals.find(serving, new_span)
-    retrain, reason = decide(new_span, "3", _served(_key()), force=False, refused=refused)
+
+    def decision(key=new_span, version="3", force=False, evaluation_key="e1"):
+        return decide(key, version, _served(_key()), force, refused, evaluation_key)
+
+    retrain, reason = decision()
     assert retrain is False and reason.startswith(
         "nothing new: the same data, config and code were trained in run run-7 ("
     ), reason
     assert "refused against serving version 3, which still serves: accuracy change ... not better" in reason
     # Another serving model since (a push, a rollback): the candidate meets it, so it trains.
-    assert decide(new_span, "4", _served(_key()), force=False, refused=refused)[0] is True
+    assert decision(version="4")[0] is True
+    # Another golden set or Evaluator code (evaluation key), or one that cannot be known: trains.
+    assert decision(evaluation_key="e2")[0] is True and decision(evaluation_key=None)[0] is True
     # Anything else new, or --force: trains.
     assert refusals.find(serving, _key(span=1, config={**CONFIG, "epochs": 8})) is None
-    assert decide(new_span, "3", _served(_key()), force=True, refused=refused) == (True, FORCED)
+    assert decision(force=True) == (True, FORCED)
     # Refused with nothing serving (min_accuracy): not trained again while nothing serves.
-    refusals.record(serving, _key(span=2), "", "below min_accuracy", "run-8")
-    retrain, reason = decide(_key(span=2), None, None, force=False, refused=refusals.find(serving, _key(span=2)))
+    refusals.record(serving, _key(span=2), "", "below min_accuracy", "run-8", "e1")
+    retrain, reason = decide(_key(span=2), None, None, False, refusals.find(serving, _key(span=2)), "e1")
     assert retrain is False and "refused against nothing serving: below min_accuracy" in reason
+    # The same key refused again against another version: the gate's cache key changes too.
+    state = serving_state(serving)
+    refusals.record(serving, _key(span=2), "3", "below min_accuracy", "run-9", "e1")
+    assert serving_state(serving) != state
+
+
+def test_the_evaluation_key_follows_the_golden_set(tmp_path, digits_dir):
+    from pipeline.config import load_config, retrain_gate_settings
+
+    golden = tmp_path / "golden" / "digit_0"
+    golden.mkdir(parents=True)
+    (golden / "a.png").write_bytes(b"x")
+    config = load_config(None, {"data_dir": digits_dir, "eval_data": str(tmp_path / "golden")})
+    first = retrain_gate_settings(config).evaluation_key
+    (golden / "b.png").write_bytes(b"y")
+    assert retrain_gate_settings(config).evaluation_key not in (first, None)
+    config.eval_data = "gs://bucket/golden"  # its edits cannot be seen from here: no refusal is final
+    assert retrain_gate_settings(config).evaluation_key is None
 
 
 def test_the_key_survives_a_json_round_trip_unchanged():

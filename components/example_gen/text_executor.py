@@ -14,6 +14,7 @@ folder of tables.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -26,6 +27,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.contract import (
+    DATA_LISTING_PROPERTY,
     INGEST_DIR,
     LABEL_KEY,
     LABEL_NAME_KEY,
@@ -60,6 +62,14 @@ def _example(record: dict) -> tf.train.Example:
             }
         )
     )
+
+
+def records_digest(records: list) -> str:
+    """A digest of the accepted texts (as the model reads them) and their labels."""
+    digest = hashlib.sha256()
+    for key, label in sorted((r.split_key, r.label) for r in records):
+        digest.update(f"{key}\0{label}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def drop_golden_texts(listing: text_ingest.TextListing, settings) -> None:
@@ -119,6 +129,9 @@ class Executor(image_executor.Executor):
         except text_ingest.TextInputError as err:
             raise IngestError(str(err)) from None
         drop_golden_texts(listing, settings)
+        # Which text carries which label, for the RetrainGate (as ImageExampleGen records its files):
+        # what the golden set drops changes it, though TFX's fingerprint of the table stays the same.
+        examples.set_string_custom_property(DATA_LISTING_PROPERTY, records_digest(listing.accepted))
         class_names = listing.classes
         if settings.class_names is not None:  # the golden set: the training labels' ids
             class_names = image_executor.known_classes(path, class_names, settings.class_names)

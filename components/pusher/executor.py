@@ -35,7 +35,7 @@ from components.evaluator.results import read_evaluation
 from components.memory import release_freed_memory
 from components.pusher.settings import PusherSettings
 from components.retrain_gate import refusals
-from components.retrain_gate.component import TRAINING_KEY_PROPERTY, RetrainDecision
+from components.retrain_gate.component import EVALUATION_KEY_PROPERTY, TRAINING_KEY_PROPERTY, RetrainDecision
 from components.serving import check, provenance, serving_dir
 
 BASELINE_KEY = "baseline_model"  # ServingBaseline's output: which version the candidate was judged against
@@ -133,8 +133,9 @@ class Executor(tfx_pusher.Executor):
         that the RetrainGate does not train it again while the model it was judged against serves."""
         decision = input_dict.get(DECISION_KEY)
         key = decision[0].get_string_custom_property(TRAINING_KEY_PROPERTY) if decision else ""
+        evaluation_key = decision[0].get_string_custom_property(EVALUATION_KEY_PROPERTY) if decision else ""
         judged_against = judged_against_version(input_dict)
-        if not key or judged_against is None:
+        if not key or not evaluation_key or judged_against is None:
             return
         try:  # best effort: a refusal that cannot be remembered only costs a retrain
             refusals.record(
@@ -143,6 +144,7 @@ class Executor(tfx_pusher.Executor):
                 _version(judged_against),
                 reason,
                 self._context.pipeline_run_id if self._context else None,
+                evaluation_key,
             )
         except Exception as err:  # noqa: BLE001
             logging.warning("The refusal could not be recorded in %s (%s); the next run retrains", base, err)
@@ -159,8 +161,12 @@ class Executor(tfx_pusher.Executor):
         decision = input_dict.get(DECISION_KEY)
         key = decision[0].get_string_custom_property(TRAINING_KEY_PROPERTY) if decision else ""
         golden = input_dict.get(GOLDEN_EVALUATION_KEY)
+        try:
+            golden_evaluation = read_evaluation(golden[0].uri, len(class_names)) if golden else None
+        except Exception as err:  # noqa: BLE001  (recorded instead, as for the main evaluation)
+            golden_evaluation = {"error": f"{type(err).__name__}: {err}"}
         return provenance.build(
-            golden=read_evaluation(golden[0].uri, len(class_names)) if golden else None,
+            golden=golden_evaluation,
             examples=examples[0],
             training_key=json.loads(key) if key else None,
             evaluation=evaluation,
@@ -189,7 +195,10 @@ def golden_refusal(input_dict, num_classes: int) -> str:
     if not blessing or model_utils.is_model_blessed(blessing[0]):  # TFX's own test, as for model_blessing
         return ""
     evaluated = input_dict.get(GOLDEN_EVALUATION_KEY)
-    failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
+    try:
+        failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
+    except Exception as err:  # noqa: BLE001  (the reason is informative only; the blessing decided)
+        failures = [f"its evaluation could not be read ({err})"]
     return "the golden set (eval_data) did not bless it: " + ("; ".join(failures) or "no reason recorded")
 
 

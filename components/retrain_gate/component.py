@@ -38,6 +38,7 @@ SERVING_STATE_KEY = "serving_state"
 RETRAIN_PROPERTY = "retrain"  # int 1 | 0: the Cond predicate reads it
 REASON_PROPERTY = "reason"
 TRAINING_KEY_PROPERTY = "training_key"  # JSON: what the Pusher records in provenance.json
+EVALUATION_KEY_PROPERTY = "evaluation_key"  # what judged it (golden set, code): the Pusher records it with a refusal
 DECISION_FILE = "decision.json"
 
 
@@ -53,7 +54,10 @@ def serving_state(serving_dir_path: str) -> str:
     serves, or a candidate is refused."""
     refused_dir = f"{serving_dir_path.rstrip('/')}/{refusals.REFUSED_DIR}"
     refused = sorted(files.listdir(refused_dir)) if files.isdir(refused_dir) else []
-    refused_state = f"|refused:{hashlib.sha256(json.dumps(refused).encode()).hexdigest()[:16]}" if refused else ""
+    digest = hashlib.sha256()
+    for name in refused:  # their contents: a refusal rewritten against another version counts
+        digest.update(name.encode() + b"\0" + files.read(f"{refused_dir}/{name}"))
+    refused_state = f"|refused:{digest.hexdigest()[:16]}" if refused else ""
     newest = serving_dir.newest(serving_dir_path)
     if newest is None:
         return refused_state
@@ -78,12 +82,13 @@ class Executor(base_executor.BaseExecutor):
         record = provenance.read(current) if current else None
         version = current.rstrip("/").rsplit("/", 1)[-1] if current else None
         refused = refusals.find(settings.serving_dir, key) if not settings.force else None
-        retrain, reason = decision.decide(key, version, record, settings.force, refused)
+        retrain, reason = decision.decide(key, version, record, settings.force, refused, settings.evaluation_key)
         logging.info("RetrainGate: %s (%s).", "training" if retrain else "not training", reason)
         out = output_dict[DECISION_KEY][0]
         out.set_int_custom_property(RETRAIN_PROPERTY, int(retrain))
         out.set_string_custom_property(REASON_PROPERTY, reason)
         out.set_string_custom_property(TRAINING_KEY_PROPERTY, json.dumps(key, sort_keys=True))
+        out.set_string_custom_property(EVALUATION_KEY_PROPERTY, settings.evaluation_key or "")
         fileio.makedirs(out.uri)
         with fileio.open(f"{out.uri}/{DECISION_FILE}", "w") as f:
             f.write(json.dumps({"retrain": retrain, "reason": reason, "training_key": key}, indent=1, sort_keys=True))

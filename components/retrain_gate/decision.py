@@ -16,7 +16,7 @@ FORCED = "forced (--force): training whatever the serving model was made from"
 
 def training_key(span, input_fingerprint, model_config: dict, model_code: str, data_listing=None) -> dict:
     """What a trained model is a function of, as recorded in provenance.json ("training_key").
-    `data_listing`: ImageExampleGen's digest of which file is in which class (None for text and
+    `data_listing`: ExampleGen's digest of which file (text) is in which class (None for
     TFRecords, whose relabelling edits a file and so its fingerprint)."""
     return {
         "span": span,
@@ -33,16 +33,24 @@ def _changed_options(old: dict, new: dict) -> list[str]:
 
 
 def decide(
-    key: dict, serving_version: str | None, serving_record: dict | None, force: bool, refused: dict | None = None
+    key: dict,
+    serving_version: str | None,
+    serving_record: dict | None,
+    force: bool,
+    refused: dict | None = None,
+    evaluation_key: str | None = None,
 ) -> tuple[bool, str]:
     """(train?, why) for a run whose training key is `key`, with `serving_version` (a version
     folder name, None when nothing serves), its provenance record, and the Pusher's record of a
-    candidate with this key refused before (refusals.find), if any."""
+    candidate with this key refused before (refusals.find), if any: final only under the same
+    `evaluation_key` (golden set, Evaluator and Pusher code; None: never final)."""
     if force:
         return True, FORCED
     if (
         refused
         and key["input_fingerprint"]
+        and evaluation_key
+        and refused.get("evaluation_key") == evaluation_key
         and refused.get("training_key") == key
         and (refused.get("judged_against") or None) == serving_version
     ):

@@ -15,8 +15,6 @@ import hashlib
 import json
 import os
 
-import tensorflow as tf
-
 from components import files
 
 REFUSED_DIR = ".graft-refused"
@@ -27,14 +25,19 @@ def _path(serving_dir: str, key: dict) -> str:
     return os.path.join(serving_dir, REFUSED_DIR, f"{digest}.json")
 
 
-def record(serving_dir: str, key: dict, judged_against: str, reason: str, run_id: str | None) -> None:
+def record(
+    serving_dir: str, key: dict, judged_against: str, reason: str, run_id: str | None, evaluation_key: str = ""
+) -> None:
     """Remembers that the candidate made from `key` was refused against version `judged_against`
-    ("" for nothing serving)."""
+    ("" for nothing serving), judged under `evaluation_key` (RetrainGateSettings)."""
+    import tensorflow as tf  # only where a refusal is written (the Pusher): the gate reads through files
+
     path = _path(serving_dir, key)
     tf.io.gfile.makedirs(os.path.dirname(path))
     entry = {
         "training_key": key,
         "judged_against": judged_against,
+        "evaluation_key": evaluation_key,
         "reason": reason,
         "pipeline_run_id": run_id,
         "refused_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from components.settings import ComponentSettings
 
@@ -13,3 +14,7 @@ class RetrainGateSettings(ComponentSettings):
     force: bool  # --force: train whatever the serving model was made from
     model_config: dict  # the resolved config without run plumbing (paths, cache, Beam): what makes the model
     model_code: str  # a digest of the code that makes the model (ExampleGen, Transform, Trainer, Tuner)
+    # What judges a candidate beyond its training key: the golden set's fingerprint and the
+    # Evaluator's and Pusher's code. A refusal is remembered only under the same one; None (a golden
+    # set on an object store, whose edits cannot be seen here): a refusal is never taken as final.
+    evaluation_key: Optional[str]
