@@ -41,7 +41,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
-from components.evaluator.results import read_evaluation
+from components.evaluator.results import judgement, read_evaluation
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -386,11 +386,4 @@ def golden_summary(evaluated: dict, blessing: dict, num_classes: int) -> dict | 
     """The golden set's evaluation (eval_data), when the pipeline has one."""
     if not evaluated:
         return None
-    evaluation = read_evaluation(evaluated["uri"], num_classes)
-    return {
-        "blessed": bool(blessing.get("metadata", {}).get("blessed")),
-        "metrics": evaluation["overall"],
-        "metric_intervals": evaluation["intervals"],
-        "promotion": evaluation["promotion"],
-        "not_blessed_because": evaluation["failures"],
-    }
+    return judgement(evaluated["uri"], num_classes, bool(blessing.get("metadata", {}).get("blessed")))

@@ -13,7 +13,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.contract import CHOICES_FILE, HISTORY_FILE, TFLITE_CHECK_FILE, TFLITE_DIR, tflite_file
-from components.evaluator.results import read_evaluation
+from components.evaluator.results import judgement, read_evaluation
 
 
 def _store(metadata_path: str):
@@ -181,15 +181,13 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
 
 def golden_section(evaluator_outputs: dict, examples, config) -> dict:
     """The golden set's evaluation (GoldenEvaluator) and ingestion (GoldenExampleGen)."""
-    evaluation = read_evaluation(evaluator_outputs["evaluation"][0].uri, len(config.class_names or []))
     section = {
         "eval_data": config.eval_data,
-        "blessed": bool(_prop(evaluator_outputs["blessing"][0], "blessed", 0)),
-        "metrics": evaluation["overall"],
-        "metric_intervals": evaluation["intervals"],
-        "promotion": evaluation["promotion"],
-        "not_blessed_because": evaluation["failures"],
-        "per_class_metrics": evaluation["per_class"],
+        **judgement(
+            evaluator_outputs["evaluation"][0].uri,
+            len(config.class_names or []),
+            bool(_prop(evaluator_outputs["blessing"][0], "blessed", 0)),
+        ),
     }
     report_path = os.path.join(examples[0].uri, "ingest", "report.json") if examples else ""
     if report_path and os.path.exists(report_path):

@@ -184,3 +184,16 @@ def read_evaluation(uri: str, num_classes: int) -> dict:
         "intervals": intervals,  # 95 % confidence intervals, overall: accuracy, the serving model's, the change
         "promotion": judged,
     }
+
+
+def judgement(uri: str, num_classes: int, blessed: bool) -> dict:
+    """One evaluation's verdict as the summaries show it (the golden set's, beside the eval split's)."""
+    evaluation = read_evaluation(uri, num_classes)
+    return {
+        "blessed": blessed,
+        "metrics": evaluation["overall"],
+        "metric_intervals": evaluation["intervals"],
+        "promotion": evaluation["promotion"],
+        "not_blessed_because": evaluation["failures"],
+        "per_class_metrics": evaluation["per_class"],
+    }

@@ -178,14 +178,19 @@ class Executor(tfx_pusher.Executor):
         )
 
 
-def evaluation_refusal(input_dict, num_classes: int) -> str:
-    """Why the Evaluator did not bless the candidate, from its evaluation."""
-    evaluated = input_dict.get(EVALUATION_KEY)
+def _failures(evaluated, num_classes: int) -> str:
+    """Why an evaluation did not bless the candidate, read from it (informative only: the blessing
+    has decided)."""
     try:
         failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
-    except Exception as err:  # noqa: BLE001  (the reason is informative only)
+    except Exception as err:  # noqa: BLE001
         failures = [f"its evaluation could not be read ({err})"]
-    return "not blessed by the Evaluator: " + ("; ".join(failures) or "no reason recorded")
+    return "; ".join(failures) or "no reason recorded"
+
+
+def evaluation_refusal(input_dict, num_classes: int) -> str:
+    """Why the Evaluator did not bless the candidate."""
+    return "not blessed by the Evaluator: " + _failures(input_dict.get(EVALUATION_KEY), num_classes)
 
 
 def golden_refusal(input_dict, num_classes: int) -> str:
@@ -194,12 +199,9 @@ def golden_refusal(input_dict, num_classes: int) -> str:
     blessing = input_dict.get(GOLDEN_BLESSING_KEY)
     if not blessing or model_utils.is_model_blessed(blessing[0]):  # TFX's own test, as for model_blessing
         return ""
-    evaluated = input_dict.get(GOLDEN_EVALUATION_KEY)
-    try:
-        failures = read_evaluation(evaluated[0].uri, num_classes)["failures"] if evaluated else []
-    except Exception as err:  # noqa: BLE001  (the reason is informative only; the blessing decided)
-        failures = [f"its evaluation could not be read ({err})"]
-    return "the golden set (eval_data) did not bless it: " + ("; ".join(failures) or "no reason recorded")
+    return "the golden set (eval_data) did not bless it: " + _failures(
+        input_dict.get(GOLDEN_EVALUATION_KEY), num_classes
+    )
 
 
 def _version(version_dir: str | None) -> str:
