@@ -23,7 +23,7 @@ from tfx.utils import json_utils
 
 from components.contract import SERVING_VERSION_PROPERTY
 from components.evaluator import promotion
-from components.evaluator.eval_config import ACCURACY
+from components.evaluator.metrics import ACCURACY
 from components.evaluator.results import overall_intervals
 from components.evaluator.settings import EvaluatorSettings
 from components.memory import release_freed_memory
