@@ -557,3 +557,28 @@ def test_a_fine_tuning_stage_takes_at_most_a_safe_rate_from_the_range_test():
     assert planned(Stage("fine_tune", 5, "all", 0.01), 10, 0.05).learning_rate == 0.01  # explicit: as given
     scratch = Stage("scratch", 5, "all", None)  # from scratch every layer takes the found rate
     assert planned(scratch, 10, 0.05).learning_rate == 0.05
+
+
+def test_a_stage_restored_after_an_interruption_does_not_hand_its_optimizer_to_the_next(tmp_path):
+    """A run killed after its first stage restores that stage's weights; the next stage then
+    steps at its own rate from step 0, not at the restored stage's (Keras restores a
+    checkpoint's optimizer into the next one the model gets)."""
+    backup = str(tmp_path / "backup")
+    settings = tiny_trainer_settings(feature_caching=False)
+    first = Stage("head", 1, "none", 0.01)
+    second = Stage("fine_tune", 1, "all", 1e-4)
+    options = TrainingOptions(settings, steps_per_epoch=4)
+    train_stages(_model(), [first], _data(), None, options=options, backup_dir=backup)  # then killed
+
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((float(self.model.optimizer.learning_rate), int(self.model.optimizer.iterations)))
+
+    model = _model()
+    history = train_stages(
+        model, [first, second], _data(), None, callbacks=[Record()], options=options, backup_dir=backup
+    )
+    assert [row["stage"] for row in history] == ["head", "fine_tune"]  # the head restored, not retrained
+    assert seen == [(pytest.approx(1e-4), step) for step in range(4)]

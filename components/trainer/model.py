@@ -114,3 +114,16 @@ def apply_stage(model: keras.Model, stage: Stage, backbone: registry.Backbone | 
     first = first_trainable_layer(base, stage, backbone)
     for layer in base.layers[:first]:
         layer.trainable = False
+
+
+def load_weights_only(model: keras.Model, path: str) -> None:
+    """The model's weights from a TensorFlow checkpoint (save_weights, or a SavedModel's
+    variables), every one matched, and not its optimizer. Keras restores a checkpoint's
+    optimizer too, deferred until the model next gets one, so the next stage's fresh optimizer
+    took the old learning rate, step count and moments (measured: a 1e-9 stage stepped at the
+    saved 0.002). TensorFlow keeps a deferred restoration per child name; the optimizer's is
+    dropped."""
+    status = model.load_weights(path)
+    status.assert_existing_objects_matched()
+    status.expect_partial()  # the optimizer's values stay unread, on purpose
+    model._deferred_dependencies.pop("optimizer", None)

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components.trainer.model import OUTPUT_LAYER, apply_stage, backbone_of, skip_autograph
+from components.trainer.model import OUTPUT_LAYER, apply_stage, backbone_of, load_weights_only, skip_autograph
 from components.trainer.optimizers import compile_for_stage
 from components.trainer.rate_finder import find_rate
 from components.trainer.settings import TrainerSettings
@@ -224,7 +224,7 @@ def train_stages(
         apply_stage(model, stage, settings.backbone_entry)
         stage_dir = os.path.join(backup_dir, f"stage{index}") if backup_dir else None
         if stage_dir and tf.io.gfile.exists(os.path.join(stage_dir, "done.json")):
-            model.load_weights(os.path.join(stage_dir, "weights"))
+            load_weights_only(model, os.path.join(stage_dir, "weights"))
             with tf.io.gfile.GFile(os.path.join(stage_dir, "done.json")) as f:
                 history += json.load(f)
             log.info("stage %d/%d %s: completed before an interruption; restored", index, len(stages), stage.name)
