@@ -89,6 +89,12 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         type=int,
         help="fine-tuning epochs of two_stage (default 10; more on small data: min_fine_tune_steps 100)",
     )
+    train.add_argument(
+        "--init-from",
+        choices=("backbone", "serving"),
+        help="backbone (default): train from the backbone's weights; serving: fine-tune the model now serving "
+        "(same classes) on this data, a cold start when nothing serves yet",
+    )
     train.add_argument("--batch-size", type=int, help="default 32")
     train.add_argument(
         "--learning-rate",
@@ -163,6 +169,7 @@ _CONFIG_FLAGS = (
     "epochs",
     "fine_tune_epochs",
     "batch_size",
+    "init_from",
     "learning_rate",
     "tuner_trials",
     "min_accuracy",

@@ -27,7 +27,7 @@ from components.pusher.settings import PusherSettings
 from components.retrain_gate.settings import RetrainGateSettings
 from components.settings import code_version
 from components.trainer import augmentation
-from components.trainer.settings import ExportSettings, TrainerSettings
+from components.trainer.settings import INIT_FROM, ExportSettings, TrainerSettings
 from components.trainer.stages import Stage, resolve_stages
 from components.transform.settings import TransformSettings
 from components.tuner.settings import TunerSection, TunerSettings
@@ -83,6 +83,7 @@ class GraftConfig:
         None  # L2 penalty on the head's weights; None: text_tfidf's (see TrainerSettings), else 0
     )
     # Training.
+    init_from: str = "backbone"  # backbone | serving: fine-tune the model now serving (same classes) when there is one
     stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, scratch with weights none, frozen for text_tfidf
     epochs: int = 5  # head epochs for the presets (at least; see min_head_steps)
     fine_tune_epochs: int = 10  # fine-tuning epochs for the presets (at least; see min_fine_tune_steps)
@@ -381,6 +382,13 @@ def validate(config: GraftConfig) -> None:
         problems.append("max_accuracy_drop must be >= 0")
     if config.max_relative_accuracy_drop is not None and not 0 <= config.max_relative_accuracy_drop < 1:
         problems.append("max_relative_accuracy_drop must be in [0, 1)")
+    if config.init_from not in INIT_FROM:
+        problems.append(f"init_from must be one of {', '.join(INIT_FROM)} (got {config.init_from!r})")
+    elif config.init_from == "serving" and config.backbone in registry.LEARNED_TEXT:
+        problems.append(
+            f"init_from serving: {config.backbone} computes its vocabulary anew from each run's data, so the served "
+            "model's weights would meet other word ids; use init_from: backbone (or a hub_text / hub_bert backbone)"
+        )
     if config.promote_when not in PROMOTE_WHEN:
         problems.append(f"promote_when must be one of {', '.join(PROMOTE_WHEN)} (got {config.promote_when!r})")
     for name in ("min_class_recall", "max_class_recall_drop"):
@@ -528,6 +536,7 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
         backbone=config.backbone,
         image_size=config.input_size,
         weights=_local_or_handle(config.weights),
+        warm_start_dir=_abs_path(config.serving_dir) if config.init_from == "serving" else None,
         backbone_kwargs=dict(config.backbone_kwargs),
         dropout=config.dropout,
         head_l2=config.head_l2,

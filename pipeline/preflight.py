@@ -123,7 +123,8 @@ def check_bert_stages(config: GraftConfig, encoder) -> None:
 
 
 def check_serving_classes(config: GraftConfig) -> None:
-    """A new model whose classes differ from the serving model's would break its clients."""
+    """A new model whose classes differ from the serving model's would break its clients, and
+    cannot continue from it (init_from serving)."""
     current = serving_dir.newest(config.serving_dir)
     serving = serving_dir.read_extra_json(current, CLASS_NAMES_FILE) if current else None
     if serving is None:
@@ -135,8 +136,13 @@ def check_serving_classes(config: GraftConfig) -> None:
             f"the classes differ from those of the model now serving ({current}): "
             f"added {added or 'none'}, removed {removed or 'none'}"
             + ("" if added or removed else " (same names, different order)")
-            + ". Its clients would get different class indices; use a new --serving-dir, "
-            "or set allow_class_change: true in the config if this is intended."
+            + (
+                ". init_from: serving continues that model, which needs its classes; set init_from: backbone "
+                "to train a new model (and allow_class_change: true to replace the served one)."
+                if config.init_from == "serving"
+                else ". Its clients would get different class indices; use a new --serving-dir, "
+                "or set allow_class_change: true in the config if this is intended."
+            )
         )
 
 
@@ -228,7 +234,7 @@ def check(config: GraftConfig) -> None:
     """Validates what needs the data or weights, and fills in config.class_names."""
     resolve_class_names(config)
     check_golden_classes(config)
-    if not config.allow_class_change:
+    if not config.allow_class_change or config.init_from == "serving":
         check_serving_classes(config)
     check_blocks(config)
     check_weights(config)

@@ -19,7 +19,7 @@ import tf_keras as keras
 from components.backbones import registry
 from components.contract import CHOICES_FILE, CLASS_NAMES_FILE, HISTORY_FILE, RAW_FEATURE
 from components.memory import release_freed_memory
-from components.trainer import augmentation, devices, tflite_export
+from components.trainer import augmentation, devices, tflite_export, warm_start
 from components.trainer.export import export_model, float32_twin, save_serving_check
 from components.trainer.input_pipeline import (
     SMALL_DATA,
@@ -174,12 +174,19 @@ def with_values(prepared: Prepared, values: dict) -> Prepared:
     return replace(prepared, options=replace(prepared.options, settings=settings, choices=choices))
 
 
-def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> tuple[keras.Model, list]:
-    """The model built and trained through its stages; returns it with the per-epoch history."""
+def fit(
+    prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None, start_from: Optional[str] = None
+) -> tuple[keras.Model, list]:
+    """The model built and trained through its stages; returns it with the per-epoch history.
+    `start_from`: a served version whose weights replace the backbone's (init_from serving)."""
     settings = prepared.options.settings
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():
-        model = build_model(settings, len(prepared.class_names))
+        # Warm: the served weights replace every weight, so none are loaded (a TF Hub handle is the architecture).
+        built = replace(settings, weights="none") if start_from and not settings.backbone_entry.is_hub else settings
+        model = build_model(built, len(prepared.class_names))
+        if start_from:
+            warm_start.load_serving_weights(model, start_from, prepared.class_names)
         log.info(
             "training %s (%s parameters) on %d classes%s",
             settings.backbone,
@@ -212,9 +219,11 @@ def run_fn(fn_args):
     settings, class_names, tft_output = prepared.options.settings, prepared.class_names, prepared.tft_output
     kind, size = settings.backbone_entry.kind, settings.image_size
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
-    backup_dir = _backup_dir(fn_args)
-    model, history = fit(prepared, [tensorboard], backup_dir)
+    start_from = warm_start.serving_version(settings)
+    backup_dir = _backup_dir(fn_args, start_from)
+    model, history = fit(prepared, [tensorboard], backup_dir, start_from)
     options = prepared.options
+    options.choices["init_from"] = f"serving version {os.path.basename(start_from)}" if start_from else "backbone"
     options.choices["devices"] = devices.describe(keras.mixed_precision.global_policy().name, fallback)
 
     started = time.time()
@@ -242,12 +251,14 @@ def run_fn(fn_args):
     tf.io.gfile.rmtree(backup_dir)
 
 
-def _backup_dir(fn_args) -> str:
+def _backup_dir(fn_args, start_from: Optional[str] = None) -> str:
     """Where an interrupted Trainer finds its progress when TFX runs it again: outside the
     per-execution artifact folders (a re-run is a new execution), keyed by everything that
-    determines the training, so a changed configuration never resumes a stale run."""
+    determines the training (the served version it started from too), so a changed
+    configuration never resumes a stale run."""
     key = json.dumps(
         [
+            start_from,
             fn_args.custom_config,
             fn_args.hyperparameters,
             sorted(fn_args.train_files),

@@ -10,6 +10,7 @@ from components.contract import TFLITE_KINDS
 from components.settings import ComponentSettings, ConfigSection
 from components.trainer.stages import Stage
 
+INIT_FROM = ("backbone", "serving")  # what training starts from (GraftConfig.init_from)
 TFLITE_CHOICES = {"none": (), "float": ("float",), "int8": ("int8",), "both": TFLITE_KINDS}
 
 
@@ -59,6 +60,7 @@ class TrainerSettings(ComponentSettings):
     backbone: str
     image_size: int
     weights: str  # imagenet | none | an absolute weights file path | a TF Hub handle
+    warm_start_dir: Optional[str]  # init_from serving: the serving directory whose newest version training starts from
     backbone_kwargs: dict
     dropout: float
     head_l2: Optional[float]  # None: text_tfidf_l2(training examples) for text_tfidf, else 0
