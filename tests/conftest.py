@@ -134,6 +134,17 @@ def graft_cli(*args, env: dict | None = None, timeout: int = 120):
     return result, time.time() - started
 
 
+def serving_version_of_classes(serving_dir, class_names: list) -> None:
+    """A stand-in serving version 1 that says which classes it predicts: what the pre-flight
+    checks read (no model inside)."""
+    import json
+
+    extra = serving_dir / "1" / "assets.extra"
+    extra.mkdir(parents=True)
+    (extra.parent / "saved_model.pb").write_bytes(b"placeholder")
+    (extra / "class_names.json").write_text(json.dumps(class_names))
+
+
 def small_training_config(tmp_path, **overrides) -> dict:
     """A slim MobileNetV2 trained from scratch at 32 px: the fastest config that learns digits."""
     config = {

@@ -16,6 +16,7 @@ from tests.conftest import (
     graft_cli,
     random_image,
     run_graft,
+    serving_version_of_classes,
     small_training_config,
     transform_graph_dir,
     write_digit_pngs,
@@ -207,10 +208,7 @@ def test_too_much_quarantined_stops_before_training(tmp_path):
 
 def test_class_set_differing_from_serving_model_is_refused(tmp_path):
     write_digit_pngs(str(tmp_path / "data"), {"a": 0, "b": 1}, 6)
-    version = tmp_path / "serving" / "1" / "assets.extra"
-    version.mkdir(parents=True)
-    (version.parent / "saved_model.pb").write_bytes(b"placeholder")
-    (version / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    serving_version_of_classes(tmp_path / "serving", ["a", "b", "c"])
     result, seconds = graft_cli(
         "--data-dir", str(tmp_path / "data"), "--weights", "none", "--serving-dir", str(tmp_path / "serving")
     )

@@ -3,7 +3,6 @@ with nothing serving, starts cold), and a model cannot continue on other classes
 vocabulary computed anew."""
 
 import glob
-import json
 import os
 
 import numpy as np
@@ -14,7 +13,7 @@ import yaml
 from components.contract import EXAMPLES_SIGNATURE, LABEL_KEY
 from components.files import tfrecords
 from components.serving import serving_dir
-from tests.conftest import graft_cli, run_graft, small_training_config, write_digit_pngs
+from tests.conftest import graft_cli, run_graft, serving_version_of_classes, small_training_config, write_digit_pngs
 
 
 def _served_loss(version: str, pipeline_root: str) -> float:
@@ -61,10 +60,7 @@ def test_a_warm_start_begins_at_the_served_models_loss(tmp_path, tiny_digits_dir
 
 def test_a_warm_start_on_other_classes_is_refused_before_tfx(tmp_path):
     write_digit_pngs(str(tmp_path / "data"), {"a": 0, "b": 1}, 6)
-    version = tmp_path / "serving" / "1" / "assets.extra"
-    version.mkdir(parents=True)
-    (version.parent / "saved_model.pb").write_bytes(b"placeholder")
-    (version / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    serving_version_of_classes(tmp_path / "serving", ["a", "b", "c"])
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"allow_class_change": True, "init_from": "serving"}))
     args = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--weights", "none"]
