@@ -55,8 +55,10 @@ def decide(
         and (refused.get("judged_against") or None) == serving_version
     ):
         against = f"serving version {serving_version}, which still serves" if serving_version else "nothing serving"
+        # Kubeflow's executors get no pipeline run id from TFX: then only the time says which run.
+        run = f"run {refused['pipeline_run_id']} " if refused.get("pipeline_run_id") else "a run "
         return False, (
-            f"nothing new: the same data, config and code were trained in run {refused.get('pipeline_run_id')} "
+            f"nothing new: the same data, config and code were trained in {run}"
             f"({refused.get('refused_at')}) and refused against {against}: {refused.get('reason')}; "
             "nothing trained (--force trains anyway)"
         )
