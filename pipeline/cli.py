@@ -24,6 +24,7 @@ from components import locks
 from components.backbones import registry
 from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, PUBLISH_LOCK_FILE, RUN_LOCK_FILE
 from components.serving import provenance, serving_dir
+from components.trainer.settings import INIT_FROM
 from components.trainer.stages import AUTO, PRESETS
 from components.tuner import search_space
 from pipeline import config as cfg
@@ -91,7 +92,7 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--init-from",
-        choices=("backbone", "serving"),
+        choices=INIT_FROM,
         help="backbone (default): train from the backbone's weights; serving: fine-tune the model now serving "
         "(same classes) on this data, a cold start when nothing serves yet",
     )

@@ -130,19 +130,20 @@ def check_serving_classes(config: GraftConfig) -> None:
     if serving is None:
         return
     if list(serving) != list(config.class_names):
+        what_to_do = (
+            ". init_from: serving continues that model, which needs its classes; set init_from: backbone "
+            "to train a new model (and allow_class_change: true to replace the served one)."
+            if config.init_from == "serving"
+            else ". Its clients would get different class indices; use a new --serving-dir, "
+            "or set allow_class_change: true in the config if this is intended."
+        )
         added = sorted(set(config.class_names) - set(serving))
         removed = sorted(set(serving) - set(config.class_names))
         raise ConfigError(
             f"the classes differ from those of the model now serving ({current}): "
             f"added {added or 'none'}, removed {removed or 'none'}"
             + ("" if added or removed else " (same names, different order)")
-            + (
-                ". init_from: serving continues that model, which needs its classes; set init_from: backbone "
-                "to train a new model (and allow_class_change: true to replace the served one)."
-                if config.init_from == "serving"
-                else ". Its clients would get different class indices; use a new --serving-dir, "
-                "or set allow_class_change: true in the config if this is intended."
-            )
+            + what_to_do
         )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 
 import tensorflow as tf
 import tf_keras as keras
@@ -38,7 +37,7 @@ from components.contract import (
 )
 from components.files import tfrecords
 from components.serving.check import write_check_data
-from components.trainer.model import build_model
+from components.trainer.model import architecture_only, build_model
 from components.trainer.optimizers import variable_key
 
 
@@ -93,10 +92,7 @@ def float32_twin(model, settings, num_classes: int):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        # The weights are copied over, so none need loading (a TF Hub handle is the architecture).
-        twin = build_model(
-            settings if settings.backbone_entry.is_hub else replace(settings, weights="none"), num_classes
-        )
+        twin = build_model(architecture_only(settings), num_classes)  # the weights are copied over
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy_weights(model, twin)

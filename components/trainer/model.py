@@ -22,6 +22,13 @@ BACKBONE_LAYER = "backbone"
 OUTPUT_LAYER = PROBABILITIES
 
 
+def architecture_only(settings: TrainerSettings) -> TrainerSettings:
+    """`settings` for a model whose weights are about to be overwritten (copied from a trained
+    model, or loaded from a served one): none are downloaded. A TF Hub handle is the
+    architecture itself, so it stays."""
+    return settings if settings.backbone_entry.is_hub else replace(settings, weights="none")
+
+
 def build_model(settings: TrainerSettings, num_classes: int) -> keras.Model:
     """Backbone (frozen) + global average pooling + dropout + softmax head, float32 output.
     For text: the text encoder (strings or token ids in, a vector out) + dropout + head."""

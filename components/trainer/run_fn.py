@@ -29,7 +29,7 @@ from components.trainer.input_pipeline import (
     split_counts,
     validation_percent_for,
 )
-from components.trainer.model import build_model, resolve_head_l2
+from components.trainer.model import architecture_only, build_model, resolve_head_l2
 from components.trainer.settings import TrainerSettings
 from components.trainer.training import TrainingOptions, balanced_class_weights, train_stages
 from components.tuner import search_space
@@ -182,9 +182,7 @@ def fit(
     settings = prepared.options.settings
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():
-        # Warm: the served weights replace every weight, so none are loaded (a TF Hub handle is the architecture).
-        built = replace(settings, weights="none") if start_from and not settings.backbone_entry.is_hub else settings
-        model = build_model(built, len(prepared.class_names))
+        model = build_model(architecture_only(settings) if start_from else settings, len(prepared.class_names))
         if start_from:
             warm_start.load_serving_weights(model, start_from, prepared.class_names)
         log.info(

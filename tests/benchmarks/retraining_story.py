@@ -50,6 +50,22 @@ def _write_span(sample: str, data: str, span: int) -> None:
                 pixels.save(os.path.join(target, INTO, f"{COLLAPSED}{copy}_{name}"), compress_level=level)
 
 
+def span_config(name: str, root: str, data: str) -> dict:
+    """The sample's config, reading spans from `data`, its pipeline, metadata and serving
+    directory under `root`."""
+    with open(os.path.join(REPO, "pipeline", "sample_config.yaml")) as f:
+        config = yaml.safe_load(f)
+    config.update(
+        pipeline_name=name,
+        data_dir=data,
+        spans=True,
+        pipeline_root=os.path.join(root, "pipeline"),
+        metadata_path=os.path.join(root, "metadata.db"),
+        serving_dir=os.path.join(root, "serving"),
+    )
+    return config
+
+
 def _write_golden(sample: str, golden: str) -> None:
     """Every tenth image of each class: the fixed set every candidate and the serving model are
     scored on (eval_data); the spans' copies of these images are dropped from training."""
@@ -107,18 +123,8 @@ def story(runner: str, workdir: str) -> dict:
     data = os.path.join(root, "data")
     os.makedirs(data)
     sample = os.path.join(REPO, "data", "digits")
-    with open(os.path.join(REPO, "pipeline", "sample_config.yaml")) as f:
-        config = yaml.safe_load(f)
-    config.update(
-        pipeline_name=f"graft-story-{runner}",
-        data_dir=data,
-        spans=True,
-        pipeline_root=os.path.join(root, "pipeline"),
-        metadata_path=os.path.join(root, "metadata.db"),
-        serving_dir=os.path.join(root, "serving"),
-        max_class_recall_drop=0.25,
-        eval_data=os.path.join(root, "golden"),
-    )
+    config = span_config(f"graft-story-{runner}", root, data)
+    config.update(max_class_recall_drop=0.25, eval_data=os.path.join(root, "golden"))
     _write_golden(sample, config["eval_data"])
     if runner == "kfp":
         config["kubeflow"] = {"target": "kfp"}

@@ -22,7 +22,7 @@ import time
 
 import yaml
 
-from tests.benchmarks.retraining_story import GRAFT, REPO, _graft_run, _write_span
+from tests.benchmarks.retraining_story import GRAFT, REPO, _graft_run, _write_span, span_config
 
 
 def main(argv=None) -> int:
@@ -33,16 +33,7 @@ def main(argv=None) -> int:
     root, sample = args.workdir, os.path.join(REPO, "data", "digits")
     data = os.path.join(root, "data")
     os.makedirs(data)
-    with open(os.path.join(REPO, "pipeline", "sample_config.yaml")) as f:
-        base = yaml.safe_load(f)
-    base.update(
-        pipeline_name="graft-warm-start",
-        data_dir=data,
-        spans=True,
-        pipeline_root=os.path.join(root, "pipeline"),
-        metadata_path=os.path.join(root, "metadata.db"),
-        serving_dir=os.path.join(root, "serving"),
-    )
+    base = span_config("graft-warm-start", root, data)
     (stage,) = base["stages"]
     short = {**stage, "epochs": stage["epochs"] // 4, "learning_rate": stage["learning_rate"] / 4}
     runs = [
