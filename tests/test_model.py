@@ -231,3 +231,33 @@ def test_a_frozen_stage_computes_its_features_from_the_batches_in_order_when_giv
     head_before = [w.copy() for w in model.layers[-1].get_weights()]
     train_stages(model, [Stage("head", 2, "none", 1e-2)], never_read, None, options)
     assert any((a != b).any() for a, b in zip(model.layers[-1].get_weights(), head_before))  # the head trained
+
+
+@pytest.mark.slow
+def test_a_model_rebuilt_for_trained_weights_computes_what_the_trained_one_did(tmp_path, monkeypatch):
+    """The float32 twin and a warm start build the model again and copy weights in. EfficientNet
+    with ImageNet weights has a rescaling layer that Keras leaves out without them: the copy
+    must keep it (before: the rebuilt model answered other outputs from the same weights)."""
+    from tf_keras.src.applications import efficientnet
+
+    from components.trainer.export import copy_weights
+    from components.trainer.model import architecture_only
+
+    # The ImageNet file cannot be downloaded here: Keras is handed one made for the architecture.
+    weights_file = str(tmp_path / "efficientnetb0_notop.h5")
+    backbones.build(backbones.get("efficientnet_b0"), 32, "none").save_weights(weights_file)
+    monkeypatch.setattr(efficientnet.data_utils, "get_file", lambda *args, **kwargs: weights_file)
+    settings = tiny_trainer_settings(backbone="efficientnet_b0", weights="imagenet", backbone_kwargs={})
+    trained = build_model(settings, 3)
+    rebuilt = build_model(architecture_only(settings), 3)
+    copy_weights(trained, rebuilt)
+    layers = [[type(layer).__name__ for layer in backbone_of(m).layers] for m in (trained, rebuilt)]
+    assert layers[1] == layers[0]
+    # An untrained EfficientNet's pooled features are ~0 whatever its input: compare the stem.
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    stems = [
+        keras.Model(backbone_of(m).input, backbone_of(m).get_layer("stem_activation").output)
+        for m in (trained, rebuilt)
+    ]
+    np.testing.assert_allclose(stems[1](images).numpy(), stems[0](images).numpy(), atol=1e-4)
+    np.testing.assert_allclose(rebuilt(images).numpy(), trained(images).numpy(), atol=1e-5)

@@ -34,6 +34,9 @@ class Backbone:
     block_pattern: str = ""
     imagenet_size_only: bool = False  # NASNet: ImageNet weights exist for default_size alone
     weighted_layers: int = 0  # layers holding weights: a weights file for another architecture differs
+    # Keras builds another graph with weights='imagenet' (EfficientNet B0-B7 add a rescaling layer
+    # then): a model built only to receive trained weights must be built with the same weights.
+    imagenet_changes_architecture: bool = False
     kind: str = "image"  # image | text: what the backbone reads
     description: str = ""
 
@@ -150,6 +153,7 @@ def _entries():
             params,
             r"^(block\d+[a-z])_",
             weighted_layers=weighted,
+            imagenet_changes_architecture=True,
         )
     for variant, size, params, weighted in (
         ("b0", 224, 5_919_312, 150),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import tensorflow as tf
 import tf_keras as keras
@@ -37,8 +38,7 @@ from components.contract import (
 )
 from components.files import tfrecords
 from components.serving.check import write_check_data
-from components.trainer.model import architecture_only, build_model
-from components.trainer.optimizers import variable_key
+from components.trainer.model import architecture_only, build_model, load_weights_only
 
 
 def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
@@ -100,17 +100,19 @@ def float32_twin(model, settings, num_classes: int):
 
 
 def copy_weights(source, target) -> None:
-    """`source`'s weights into `target`, matched by variable name, not list position: a model
-    lists its trainable weights first, so the order follows what trained last (a BERT encoder
-    stopped at `trainable: N` lists its blocks differently from a freshly built one)."""
-    values = {variable_key(w): w for w in source.weights}
-    names = [variable_key(w) for w in target.weights]
-    if len(values) != len(source.weights) or sorted(values) != sorted(names):
-        raise ValueError(
-            "cannot match the trained model's weights to its float32 twin by name: "
-            f"{sorted(set(values) ^ set(names))[:5] or 'duplicate names'}"
-        )
-    keras.backend.batch_set_value([(w, values[name].numpy()) for w, name in zip(target.weights, names)])
+    """`source`'s weights into `target` (the same architecture, built again), matched as a
+    checkpoint matches them: by each variable's place in the model's object graph. Not by list
+    position (a model lists its trainable weights first, so the order follows what trained last:
+    a BERT encoder stopped at `trainable: N`), nor by variable name (Keras numbers unnamed layers
+    per session: EfficientNet's `normalization_1` in one model is `normalization_2` in its twin)."""
+    folder = f"ram://graft-weights-{uuid.uuid4().hex}"
+    try:
+        source.save_weights(f"{folder}/weights")
+        load_weights_only(target, f"{folder}/weights")
+    except AssertionError as error:
+        raise ValueError(f"cannot match the trained model's weights to its rebuilt twin: {error}") from None
+    finally:
+        tf.io.gfile.rmtree(folder)
 
 
 def export_model(model, tft_output, class_names, export_dir: str, settings) -> None:

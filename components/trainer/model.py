@@ -25,8 +25,13 @@ OUTPUT_LAYER = PROBABILITIES
 def architecture_only(settings: TrainerSettings) -> TrainerSettings:
     """`settings` for a model whose weights are about to be overwritten (copied from a trained
     model, or loaded from a served one): none are downloaded. A TF Hub handle is the
-    architecture itself, so it stays."""
-    return settings if settings.backbone_entry.is_hub else replace(settings, weights="none")
+    architecture itself, so it stays, and so do ImageNet weights where Keras builds another
+    graph with them (EfficientNet's extra rescaling: without it the copy computes other outputs
+    from the same weights)."""
+    backbone = settings.backbone_entry
+    if backbone.is_hub or (backbone.imagenet_changes_architecture and settings.weights == "imagenet"):
+        return settings
+    return replace(settings, weights="none")
 
 
 def build_model(settings: TrainerSettings, num_classes: int) -> keras.Model:
@@ -128,9 +133,11 @@ def load_weights_only(model: keras.Model, path: str) -> None:
     variables), every one matched, and not its optimizer. Keras restores a checkpoint's
     optimizer too, deferred until the model next gets one, so the next stage's fresh optimizer
     took the old learning rate, step count and moments (measured: a 1e-9 stage stepped at the
-    saved 0.002). TensorFlow keeps a deferred restoration per child name; the optimizer's is
-    dropped."""
+    saved 0.002). TensorFlow keeps a deferred restoration per child name not yet on the model;
+    all are dropped: the optimizer's, and any other object the checkpoint holds (a served
+    model's Transform layer, whose old vocabulary would otherwise land on the next one
+    attached under that name)."""
     status = model.load_weights(path)
     status.assert_existing_objects_matched()
     status.expect_partial()  # the optimizer's values stay unread, on purpose
-    model._deferred_dependencies.pop("optimizer", None)
+    model._deferred_dependencies.clear()
