@@ -530,13 +530,16 @@ def _local_or_handle(path: str) -> str:
     return os.path.abspath(path) if path and os.path.exists(path) else path
 
 
-def trainer_settings(config: GraftConfig) -> TrainerSettings:
+def trainer_settings(config: GraftConfig, serving_state: str = "") -> TrainerSettings:
+    """`serving_state`: what serves now (retrain_gate.component.serving_state); with init_from
+    serving it is part of the Trainer's cache key."""
     return TrainerSettings(
         code_version=code_version("trainer"),
         backbone=config.backbone,
         image_size=config.input_size,
         weights=_local_or_handle(config.weights),
         warm_start_dir=_abs_path(config.serving_dir) if config.init_from == "serving" else None,
+        warm_start_key=serving_state if config.init_from == "serving" else "",
         backbone_kwargs=dict(config.backbone_kwargs),
         dropout=config.dropout,
         head_l2=config.head_l2,
@@ -567,12 +570,12 @@ def trainer_settings(config: GraftConfig) -> TrainerSettings:
     )
 
 
-def tuner_settings(config: GraftConfig) -> TunerSettings:
+def tuner_settings(config: GraftConfig, serving_state: str = "") -> TunerSettings:
     return TunerSettings(
         code_version=code_version("tuner"),
         trials=config.tuner_section.trials,
         validation_percent=config.tuner_section.validation_percent,
-        trainer=trainer_settings(config),
+        trainer=trainer_settings(config, serving_state),
     )
 
 

@@ -150,7 +150,7 @@ def create_pipeline(
     # Nothing new, nothing trained: every node after this one runs only when the gate says so.
     gate = RetrainGate(example_gen.outputs["examples"], cfg.retrain_gate_settings(config), serving_state)
     with Cond(gate.retrains()):
-        gated = _nodes_after_the_gate(config, example_gen, gate)
+        gated = _nodes_after_the_gate(config, example_gen, gate, serving_state)
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_abs(config.pipeline_root),
@@ -161,8 +161,10 @@ def create_pipeline(
     )
 
 
-def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGate) -> list:
-    """Every node after the RetrainGate (built inside its Cond), in order."""
+def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGate, serving_state: str) -> list:
+    """Every node after the RetrainGate (built inside its Cond), in order. TFX leaves a Cond's
+    predicate out of a node's cache key, so with init_from serving what serves goes into the
+    Trainer's (and Tuner's) settings."""
     if config.schema_dir:
         schema_gen = ImportSchemaGen(schema_file=_abs(os.path.join(config.schema_dir, "schema.pbtxt")))
         # The curated schema marks `image` as image bytes, which TFDV then leaves out of its top-k
@@ -193,7 +195,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            custom_config=cfg.tuner_settings(config).to_dict(),
+            custom_config=cfg.tuner_settings(config, serving_state).to_dict(),
         )
         tuner.add_upstream_node(example_validator)
     trainer = Trainer(
@@ -202,7 +204,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
-        custom_config=cfg.trainer_settings(config).to_dict(),
+        custom_config=cfg.trainer_settings(config, serving_state).to_dict(),
     )
     # Ordering only: never train on data that failed validation.
     trainer.add_upstream_node(example_validator)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -261,3 +263,31 @@ def test_a_model_rebuilt_for_trained_weights_computes_what_the_trained_one_did(t
     ]
     np.testing.assert_allclose(stems[1](images).numpy(), stems[0](images).numpy(), atol=1e-4)
     np.testing.assert_allclose(rebuilt(images).numpy(), trained(images).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("with_provenance", [True, False])
+def test_a_served_model_of_another_architecture_is_refused_in_words(tmp_path, with_provenance):
+    """init_from serving onto other backbone_kwargs: the option is named from the served
+    provenance; a version without one is still refused by Graft, not with TensorFlow's error."""
+    import json
+
+    from components.trainer import warm_start
+
+    served_settings = tiny_trainer_settings()  # alpha 0.35
+    version = tmp_path / "serving" / "1"
+    build_model(served_settings, 3).save_weights(str(version / "variables" / "variables"))
+    (version / "assets.extra").mkdir()
+    (version / "assets.extra" / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    if with_provenance:
+        (version / "provenance.json").write_text(json.dumps({"config": {"backbone_kwargs": {"alpha": 0.35}}}))
+    settings = tiny_trainer_settings(backbone_kwargs={"alpha": 0.5})
+    expected = "backbone_kwargs: {'alpha': 0.35} there, {'alpha': 0.5} here" if with_provenance else "do not fit"
+    with pytest.raises(warm_start.WarmStartError, match=re.escape(expected)):
+        warm_start.load_serving_weights(build_model(settings, 3), str(version), ["a", "b", "c"], settings)
+    # The same architecture loads, every variable equal to the served one.
+    model = build_model(served_settings, 3)
+    warm_start.load_serving_weights(model, str(version), ["a", "b", "c"], served_settings)
+    served = build_model(served_settings, 3)
+    served.load_weights(str(version / "variables" / "variables")).expect_partial()
+    for a, b in zip(model.weights, served.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

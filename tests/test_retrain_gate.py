@@ -217,3 +217,30 @@ def test_the_data_record_reads_properties_as_the_kubeflow_entrypoint_hands_them_
     record = provenance.data_record(examples)
     assert (record["span"], record["input_fingerprint"], record["data_listing"]) == (0, "split:all,num_files:3", "d1")
     assert record["ingest"]["total"] == 3 and record["ingest"]["accepted"] is None
+
+
+def test_with_init_from_serving_what_serves_is_in_the_trainers_cache_key(tmp_path):
+    """TFX keys a cached execution on its visible inputs and exec properties, not on the Cond's
+    predicate: a Trainer that continued another served model must not be handed back from the
+    cache (before: the same custom_config whatever served). Without init_from it stays cached."""
+    import json
+
+    from pipeline import cli
+    from pipeline.pipeline import create_pipeline
+
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    argv = ["--data-dir", str(tmp_path / "data"), "--pipeline-root", str(tmp_path / "root"), "--tuner-trials", "2"]
+    for flags, differs in (([*argv, "--init-from", "serving"], True), (argv, False)):
+        config = cli.config_from_args(cli._run_parser().parse_args(flags))
+        config.class_names = ["a", "b"]
+        properties = [
+            {
+                c.id: c.exec_properties.get("custom_config")
+                for c in create_pipeline(config, serving_state=state).components
+            }
+            for state in ("/serving/1:aaaa", "/serving/2:bbbb")
+        ]
+        for node in ("Trainer", "Tuner"):
+            assert (properties[0][node] != properties[1][node]) is differs, node
+        assert json.loads(properties[1]["Trainer"])["warm_start_key"] == ("/serving/2:bbbb" if differs else "")

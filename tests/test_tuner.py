@@ -163,3 +163,33 @@ def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_wit
     log = open(summary["log_file"]).read()
     assert log.count("was given 1 GPU(s) but TensorFlow sees 0: ") == 2  # the Tuner's and the Trainer's warnings
     assert os.path.exists(os.path.join(summary["pushed_model_dir"], "saved_model.pb"))
+
+
+@pytest.mark.slow
+def test_with_init_from_serving_each_trial_starts_from_the_served_weights(tmp_path, caplog):
+    """The Trainer continues the served model; a trial that started from the backbone would tune
+    the values for another starting point (before: every trial did)."""
+    import logging
+
+    import numpy as np
+    import tensorflow as tf
+
+    from components.trainer.model import build_model
+    from components.trainer.run_fn import Prepared
+    from components.trainer.training import TrainingOptions
+    from components.tuner.tuner_fn import StageTuner
+
+    settings = tiny_trainer_settings(stages=[{"name": "head", "epochs": 1, "trainable": "none"}])
+    version = tmp_path / "serving" / "1"
+    build_model(settings, 3).save_weights(str(version / "variables" / "variables"))
+    (version / "assets.extra").mkdir()
+    (version / "assets.extra" / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.uniform(-1, 1, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16))
+    ).batch(8)
+    prepared = Prepared(["a", "b", "c"], None, data, data, TrainingOptions(settings, 2), start_from=str(version))
+    tuner = StageTuner(prepared, 2, directory=str(tmp_path / "tuner"), project_name="t", overwrite=True)
+    with caplog.at_level(logging.INFO, logger="graft.trainer"):
+        tuner.search()
+    assert caplog.text.count("starting from the weights of serving version 1") == 2, caplog.text

@@ -76,14 +76,16 @@ def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
 @dataclass
 class Prepared:
     """What training reads, made once from the Trainer's (or the Tuner's) inputs: the class
-    names, the training and validation batches, and the options (the settings as resolved for
-    this data)."""
+    names, the training and validation batches, the options (the settings as resolved for
+    this data), and the served version whose weights training starts from (init_from serving;
+    None: the backbone's), so the Tuner's trials start where the Trainer will."""
 
     class_names: list
     tft_output: tft.TFTransformOutput
     train_ds: tf.data.Dataset
     validation_ds: Optional[tf.data.Dataset]
     options: TrainingOptions
+    start_from: Optional[str] = None
 
 
 def prepare(fn_args, settings: TrainerSettings) -> Prepared:
@@ -164,6 +166,7 @@ def prepare(fn_args, settings: TrainerSettings) -> Prepared:
         dataset(train_part, train_count, training=True),
         dataset(validation_part, validation_count, training=False) if validation_count else None,
         options,
+        start_from=warm_start.serving_version(settings),
     )
 
 
@@ -174,17 +177,14 @@ def with_values(prepared: Prepared, values: dict) -> Prepared:
     return replace(prepared, options=replace(prepared.options, settings=settings, choices=choices))
 
 
-def fit(
-    prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None, start_from: Optional[str] = None
-) -> tuple[keras.Model, list]:
-    """The model built and trained through its stages; returns it with the per-epoch history.
-    `start_from`: a served version whose weights replace the backbone's (init_from serving)."""
-    settings = prepared.options.settings
+def fit(prepared: Prepared, callbacks=(), backup_dir: Optional[str] = None) -> tuple[keras.Model, list]:
+    """The model built and trained through its stages; returns it with the per-epoch history."""
+    settings, start_from = prepared.options.settings, prepared.start_from
     strategy = distribution_strategy(settings.mixed_precision)
     with strategy.scope():
         model = build_model(architecture_only(settings) if start_from else settings, len(prepared.class_names))
         if start_from:
-            warm_start.load_serving_weights(model, start_from, prepared.class_names)
+            warm_start.load_serving_weights(model, start_from, prepared.class_names, settings)
         log.info(
             "training %s (%s parameters) on %d classes%s",
             settings.backbone,
@@ -217,9 +217,9 @@ def run_fn(fn_args):
     settings, class_names, tft_output = prepared.options.settings, prepared.class_names, prepared.tft_output
     kind, size = settings.backbone_entry.kind, settings.image_size
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"), write_graph=False)
-    start_from = warm_start.serving_version(settings)
+    start_from = prepared.start_from
     backup_dir = _backup_dir(fn_args, start_from)
-    model, history = fit(prepared, [tensorboard], backup_dir, start_from)
+    model, history = fit(prepared, [tensorboard], backup_dir)
     options = prepared.options
     options.choices["init_from"] = f"serving version {os.path.basename(start_from)}" if start_from else "backbone"
     options.choices["devices"] = devices.describe(keras.mixed_precision.global_policy().name, fallback)

@@ -61,6 +61,9 @@ class TrainerSettings(ComponentSettings):
     image_size: int
     weights: str  # imagenet | none | an absolute weights file path | a TF Hub handle
     warm_start_dir: Optional[str]  # init_from serving: the serving directory whose newest version training starts from
+    # init_from serving: what served when the local pipeline was built (retrain_gate.serving_state),
+    # here so that TFX's cache never hands back a Trainer that started from another served model.
+    warm_start_key: str
     backbone_kwargs: dict
     dropout: float
     head_l2: Optional[float]  # None: text_tfidf_l2(training examples) for text_tfidf, else 0

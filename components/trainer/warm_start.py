@@ -13,8 +13,10 @@ import logging
 import os
 from typing import Optional
 
+import tensorflow as tf
+
 from components.contract import CLASS_NAMES_FILE
-from components.serving import serving_dir
+from components.serving import provenance, serving_dir
 from components.trainer.model import load_weights_only
 
 log = logging.getLogger("graft.trainer")
@@ -35,8 +37,15 @@ def serving_version(settings) -> Optional[str]:
     return version
 
 
-def load_serving_weights(model, version: str, class_names: list) -> None:
-    """`version`'s weights into `model` (built for the same config), every variable matched."""
+# The config options that decide which variables a model has, and their shapes (the input
+# size does not: fine-tuning a served model at a higher resolution is a warm start too).
+ARCHITECTURE_OPTIONS = ("backbone", "backbone_kwargs")
+
+
+def load_serving_weights(model, version: str, class_names: list, settings) -> None:
+    """`version`'s weights into `model` (built for `settings`), every variable matched. The
+    served config (its provenance) is compared first, so a change of architecture is named by
+    option; a version without provenance is still refused in words, not with TensorFlow's."""
     served_classes = serving_dir.read_extra_json(version, CLASS_NAMES_FILE)
     if served_classes != list(class_names):
         raise WarmStartError(
@@ -44,11 +53,23 @@ def load_serving_weights(model, version: str, class_names: list) -> None:
             f"{list(class_names)}: a model can only continue on the same classes in the same order. "
             "Set init_from: backbone to train a new model for these classes."
         )
+    served_config = (provenance.read(version) or {}).get("config") or {}
+    differing = [
+        f"{option}: {served_config[option]!r} there, {getattr(settings, option)!r} here"
+        for option in ARCHITECTURE_OPTIONS
+        if option in served_config and served_config[option] != getattr(settings, option)
+    ]
+    if differing:
+        raise WarmStartError(
+            f"init_from serving: the model serving at {version} has another architecture than this config "
+            f"({'; '.join(differing)}); set those options as they were, or init_from: backbone"
+        )
     try:
         load_weights_only(model, os.path.join(version, "variables", "variables"))
-    except AssertionError as error:
+    except (AssertionError, ValueError, tf.errors.NotFoundError) as error:
         raise WarmStartError(
-            f"init_from serving: the model serving at {version} was built with another backbone or head "
-            f"than this config's ({error}); set init_from: backbone, or the backbone it was trained with"
+            f"init_from serving: the weights of the model serving at {version} do not fit this config's model "
+            f"(another backbone, backbone_kwargs or head?): {str(error).splitlines()[0][:300]}. "
+            "Set init_from: backbone, or the options it was trained with"
         ) from None
     log.info("init_from serving: starting from the weights of serving version %s", os.path.basename(version))

@@ -35,8 +35,9 @@ def validation_accuracy(model, dataset) -> float:
 
 
 class StageTuner(keras_tuner.engine.base_tuner.BaseTuner):
-    """Each trial trains the stages with its values from the backbone's weights and scores the
-    validation carve; the model is not kept (the Trainer retrains with the best values)."""
+    """Each trial trains the stages with its values from where the Trainer starts (the backbone's
+    weights, or with init_from serving the served model's) and scores the validation carve; the
+    model is not kept (the Trainer retrains with the best values)."""
 
     def __init__(self, prepared: Prepared, trials: int, **kwargs):
         oracle = keras_tuner.oracles.RandomSearchOracle(
