@@ -83,7 +83,9 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
         "--weights none, frozen for text_tfidf); lists go in --config",
     )
     train.add_argument(
-        "--epochs", type=int, help="head epochs of the presets (default 5; more on small data: min_head_steps 300)"
+        "--epochs",
+        type=int,
+        help="head epochs of the presets (default 5; more on small data: min_head_steps, 300 or 3,000 for the frozen preset)",
     )
     train.add_argument(
         "--fine-tune-epochs",

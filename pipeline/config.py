@@ -87,7 +87,10 @@ class GraftConfig:
     stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, scratch with weights none, frozen for text_tfidf
     epochs: int = 5  # head epochs for the presets (at least; see min_head_steps)
     fine_tune_epochs: int = 10  # fine-tuning epochs for the presets (at least; see min_fine_tune_steps)
-    min_head_steps: int = 300  # the head stage (and scratch) runs at least this many optimizer steps
+    # The head stage (and scratch) runs at least this many optimizer steps. None: 300, and 3,000
+    # with the rate decaying to zero where the head is the whole model (the frozen preset, as
+    # text_tfidf's): trained to its optimum, so retrains differ little by seed.
+    min_head_steps: Optional[int] = None
     min_fine_tune_steps: int = 100  # the fine-tuning stages run at least this many optimizer steps
     fine_tune_layers: Any = "all"  # what two_stage unfreezes: all, or the top N layers
     learning_rate: Optional[float] = None  # the head's; None: found by a range test on the training data
@@ -438,6 +441,8 @@ def validate(config: GraftConfig) -> None:
     ):
         problems.append(f"fine_tune_layers must be 'all' or a positive layer count (got {config.fine_tune_layers!r})")
     for name in ("min_head_steps", "min_fine_tune_steps"):
+        if name == "min_head_steps" and config.min_head_steps is None:
+            continue
         if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
             problems.append(f"{name} must be an integer >= 0")
     for name in ("learning_rate", "fine_tune_learning_rate"):

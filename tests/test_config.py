@@ -108,7 +108,7 @@ def test_trainer_settings_carry_resolved_stages(digits_dir):
     assert [(s["trainable"], s["epochs"]) for s in stages] == [("none", 2), ("all", 1)]
     # Rates from the range test (None), fine-tuning at a tenth of it; budgets at least min_*_steps.
     assert [(s["learning_rate"], s["rate_scale"]) for s in stages] == [(None, 1.0), (None, 0.1)]
-    assert [s["min_steps"] for s in stages] == [config.min_head_steps, config.min_fine_tune_steps]
+    assert [s["min_steps"] for s in stages] == [300, config.min_fine_tune_steps]  # min_head_steps unset: 300
 
 
 def test_cli_config_errors_exit_2_fast_before_tfx(tmp_path):

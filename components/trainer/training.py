@@ -21,6 +21,8 @@ from components.trainer.settings import TrainerSettings
 from components.trainer.stages import MAX_DERIVED_FINE_TUNE_RATE, Stage
 
 log = logging.getLogger("graft.trainer")
+# Range-test sweeps averaged when the sweep runs on cached features (a head: milliseconds a step).
+RATE_SWEEPS_ON_CACHED_FEATURES = 3
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -255,8 +257,12 @@ def train_stages(
         if stage.learning_rate is None and found is None:
             # The rate range test, on what this stage trains: the head on its cached features
             # (milliseconds a step), or the model.
+            # On cached features a sweep costs milliseconds: three, averaged, for a steadier rate.
             search = find_rate(
-                head if cache else model, train_features if cache else train_ds, settings.label_smoothing
+                head if cache else model,
+                train_features if cache else train_ds,
+                settings.label_smoothing,
+                sweeps=RATE_SWEEPS_ON_CACHED_FEATURES if cache else 1,
             )
             found = search.rate
             options.choices["rate_search"] = search.to_dict()
