@@ -503,6 +503,12 @@ def test_range_test_finds_a_rate_that_trains_and_leaves_the_model_as_it_was():
     search = find_rate(head, data)
     for a, b in zip(before, head.get_weights()):
         np.testing.assert_array_equal(a, b)
+    # Three sweeps (on cached features), each from the same weights, their curves averaged: the
+    # first point of each is the untrained head's loss (rate 1e-5), so the average's is too.
+    averaged = find_rate(head, data, sweeps=3)
+    for a, b in zip(before, head.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert averaged.losses[0] == pytest.approx(search.losses[0], rel=0.3) and len(averaged.rates) <= 100
     lowest = search.rates[int(np.argmin(search.losses))]
     assert search.rate == pytest.approx(lowest / 10) and 1e-4 < search.rate < 1.0
     assert search.losses[int(np.argmin(search.losses))] < 0.5 * search.losses[0]  # the curve fell

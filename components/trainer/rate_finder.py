@@ -50,16 +50,20 @@ def find_rate(
     averaged: one curve's minimum moves with the batches it met (the rate picked varied 4x
     across seeds on the review sentences), the average's much less."""
     saved = [w.numpy().copy() for w in model.weights]
+
+    def restore():
+        for weight, value in zip(model.weights, saved):
+            weight.assign(value)
+
     batches = iter(dataset.repeat())
     curves = []
     try:
-        for _ in range(sweeps):
+        for sweep in range(sweeps):
+            if sweep:
+                restore()  # each sweep from the same weights
             curves.append(_sweep(model, batches, label_smoothing, steps, low, high, smoothing))
-            for weight, value in zip(model.weights, saved):
-                weight.assign(value)
     finally:
-        for weight, value in zip(model.weights, saved):
-            weight.assign(value)
+        restore()
     length = min(len(losses) for _, losses in curves)
     rates = curves[0][0][:length]
     losses = np.mean([losses[:length] for _, losses in curves], axis=0).tolist() if length else []

@@ -259,8 +259,7 @@ def train_stages(
                 )
         if stage.learning_rate is None and found is None:
             # The rate range test, on what this stage trains: the head on its cached features
-            # (milliseconds a step), or the model.
-            # On cached features a sweep costs milliseconds: three, averaged, for a steadier rate.
+            # (milliseconds a step: three sweeps, averaged, for a steadier rate), or the model.
             search = find_rate(
                 head if cache else model,
                 train_features if cache else train_ds,
