@@ -184,6 +184,12 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
     # The gate decides against what serves when it runs: a cached decision (KFP's key is its
     # parameters and inputs, unchanged between two nights with no new data) would replay a stale one.
     spec["root"]["dag"]["tasks"].get(RETRAIN_GATE_ID, {})["cachingOptions"] = {"enableCache": False}
+    if config.init_from == "serving":
+        # Training continues the model that serves when it runs, which KFP's key does not see
+        # (the local runner puts it in the Trainer's settings; a compiled spec is run for months).
+        for node in TRAINING_IDS:
+            if node in spec["root"]["dag"]["tasks"]:
+                spec["root"]["dag"]["tasks"][node]["cachingOptions"] = {"enableCache": False}
     condition_branch(spec)
     for node in TRAINING_IDS:  # the training steps check that TensorFlow sees the GPUs they were given
         executor = spec["deploymentSpec"]["executors"].get(executor_label(node))

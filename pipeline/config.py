@@ -87,9 +87,9 @@ class GraftConfig:
     stages: Any = "auto"  # a preset name or a list of stage dicts; auto: two_stage, scratch with weights none, frozen for text_tfidf
     epochs: int = 5  # head epochs for the presets (at least; see min_head_steps)
     fine_tune_epochs: int = 10  # fine-tuning epochs for the presets (at least; see min_fine_tune_steps)
-    # The head stage (and scratch) runs at least this many optimizer steps. None: 300, and 3,000
-    # with the rate decaying to zero where the head is the whole model (the frozen preset, as
-    # text_tfidf's): trained to its optimum, so retrains differ little by seed.
+    # The head stage (and scratch) runs at least this many optimizer steps (adding at most 300
+    # epochs). None: 300, and 3,000 with the rate decaying to zero for text_tfidf, whose head is
+    # the whole model: trained to its optimum, so retrains differ little by seed.
     min_head_steps: Optional[int] = None
     min_fine_tune_steps: int = 100  # the fine-tuning stages run at least this many optimizer steps
     fine_tune_layers: Any = "all"  # what two_stage unfreezes: all, or the top N layers

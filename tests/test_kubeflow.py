@@ -587,3 +587,16 @@ def test_the_gpu_lock_pins_what_tensorflow_was_built_with():
     # Here (no GPU wheels installed) the image's check names what is missing and fails.
     result = subprocess.run([sys.executable, "-m", "kubeflow.gpu_libraries"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1 and "nvidia-cudnn-cu12 not installed" in result.stderr
+
+
+def test_with_init_from_serving_kfp_never_replays_a_cached_trainer(tmp_path):
+    """KFP's cache key (parameters, inputs) does not see what serves, and a compiled spec runs
+    for months: with init_from serving the training tasks are never served from the cache."""
+    from dataclasses import replace
+
+    settings = KubeflowSettings.from_dict({})
+    for init_from, cached in (("serving", False), ("backbone", True)):
+        path = compiler.compile_pipeline(replace(_config(), init_from=init_from), settings, str(tmp_path / "s.yaml"))
+        spec, _ = compiler.load_compiled(path)
+        trainer = spec["components"][compiler.BRANCH]["dag"]["tasks"]["Trainer"]
+        assert trainer.get("cachingOptions", {}).get("enableCache") is cached, init_from

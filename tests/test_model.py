@@ -251,11 +251,15 @@ def test_a_model_rebuilt_for_trained_weights_computes_what_the_trained_one_did(t
     monkeypatch.setattr(efficientnet.data_utils, "get_file", lambda *args, **kwargs: weights_file)
     settings = tiny_trainer_settings(backbone="efficientnet_b0", weights="imagenet", backbone_kwargs={})
     trained = build_model(settings, 3)
+    rng = np.random.default_rng(1)
+    for weight in trained.weights:  # as if trained: no value the rebuilt model starts with
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(weight.dtype.as_numpy_dtype))
     rebuilt = build_model(architecture_only(settings), 3)
     copy_weights(trained, rebuilt)
+    for a, b in zip(trained.weights, rebuilt.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
     layers = [[type(layer).__name__ for layer in backbone_of(m).layers] for m in (trained, rebuilt)]
     assert layers[1] == layers[0]
-    # An untrained EfficientNet's pooled features are ~0 whatever its input: compare the stem.
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     stems = [
         keras.Model(backbone_of(m).input, backbone_of(m).get_layer("stem_activation").output)
@@ -291,3 +295,20 @@ def test_a_served_model_of_another_architecture_is_refused_in_words(tmp_path, wi
     served.load_weights(str(version / "variables" / "variables")).expect_partial()
     for a, b in zip(model.weights, served.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_served_efficientnet_with_imagenet_weights_is_not_continued_without_them(tmp_path):
+    """Keras builds EfficientNet with a rescaling layer only for ImageNet weights: every variable
+    of the served model would load into a model without it, which then computes other features."""
+    import json
+
+    from components.trainer import warm_start
+
+    version = tmp_path / "1"
+    (version / "assets.extra").mkdir(parents=True)
+    (version / "assets.extra" / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    served = {"backbone": "efficientnet_b0", "backbone_kwargs": {}, "weights": "imagenet"}
+    (version / "provenance.json").write_text(json.dumps({"config": served}))
+    settings = tiny_trainer_settings(backbone="efficientnet_b0", backbone_kwargs={}, weights="none")
+    with pytest.raises(warm_start.WarmStartError, match=re.escape("weights: 'imagenet' there, 'none' here")):
+        warm_start.load_serving_weights(None, str(version), ["a", "b", "c"], settings)

@@ -112,7 +112,8 @@ def copy_weights(source, target) -> None:
     except AssertionError as error:
         raise ValueError(f"cannot match the trained model's weights to its rebuilt twin: {error}") from None
     finally:
-        tf.io.gfile.rmtree(folder)
+        if tf.io.gfile.exists(folder):  # a save that failed before writing keeps its own error
+            tf.io.gfile.rmtree(folder)
 
 
 def export_model(model, tft_output, class_names, export_dir: str, settings) -> None:

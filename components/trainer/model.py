@@ -24,10 +24,10 @@ OUTPUT_LAYER = PROBABILITIES
 
 def architecture_only(settings: TrainerSettings) -> TrainerSettings:
     """`settings` for a model whose weights are about to be overwritten (copied from a trained
-    model, or loaded from a served one): none are downloaded. A TF Hub handle is the
-    architecture itself, so it stays, and so do ImageNet weights where Keras builds another
-    graph with them (EfficientNet's extra rescaling: without it the copy computes other outputs
-    from the same weights)."""
+    model, or loaded from a served one): none are downloaded, with two exceptions. A TF Hub
+    handle is the architecture itself, so it stays, and so do ImageNet weights where Keras
+    builds another graph with them (EfficientNet's extra rescaling: without it the copy computes
+    other outputs from the same weights; the file is in the Keras cache from training)."""
     backbone = settings.backbone_entry
     if backbone.is_hub or (backbone.imagenet_changes_architecture and settings.weights == "imagenet"):
         return settings

@@ -85,7 +85,7 @@ FINE_TUNE_RATE_SCALE = 0.1
 MAX_DERIVED_FINE_TUNE_RATE = 1e-3
 _WARMUP_COSINE = {"type": "cosine", "warmup_epochs": 1}
 DEFAULT_MIN_HEAD_STEPS = 300  # small data: 5 epochs of 3 batches are too few for a head
-# A head that is the whole model (the frozen preset; text_tfidf's logistic regression) is a
+# text_tfidf's head is the whole model, a logistic regression on features always cached: a
 # convex problem: trained to its optimum, every seed gives nearly the same model, so a retrain
 # on the same data is not promoted on noise. Its rate decays to zero over at least this many
 # steps (milliseconds each on cached features). Measured on the review sentences (`make
@@ -115,9 +115,11 @@ def preset(name: str, config) -> list[Stage]:
             min_steps=config.min_fine_tune_steps,
         )
 
-    if name == "frozen":
+    if name == "frozen" and config.backbone == registry.TEXT_TFIDF.name:
         converged = CONVERGED_HEAD_MIN_STEPS if config.min_head_steps is None else config.min_head_steps
         return [replace(head, schedule={"type": "cosine"}, min_steps=converged)]
+    if name == "frozen":
+        return [head]
     if name == "two_stage":
         # A TF Hub model (one layer) and a sentence encoder train whole; a Keras backbone its top
         # fine_tune_layers (default: all of it).

@@ -59,6 +59,9 @@ def load_serving_weights(model, version: str, class_names: list, settings) -> No
         for option in ARCHITECTURE_OPTIONS
         if option in served_config and served_config[option] != getattr(settings, option)
     ]
+    if settings.backbone_entry.imagenet_changes_architecture and "weights" in served_config:
+        if (served_config["weights"] == "imagenet") != (settings.weights == "imagenet"):  # EfficientNet's rescaling
+            differing.append(f"weights: {served_config['weights']!r} there, {settings.weights!r} here")
     if differing:
         raise WarmStartError(
             f"init_from serving: the model serving at {version} has another architecture than this config "
@@ -69,7 +72,7 @@ def load_serving_weights(model, version: str, class_names: list, settings) -> No
     except (AssertionError, ValueError, tf.errors.NotFoundError) as error:
         raise WarmStartError(
             f"init_from serving: the weights of the model serving at {version} do not fit this config's model "
-            f"(another backbone, backbone_kwargs or head?): {str(error).splitlines()[0][:300]}. "
+            f"(another backbone, backbone_kwargs or head?): {(str(error).splitlines() or [type(error).__name__])[0][:300]}. "
             "Set init_from: backbone, or the options it was trained with"
         ) from None
     log.info("init_from serving: starting from the weights of serving version %s", os.path.basename(version))
