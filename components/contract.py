@@ -10,6 +10,13 @@ TEXT_KEY = "text"  # UTF-8 text (text classification)
 LABEL_KEY = "label"  # int64 class index (sorted class names)
 LABEL_NAME_KEY = "label_name"  # class name, for slicing the evaluation by class
 PATH_KEY = "path"  # source path relative to the data root; hashed for the train/eval split
+# Per-example properties ExampleGen records for the drift checks (and StatisticsGen's statistics).
+IMAGE_HEIGHT_KEY = "image_height"  # pixels, as decoded
+IMAGE_WIDTH_KEY = "image_width"
+IMAGE_CHANNELS_KEY = "image_channels"  # in the file: 1 grey, 2 grey + alpha, 3 colour, 4 colour + alpha
+IMAGE_FORMAT_KEY = "image_format"  # PNG, JPEG, GIF, BMP, ...
+IMAGE_BRIGHTNESS_KEY = "image_brightness"  # mean of the decoded RGB values, 0-255
+TEXT_LENGTH_KEY = "text_length"  # words (whitespace-separated)
 
 # Files inside artifacts and model exports.
 CLASS_NAMES_FILE = "class_names.json"  # examples artifact and the model's assets.extra
@@ -45,6 +52,8 @@ EXAMPLES_SIGNATURE = "serving_default"  # serialized tf.Example in (input `examp
 IMAGE_BYTES_SIGNATURE = "serving_image_bytes"  # encoded image bytes in (input `image_bytes`)
 TEXT_SIGNATURE = "serving_text"  # raw UTF-8 strings in (input `text`)
 PIXELS_SIGNATURE = "serving_pixels"  # float32 [batch, size, size, 3] RGB in [0, 255], resized; TFLite's source
+EMBEDDING_SIGNATURE = "serving_embedding"  # serialized tf.Example in, the features the head reads out
+EMBEDDING_OUTPUT = "embedding"
 EXAMPLES_INPUT = "examples"
 IMAGE_BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "pixels"

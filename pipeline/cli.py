@@ -113,6 +113,13 @@ def _run_parser(prog: str = "graft run") -> argparse.ArgumentParser:
     )
     ev = p.add_argument_group("promotion")
     ev.add_argument(
+        "--on-drift",
+        choices=["block", "warn", "off"],
+        help="when a new span is not like the data the serving model was trained on (label shares, image "
+        "properties, text length and vocabulary, the model's features): block (default: nothing trained, the "
+        "checks that fired said), warn (train, record the checks), off (no checks); thresholds: the drift: section",
+    )
+    ev.add_argument(
         "--promote-when",
         choices=["better", "not_worse", "point"],
         help="against the model now serving, on the 95%% confidence interval of the accuracy change: better "
@@ -175,6 +182,7 @@ _CONFIG_FLAGS = (
     "init_from",
     "learning_rate",
     "tuner_trials",
+    "on_drift",
     "min_accuracy",
     "max_accuracy_drop",
     "promote_when",
@@ -196,6 +204,12 @@ def config_from_args(args: argparse.Namespace) -> cfg.GraftConfig:
     return cfg.load_config(args.config, overrides)
 
 
+def describe_drift(check: dict) -> str:
+    from components.drift.compare import describe
+
+    return describe(check)
+
+
 def format_summary(summary: dict) -> str:
     lines = ["", "Summary"]
     ingest = summary.get("ingest")
@@ -207,6 +221,15 @@ def format_summary(summary: dict) -> str:
         )
         for record in ingest["quarantined"][:10]:
             lines.append(f"    quarantined {record['path']}: {record['reason']}")
+    drift = summary.get("drift")
+    if drift:
+        lines.append(
+            f"  drift against serving version {drift['reference']['version']} (on_drift: {drift['on_drift']}):"
+        )
+        for check in drift["checks"]:
+            lines.append(f"    {'FIRED' if check['drifted'] else 'ok   '} {describe_drift(check)}")
+        for skipped in drift["not_run"]:
+            lines.append(f"    not run: {skipped['check']}: {skipped['reason']}")
     if summary.get("run_skipped_reason"):
         lines.append(f"  not trained: {summary['run_skipped_reason']}")
         return "\n".join(lines)

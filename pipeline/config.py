@@ -20,6 +20,7 @@ import yaml
 
 from components.backbones import registry
 from components.contract import ConfigError
+from components.drift.settings import DriftSection
 from components.evaluator.settings import PROMOTE_WHEN, EvaluatorSettings
 from components.example_gen import image_ingest, text_ingest
 from components.example_gen.settings import ExampleGenSettings
@@ -129,6 +130,7 @@ class GraftConfig:
     tuner: dict = field(
         default_factory=dict
     )  # e.g. {trials: 8}: TFX's Tuner searches rates, depth, budget; see TunerSection
+    drift: dict = field(default_factory=dict)  # new span vs the serving model's data: see DriftSection
     # Runtime.
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_processing | multi_threading
     beam_num_workers: int = 0  # 0: one per CPU
@@ -238,6 +240,11 @@ class GraftConfig:
         return TunerSection.from_section(self.tuner)
 
     @functools.cached_property
+    def drift_section(self) -> DriftSection:
+        """The `drift:` section, checked; raises ConfigError."""
+        return DriftSection.from_section(self.drift)
+
+    @functools.cached_property
     def kubeflow_settings(self) -> KubeflowSettings:
         """The `kubeflow:` section, checked; raises ConfigError."""
         return KubeflowSettings.from_dict(self.kubeflow)
@@ -281,7 +288,7 @@ def load_config(config_file: Optional[str], overrides: dict) -> GraftConfig:
     values = load_config_file(config_file) if config_file else {}
     source = config_file or "flags"
     overrides = dict(overrides)
-    sections = {"tuner_trials": ("tuner", "trials")}  # flags that set one option of a section
+    sections = {"tuner_trials": ("tuner", "trials"), "on_drift": ("drift", "on_drift")}  # one option of a section
     for flag, (section, option) in sections.items():
         value = overrides.pop(flag, None)
         if value is not None:
@@ -410,7 +417,14 @@ def validate(config: GraftConfig) -> None:
         problems.append("dropout must be in [0, 1)")
     if config.beam_direct_running_mode not in ("in_memory", "multi_processing", "multi_threading"):
         problems.append("beam_direct_running_mode must be in_memory, multi_processing or multi_threading")
-    for parsed in ("stage_plan", "augmentation_plan", "export_settings", "tuner_section", "kubeflow_settings"):
+    for parsed in (
+        "stage_plan",
+        "augmentation_plan",
+        "export_settings",
+        "tuner_section",
+        "drift_section",
+        "kubeflow_settings",
+    ):
         try:
             getattr(config, parsed)
         except ConfigError as err:
@@ -604,6 +618,7 @@ RUN_PLUMBING = (
     "force_retrain",
     "beam_pipeline_args",
     "kubeflow",
+    "drift",  # what is checked before training, not what is trained
 )
 MODEL_CODE_STAGES = ("example_gen", "transform", "trainer", "tuner")
 
@@ -619,6 +634,7 @@ def retrain_gate_settings(config: GraftConfig) -> RetrainGateSettings:
             "|".join(f"{stage}:{code_version(stage)}" for stage in MODEL_CODE_STAGES).encode()
         ).hexdigest()[:16],
         evaluation_key=evaluation_key(config),
+        drift=config.drift_section,
     )
 
 

@@ -87,6 +87,7 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
         "not_blessed_because": [],
         "retrain": None,
         "run_skipped_reason": None,
+        "drift": None,  # the drift checks' report, when the RetrainGate ran them (components.drift)
     }
     states = {
         metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -125,6 +126,8 @@ def collect_summary(config, run_id: str | None = None, progress=None) -> dict:
     if decision:
         retrain, reason = bool(_prop(decision[0], "retrain", 0)), _prop(decision[0], "reason", "")
         summary["retrain"] = {"retrain": retrain, "reason": reason}
+        drift = _prop(decision[0], "drift", "")
+        summary["drift"] = json.loads(drift) if drift else None
         # For a scheduler: set exactly when the run stopped after the gate (exit code 0).
         summary["run_skipped_reason"] = None if retrain else reason
         if not retrain:

@@ -29,7 +29,12 @@ from tfx.utils import proto_utils
 from components.contract import (
     CLASS_NAMES_FILE,
     DATA_LISTING_PROPERTY,
+    IMAGE_BRIGHTNESS_KEY,
+    IMAGE_CHANNELS_KEY,
+    IMAGE_FORMAT_KEY,
+    IMAGE_HEIGHT_KEY,
     IMAGE_KEY,
+    IMAGE_WIDTH_KEY,
     INGEST_DIR,
     INGEST_REPORT_FILE,
     LABEL_KEY,
@@ -117,6 +122,21 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
+def property_features(properties: dict) -> dict:
+    """The image's properties as tf.Example features (StatisticsGen's statistics, the drift checks)."""
+
+    def ints(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    return {
+        IMAGE_HEIGHT_KEY: ints(properties["height"]),
+        IMAGE_WIDTH_KEY: ints(properties["width"]),
+        IMAGE_CHANNELS_KEY: ints(properties["channels"]),
+        IMAGE_FORMAT_KEY: _bytes_feature(properties["format"].encode("utf-8")),
+        IMAGE_BRIGHTNESS_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=[properties["brightness"]])),
+    }
+
+
 class _InspectAndConvert(beam.DoFn):
     """Reads one file; emits its tf.Example, or a quarantine record to the side output."""
 
@@ -138,7 +158,7 @@ class _InspectAndConvert(beam.DoFn):
                 self.QUARANTINE, {"path": rel_path, "class": class_name, "reason": f"unreadable: {err}"}
             )
             return
-        reason = image_ingest.inspect_image(data, self._max_pixels)
+        reason, properties = image_ingest.inspect(data, self._max_pixels)
         if reason:
             yield beam.pvalue.TaggedOutput(self.QUARANTINE, {"path": rel_path, "class": class_name, "reason": reason})
             return
@@ -149,6 +169,7 @@ class _InspectAndConvert(beam.DoFn):
                     LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[self._class_index[class_name]])),
                     LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
                     PATH_KEY: _bytes_feature(rel_path.removeprefix(self._span_prefix).encode("utf-8")),
+                    **property_features(properties),
                 }
             )
         )

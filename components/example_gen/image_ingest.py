@@ -197,33 +197,47 @@ def _tf_message(err) -> str:
 
 
 def inspect_image(data: bytes, max_pixels: int) -> Optional[str]:
-    """Why these bytes are not an acceptable image, or None when they are.
+    """Why these bytes are not an acceptable image, or None when they are."""
+    return inspect(data, max_pixels)[0]
+
+
+def inspect(data: bytes, max_pixels: int) -> tuple[Optional[str], Optional[dict]]:
+    """(why these bytes are not an acceptable image, None) or (None, the image's properties:
+    height, width, channels and format as in the file, mean brightness of its RGB values).
 
     Dimensions come from the header first (PIL reads it without decoding), so a
     decompression bomb is refused before any pixel is decoded. Acceptance is then decided by
     tf.io.decode_image, the decoder serving uses.
     """
     if not data:
-        return "empty file"
+        return "empty file", None
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # our own limit below, applied from the header alone
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
+            image_format, channels = header.format or "unknown", len(header.getbands())
     except Exception:
         width = height = None  # not for PIL to decide: the serving decoder below does
+        image_format, channels = "unknown", 3
     if width and height and width * height > max_pixels:
-        return f"image too large: {width}x{height} pixels exceeds max_image_pixels={max_pixels}"
+        return f"image too large: {width}x{height} pixels exceeds max_image_pixels={max_pixels}", None
     import tensorflow as tf
 
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-        return f"not decodable by the serving decoder: {_tf_message(err)}"
+        return f"not decodable by the serving decoder: {_tf_message(err)}", None
     if image.shape[0] == 0 or image.shape[1] == 0:
-        return "image has no pixels"
-    return None
+        return "image has no pixels", None
+    return None, {
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        "channels": channels,
+        "format": image_format,
+        "brightness": float(tf.reduce_mean(tf.cast(image, tf.float32))),
+    }
 
 
 def write_order(files: list) -> list:

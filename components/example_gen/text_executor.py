@@ -33,6 +33,7 @@ from components.contract import (
     LABEL_NAME_KEY,
     PATH_KEY,
     TEXT_KEY,
+    TEXT_LENGTH_KEY,
 )
 from components.example_gen import image_executor, split_writer, text_ingest
 from components.example_gen.ingest_report import IngestError, accepted_counts, make_report
@@ -59,6 +60,8 @@ def _example(record: dict) -> tf.train.Example:
                 LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[record["label"]])),
                 LABEL_NAME_KEY: feature(record["label_name"].encode("utf-8")),
                 PATH_KEY: feature(record["key"].encode("utf-8")),
+                # In words: StatisticsGen's statistics and the drift checks compare it across spans.
+                TEXT_LENGTH_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[len(record["text"].split())])),
             }
         )
     )

@@ -3,7 +3,9 @@
 It compares this run's training key (the span and input fingerprint ExampleGen recorded, the
 model config, the model code) with the one recorded in the provenance of the version now
 serving, and publishes a `RetrainDecision` with the int custom property `retrain` (1 or 0) and
-its `reason`. pipeline/pipeline.py puts every later node inside
+its `reason`. When the data is new and a model serves, it first compares the new span with the
+data that model was trained on (components.drift): a check that fires with `on_drift: block`
+makes the decision "do not train". pipeline/pipeline.py puts every later node inside
 `tfx.dsl.Cond(decision.custom_property("retrain") == 1)`: TFX's launcher then skips them
 (locally), and the Kubeflow v2 compiler turns the predicate into each task's trigger condition.
 
@@ -27,6 +29,7 @@ from tfx.utils import json_utils
 
 from components import files
 from components.contract import PROVENANCE_FILE
+from components.drift import compare as drift
 from components.retrain_gate import decision, refusals
 from components.retrain_gate.settings import RetrainGateSettings
 from components.serving import provenance, serving_dir
@@ -39,6 +42,7 @@ RETRAIN_PROPERTY = "retrain"  # int 1 | 0: the Cond predicate reads it
 REASON_PROPERTY = "reason"
 TRAINING_KEY_PROPERTY = "training_key"  # JSON: what the Pusher records in provenance.json
 EVALUATION_KEY_PROPERTY = "evaluation_key"  # what judged it (golden set, code): the Pusher records it with a refusal
+DRIFT_PROPERTY = "drift"  # JSON: the drift report (components.drift.compare), "" when none ran
 DECISION_FILE = "decision.json"
 
 
@@ -83,15 +87,23 @@ class Executor(base_executor.BaseExecutor):
         version = current.rstrip("/").rsplit("/", 1)[-1] if current else None
         refused = refusals.find(settings.serving_dir, key) if not settings.force else None
         retrain, reason = decision.decide(key, version, record, settings.force, refused, settings.evaluation_key)
+        report = None
+        if retrain and current and not settings.force and settings.drift.on_drift != "off":
+            if decision.new_data(key, record):
+                report = drift.compare(settings.drift, examples.uri, current, record)
+                if report["blocked"]:
+                    retrain, reason = False, drift.blocked_reason(report)
         logging.info("RetrainGate: %s (%s).", "training" if retrain else "not training", reason)
         out = output_dict[DECISION_KEY][0]
         out.set_int_custom_property(RETRAIN_PROPERTY, int(retrain))
         out.set_string_custom_property(REASON_PROPERTY, reason)
         out.set_string_custom_property(TRAINING_KEY_PROPERTY, json.dumps(key, sort_keys=True))
         out.set_string_custom_property(EVALUATION_KEY_PROPERTY, settings.evaluation_key or "")
+        out.set_string_custom_property(DRIFT_PROPERTY, json.dumps(report) if report else "")
         fileio.makedirs(out.uri)
         with fileio.open(f"{out.uri}/{DECISION_FILE}", "w") as f:
-            f.write(json.dumps({"retrain": retrain, "reason": reason, "training_key": key}, indent=1, sort_keys=True))
+            written = {"retrain": retrain, "reason": reason, "training_key": key, "drift": report}
+            f.write(json.dumps(written, indent=1, sort_keys=True))
 
 
 class RetrainGateSpec(types.ComponentSpec):

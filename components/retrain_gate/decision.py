@@ -32,6 +32,13 @@ def _changed_options(old: dict, new: dict) -> list[str]:
     return [f"{n}: {old.get(n)!r} -> {new.get(n)!r}" for n in names if old.get(n) != new.get(n)]
 
 
+def new_data(key: dict, serving_record: dict | None) -> bool:
+    """Whether the data of `key` differs from what the serving version was trained on (then the
+    drift checks compare the two)."""
+    recorded = (serving_record or {}).get("training_key") or {}
+    return any(recorded.get(name) != key[name] for name in ("span", "input_fingerprint", "data_listing"))
+
+
 def decide(
     key: dict,
     serving_version: str | None,

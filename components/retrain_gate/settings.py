@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from components.drift.settings import DriftSection
 from components.settings import ComponentSettings
 
 
@@ -18,3 +19,4 @@ class RetrainGateSettings(ComponentSettings):
     # Evaluator's and Pusher's code. A refusal is remembered only under the same one; None (a golden
     # set on an object store, whose edits cannot be seen here): a refusal is never taken as final.
     evaluation_key: Optional[str]
+    drift: DriftSection  # the checks of new data against the serving model's, before training

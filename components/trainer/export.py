@@ -1,4 +1,4 @@
-"""The exported SavedModel: two serving signatures, both embedding the Transform graph, class
+"""The exported SavedModel: the serving signatures, both embedding the Transform graph, class
 names and the serving-check data in assets.extra.
 
 - `serving_default`: serialized tf.Example (what TFMA and batch scoring send).
@@ -9,6 +9,8 @@ Both return class probabilities, class index and class name.
   resized (the bilinear resize of the Transform graph); the backbone's normalisation is inside.
   Returns probabilities only. The TFLite models are converted from it: decoding and
   tf.Example parsing need Flex ops on a device, this does not.
+- `serving_embedding`: serialized tf.Example in, `embedding` out: the features the head reads
+  (the drift checks compare new data with old in this space).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from components.contract import (
     CLASS_ID,
     CLASS_NAME,
     CLASS_NAMES_FILE,
+    EMBEDDING_OUTPUT,
+    EMBEDDING_SIGNATURE,
     EXAMPLES_INPUT,
     EXAMPLES_SIGNATURE,
     EXTRA_DIR,
@@ -38,25 +42,42 @@ from components.contract import (
 )
 from components.files import tfrecords
 from components.serving.check import write_check_data
-from components.trainer.model import architecture_only, build_model, load_weights_only
+from components.trainer.model import OUTPUT_LAYER, architecture_only, build_model, load_weights_only
 
 
 def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
     """Concrete serving functions for `model` with the Transform layer in front of it (and,
-    for pixels, the backbone's normalisation alone)."""
+    for pixels, the backbone's normalisation alone). The model is traced once, in `forward`,
+    which every signature calls: each signature tracing it anew cost seconds of every export."""
     names = tf.constant(list(class_names))
     kind = settings.backbone_entry.kind
     feature = RAW_FEATURE[kind]
+    # The features the head reads (the embedding signature: drift in the model's own view) and
+    # the probabilities, from one pass.
+    both = keras.Model(model.inputs, [model.get_layer(OUTPUT_LAYER).input, model.outputs[0]])
+    model_input = model.inputs[0]
+
+    @tf.function(input_signature=[tf.TensorSpec(model_input.shape, model_input.dtype)], autograph=False)
+    def forward(inputs):
+        embedding, probabilities = both(inputs, training=False)
+        return tf.cast(embedding, tf.float32), probabilities
 
     def predict(raw_features):
-        transformed = tft_layer(raw_features)
-        probabilities = model(transformed[feature], training=False)
+        _, probabilities = forward(tft_layer(raw_features)[feature])
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {PROBABILITIES: probabilities, CLASS_ID: class_id, CLASS_NAME: tf.gather(names, class_id)}
 
+    def parse(examples):
+        return tf.io.parse_example(examples, {feature: raw_feature_spec})
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
     def serve_examples(examples):
-        return predict(tf.io.parse_example(examples, {feature: raw_feature_spec}))
+        return predict(parse(examples))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)], autograph=False)
+    def serve_embedding(examples):
+        embedding, _ = forward(tft_layer(parse(examples))[feature])
+        return {EMBEDDING_OUTPUT: embedding}
 
     # Raw input: encoded image bytes (the name ends in `_bytes`: TF Serving's REST API takes
     # {"b64": ...}) or UTF-8 texts.
@@ -68,6 +89,7 @@ def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
     signatures = {
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
         RAW_SIGNATURE[kind]: serve_raw.get_concrete_function(),
+        EMBEDDING_SIGNATURE: serve_embedding.get_concrete_function(),
     }
     if kind == "image":
         size, mode = settings.image_size, settings.backbone_entry.preprocess
@@ -76,7 +98,7 @@ def make_signatures(model, tft_layer, raw_feature_spec, class_names, settings):
             input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name=PIXELS_INPUT)], autograph=False
         )
         def serve_pixels(pixels):
-            return {PROBABILITIES: model(scale_pixels(pixels, mode), training=False)}
+            return {PROBABILITIES: forward(scale_pixels(pixels, mode))[1]}
 
         signatures[PIXELS_SIGNATURE] = serve_pixels.get_concrete_function()
     return signatures

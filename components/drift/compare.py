@@ -1,0 +1,100 @@
+"""A new span against the data the serving model was trained on (the examples artifact its
+provenance names): every check, and whether the run is blocked."""
+
+from __future__ import annotations
+
+from absl import logging
+
+from components import files
+from components.drift import sample, statistics
+from components.drift.embedding import embedding_check
+from components.drift.settings import DriftSection
+
+MAX_EXAMPLES = 5000  # per side, for the statistics checks: a bounded read of a big span
+
+
+def _not_run(check: str, reason: str) -> dict:
+    return {"check": check, "reason": reason}
+
+
+def describe(check: dict) -> str:
+    below = check["check"] == "embedding"  # a p-value: drift is a small one
+    return (
+        f"{check['check']}: {check['feature']} {check['statistic']} {check['value']:g} "
+        f"{'<' if below else '>'} {check['threshold']:g}"
+    )
+
+
+def blocked_reason(report: dict) -> str:
+    fired = "; ".join(describe(c) for c in report["checks"] if c["drifted"])
+    return (
+        f"drift: the new data is not like what serving version {report['reference']['version']} was trained on "
+        f"({fired}); nothing trained, nothing pushed (drift.on_drift: warn, or --force, trains anyway)"
+    )
+
+
+def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, record: dict) -> dict:
+    """The drift report: `checks` (each: check, feature, statistic, value, threshold, drifted),
+    `not_run` (each: check, reason), `blocked` (a check fired and on_drift is block)."""
+    data = (record or {}).get("data") or {}
+    old_uri = data.get("examples_uri")
+    report = {
+        "on_drift": settings.on_drift,
+        "reference": {"version": version_dir.rstrip("/").rsplit("/", 1)[-1], "span": data.get("span")},
+        "checks": [],
+        "not_run": [],
+        "blocked": False,
+    }
+    if not old_uri or not files.isdir(old_uri):
+        report["not_run"].append(
+            _not_run("all", f"the serving model's training data ({old_uri or 'not recorded'}) is gone")
+        )
+        return report
+    report["reference"]["examples_uri"] = old_uri
+    trained_on = sample.read(old_uri, ("train",), MAX_EXAMPLES)
+    held_out = sample.read(old_uri, ("eval",), MAX_EXAMPLES)
+    old = trained_on.joined(held_out)
+    new = sample.read(new_examples_uri, ("train", "eval"), MAX_EXAMPLES)
+    few = min(old.count, new.count) < settings.min_examples
+    if few:
+        report["not_run"].append(
+            _not_run(
+                "statistics",
+                f"too few examples ({old.count} then, {new.count} now; drift.min_examples: {settings.min_examples})",
+            )
+        )
+    else:
+        report["checks"] += statistics.feature_checks(old, new, settings)
+        if any(new.texts) and any(old.texts):
+            report["checks"].append(statistics.oov_check(trained_on, held_out, new, settings))
+    report["checks"] += _embedding(
+        settings, version_dir, held_out, new_examples_uri, frozenset(trained_on.paths), report
+    )
+    report["blocked"] = settings.on_drift == "block" and any(c["drifted"] for c in report["checks"])
+    for check in report["checks"]:
+        logging.info("Drift %s: %s", "FIRED" if check["drifted"] else "ok", describe(check))
+    return report
+
+
+def _embedding(settings, version_dir, held_out, new_examples_uri, trained_paths, report) -> list:
+    """The embedding check on the serving model's held-out examples against new ones it was not
+    trained on (its training examples sit closer to what it learned, and would read as drift)."""
+    import tensorflow as tf
+
+    from components.contract import EMBEDDING_SIGNATURE
+
+    count = settings.embedding_examples
+    new = sample.read(new_examples_uri, ("train", "eval"), count, skip_paths=trained_paths)
+    old_records = held_out.records[:count]
+    if min(len(old_records), new.count) < 30:
+        report["not_run"].append(
+            _not_run(
+                "embedding", f"too few examples ({len(old_records)} held out then, {new.count} new now; 30 needed)"
+            )
+        )
+        return []
+    model = tf.saved_model.load(version_dir)
+    if EMBEDDING_SIGNATURE not in model.signatures:
+        report["not_run"].append(_not_run("embedding", f"the serving model has no {EMBEDDING_SIGNATURE} signature"))
+        return []
+    return [embedding_check(model, old_records, new.records, settings.embedding_p_value)]

@@ -1,0 +1,91 @@
+"""The examples a drift check compares: read from an examples artifact's splits, up to a limit.
+
+ExampleGen writes examples in the order of a digest of their path (image_ingest.write_order), not
+by class, so the first N records of a split are a fair sample of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from components import files
+from components.contract import (
+    IMAGE_BRIGHTNESS_KEY,
+    IMAGE_CHANNELS_KEY,
+    IMAGE_FORMAT_KEY,
+    IMAGE_HEIGHT_KEY,
+    IMAGE_WIDTH_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    PATH_KEY,
+    TEXT_KEY,
+    TEXT_LENGTH_KEY,
+)
+
+# The per-example properties the checks compare (ExampleGen writes them), by kind of value.
+NUMERIC_PROPERTIES = (IMAGE_HEIGHT_KEY, IMAGE_WIDTH_KEY, IMAGE_CHANNELS_KEY, IMAGE_BRIGHTNESS_KEY, TEXT_LENGTH_KEY)
+CATEGORICAL_PROPERTIES = (IMAGE_FORMAT_KEY,)
+
+
+@dataclass
+class Sample:
+    """Some examples of one data set: their properties, texts, keys and serialized records."""
+
+    values: dict = field(default_factory=dict)  # feature -> [value or None], one per example
+    texts: list = field(default_factory=list)
+    paths: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.records)
+
+    def joined(self, other: Sample) -> Sample:
+        return Sample(
+            values={name: values + other.values[name] for name, values in self.values.items()},
+            texts=self.texts + other.texts,
+            paths=self.paths + other.paths,
+            records=self.records + other.records,
+        )
+
+
+def split_files(examples_uri: str, split: str) -> list[str]:
+    folder = f"{examples_uri.rstrip('/')}/Split-{split}"
+    return [f"{folder}/{name}" for name in files.listdir(folder)] if files.isdir(folder) else []
+
+
+def _value(feature):
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else []
+    return values[0] if values else None
+
+
+def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip_paths: frozenset = frozenset()) -> Sample:
+    """Up to `limit` examples of `splits` (in that order), leaving out those whose path is in
+    `skip_paths` (examples a model was trained on)."""
+    import tensorflow as tf
+
+    sample = Sample(values={name: [] for name in (LABEL_NAME_KEY, *NUMERIC_PROPERTIES, *CATEGORICAL_PROPERTIES)})
+    for split in splits:
+        paths = split_files(examples_uri, split)
+        if not paths:
+            continue
+        for record in files.tfrecords(paths).as_numpy_iterator():
+            if sample.count >= limit:
+                return sample
+            feature = tf.train.Example.FromString(record).features.feature
+            path = _value(feature[PATH_KEY]).decode("utf-8") if PATH_KEY in feature else None
+            if path is not None and path in skip_paths:
+                continue
+            sample.records.append(record)
+            sample.paths.append(path)
+            text = _value(feature[TEXT_KEY]) if TEXT_KEY in feature else None
+            sample.texts.append(text.decode("utf-8") if text is not None else None)
+            # TFRecords given with --tfrecord-dir may carry the label index alone.
+            label = _value(feature[LABEL_NAME_KEY]) if LABEL_NAME_KEY in feature else None
+            if label is None and LABEL_KEY in feature:
+                label = str(_value(feature[LABEL_KEY])).encode()
+            sample.values[LABEL_NAME_KEY].append(label)
+            for name in (*NUMERIC_PROPERTIES, *CATEGORICAL_PROPERTIES):
+                sample.values[name].append(_value(feature[name]) if name in feature else None)
+    return sample

@@ -1,0 +1,187 @@
+"""The drift gate: a new span is compared with the data the serving model was trained on before
+anything trains. The digits as spans: a model trained on span 1 (half of scikit-learn's digits)
+serves; fresh samples of the other half must not fire a check (20 resamplings, at most one false
+alarm), a class's share moved from 10 % to 40 % fires the label check, inverted images and images
+at a quarter of the pixels fire image-property and embedding checks; a drifted span through the
+real pipeline is blocked and nothing is pushed."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from components.contract import IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY
+from components.drift.compare import compare
+from components.drift.settings import DriftSection
+from components.example_gen import image_ingest
+from components.example_gen.image_executor import property_features
+from components.serving import provenance, serving_dir
+from tests.conftest import run_graft, small_training_config
+
+CLASSES = list(range(10))
+SPAN_SIZE = 300  # 30 of each class in a fresh sample
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digit_pixels(index: int, digits) -> np.ndarray:
+    return np.round(digits.images[index] * (255.0 / 16.0)).astype(np.uint8)
+
+
+def halves():
+    """scikit-learn's digits split in two by index: the first half trains the serving model, new
+    spans are drawn from the second."""
+    digits = load_digits()
+    first = [i for i in range(len(digits.target)) if i % 2 == 0]
+    second = [i for i in range(len(digits.target)) if i % 2 == 1]
+    return digits, first, second
+
+
+def draw(indices, digits, rng, shares=None, count=SPAN_SIZE) -> list:
+    """`count` of `indices` with the classes in `shares` (default: equal), without replacement."""
+    shares = shares or {c: 1 / len(CLASSES) for c in CLASSES}
+    picked = []
+    for digit, share in shares.items():
+        pool = [i for i in indices if digits.target[i] == digit]
+        picked += list(rng.choice(pool, size=round(share * count), replace=False))
+    return picked
+
+
+def write_examples(uri, images) -> str:
+    """An examples artifact as ExampleGen writes it (Split-train/eval, GZIP TFRecords), each
+    example with the properties ExampleGen records (the same functions)."""
+    writers = {split: tf.io.TFRecordWriter(_split_file(uri, split), options="GZIP") for split in ("train", "eval")}
+    for n, (name, label, data) in enumerate(images):
+        reason, properties = image_ingest.inspect(data, 10_000_000)
+        assert reason is None
+        example = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+                    LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                    LABEL_NAME_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"digit_{label}".encode()])),
+                    PATH_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
+                    **property_features(properties),
+                }
+            )
+        )
+        writers["eval" if n % 5 == 0 else "train"].write(example.SerializeToString())
+    for writer in writers.values():
+        writer.close()
+    return str(uri)
+
+
+def _split_file(uri, split) -> str:
+    os.makedirs(os.path.join(uri, f"Split-{split}"), exist_ok=True)
+    return os.path.join(uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+
+
+def span_images(picked, digits, change=lambda pixels: pixels) -> list:
+    return [
+        (f"digit_{digits.target[i]}/{i:04d}.png", int(digits.target[i]), png(change(digit_pixels(i, digits))))
+        for i in picked
+    ]
+
+
+def write_span_folder(root, images) -> None:
+    for name, _, data in images:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def invert(pixels):
+    return 255 - pixels
+
+
+def quarter(pixels):
+    """A quarter of the pixels: 8x8 -> 4x4."""
+    return np.asarray(Image.fromarray(pixels).resize((4, 4), Image.BILINEAR))
+
+
+def fired(report) -> list:
+    return sorted(c["feature"] for c in report["checks"] if c["drifted"])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A model trained through the pipeline on span 1 (300 digits of the first half), serving."""
+    tmp_path = tmp_path_factory.mktemp("drift")
+    digits, first, _ = halves()
+    write_span_folder(
+        str(tmp_path / "digits" / "span-1"), span_images(draw(first, digits, np.random.default_rng(0)), digits)
+    )
+    config = small_training_config(
+        tmp_path, data_dir=str(tmp_path / "digits"), spans=True, min_accuracy=0.0, eval_percent=30
+    )
+    summary, output = run_graft(tmp_path, config, "span1")
+    assert summary["pushed"], output
+    assert summary["drift"] is None  # nothing served: nothing to compare with
+    version = serving_dir.newest(config["serving_dir"])
+    return tmp_path, config, version, provenance.read(version)
+
+
+@pytest.mark.e2e
+def test_fresh_samples_do_not_fire_and_each_kind_of_drift_fires_its_check(served, tmp_path):
+    _, _, version, record = served
+    digits, _, second = halves()
+    rng = np.random.default_rng(1)
+    settings = DriftSection()
+    false_alarms = []
+    for n in range(20):
+        report = compare(
+            settings,
+            write_examples(tmp_path / f"fresh{n}", span_images(draw(second, digits, rng), digits)),
+            version,
+            record,
+        )
+        assert {c["check"] for c in report["checks"]} == {"label", "image", "embedding"}, report
+        false_alarms += [fired(report)] if fired(report) else []
+    print(f"\n20 fresh samples: false alarms {false_alarms}")
+    assert len(false_alarms) <= 1
+
+    def case(name, picked, change=lambda p: p):
+        report = compare(
+            settings, write_examples(tmp_path / name, span_images(picked, digits, change)), version, record
+        )
+        print(f"{name}: " + "; ".join(f"{c['feature']} {c['value']:g} ({c['threshold']:g})" for c in report["checks"]))
+        return report
+
+    shares = {c: (0.4 if c == 3 else 0.6 / 9) for c in CLASSES}
+    shifted = case("one_class_at_40_percent", draw(second, digits, rng, shares, count=200))
+    assert "label_name" in fired(shifted) and shifted["blocked"]
+    [label] = [c for c in shifted["checks"] if c["feature"] == "label_name"]
+    assert label["statistic"] == "L-infinity" and 0.25 < label["value"] < 0.35 and label["threshold"] == 0.1
+    inverted = case("inverted", draw(second, digits, rng), invert)
+    assert {"image_brightness", "serving model features"} <= set(fired(inverted))
+    small = case("quarter_resolution", draw(second, digits, rng), quarter)
+    assert {"image_height", "image_width"} <= set(fired(small))
+    # warn: the same checks fire, the run is not blocked.
+    warned = compare(DriftSection(on_drift="warn"), str(tmp_path / "inverted"), version, record)
+    assert fired(warned) == fired(inverted) and not warned["blocked"]
+
+
+@pytest.mark.e2e
+def test_a_drifted_span_is_blocked_before_training_and_nothing_is_pushed(served):
+    tmp_path, config, version, _ = served
+    digits, _, second = halves()
+    span = span_images(draw(second, digits, np.random.default_rng(2)), digits, invert)
+    write_span_folder(str(tmp_path / "digits" / "span-2"), span)
+    summary, output = run_graft(tmp_path, config, "span2")
+    drift = summary["drift"]
+    assert drift["blocked"] and drift["reference"]["version"] == os.path.basename(version)
+    assert "image_brightness" in fired(drift) and "FIRED image: image_brightness" in output
+    for check in drift["checks"]:
+        assert set(check) == {"check", "feature", "statistic", "value", "threshold", "drifted"}
+    assert summary["run_skipped_reason"].startswith("drift: the new data is not like what serving version")
+    assert "Trainer" not in summary["component_state"] and not summary.get("pushed")
+    assert serving_dir.newest(config["serving_dir"]) == version  # nothing pushed
