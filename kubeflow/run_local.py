@@ -360,6 +360,7 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "skipped_tasks": dict(backend.skipped),
         "retrain": {"retrain": retrain, "reason": decision.get("reason")} if decision else None,
         "run_skipped_reason": decision.get("reason") if retrain is False else None,
+        "drift": json.loads(decision["drift"]) if decision.get("drift") else None,  # the gate's drift checks
         "task_logs": {name: task.log_file for name, task in tasks.items()},
         # A push needs the golden set's blessing too, when there is one (as pipeline/summary.py says).
         "blessed": bool(blessing.get("metadata", {}).get("blessed"))

@@ -136,6 +136,7 @@ def test_fresh_samples_do_not_fire_and_each_kind_of_drift_fires_its_check(served
     digits, _, second = halves()
     rng = np.random.default_rng(1)
     settings = DriftSection()
+    model = tf.saved_model.load(version)  # once: compare() would load it for each report
     false_alarms = []
     for n in range(20):
         report = compare(
@@ -143,6 +144,7 @@ def test_fresh_samples_do_not_fire_and_each_kind_of_drift_fires_its_check(served
             write_examples(tmp_path / f"fresh{n}", span_images(draw(second, digits, rng), digits)),
             version,
             record,
+            model,
         )
         assert {c["check"] for c in report["checks"]} == {"label", "image", "embedding"}, report
         false_alarms += [fired(report)] if fired(report) else []
@@ -151,7 +153,7 @@ def test_fresh_samples_do_not_fire_and_each_kind_of_drift_fires_its_check(served
 
     def case(name, picked, change=lambda p: p):
         report = compare(
-            settings, write_examples(tmp_path / name, span_images(picked, digits, change)), version, record
+            settings, write_examples(tmp_path / name, span_images(picked, digits, change)), version, record, model
         )
         print(f"{name}: " + "; ".join(f"{c['feature']} {c['value']:g} ({c['threshold']:g})" for c in report["checks"]))
         return report
@@ -166,7 +168,7 @@ def test_fresh_samples_do_not_fire_and_each_kind_of_drift_fires_its_check(served
     small = case("quarter_resolution", draw(second, digits, rng), quarter)
     assert {"image_height", "image_width"} <= set(fired(small))
     # warn: the same checks fire, the run is not blocked.
-    warned = compare(DriftSection(on_drift="warn"), str(tmp_path / "inverted"), version, record)
+    warned = compare(DriftSection(on_drift="warn"), str(tmp_path / "inverted"), version, record, model)
     assert fired(warned) == fired(inverted) and not warned["blocked"]
 
 

@@ -9,9 +9,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from google.protobuf import json_format
+from PIL import Image
 
 from components.contract import PROVENANCE_FILE
 from kubeflow import client, compiler, cron
@@ -494,6 +496,18 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert set(again["skipped_tasks"]) == set(compiler.all_tasks(spec)) - {"ImageExampleGen", "RetrainGate"}
     assert again["run_skipped_reason"].startswith("nothing new: serving version"), again["run_skipped_reason"]
     assert not again["pushed"] and f"{compiler.BRANCH} skipped: its condition is false" in result.stdout
+
+    # New data, every image inverted: the RetrainGate's drift checks block it before training.
+    for source in glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")):
+        target = tmp_path / "inverted" / os.path.relpath(source, tiny_digits_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - np.asarray(Image.open(source))).save(target)
+    path.write_text(yaml.safe_dump({**config, "data_dir": str(tmp_path / "inverted")}))
+    drifted, result = run_local("drifted")
+    assert set(drifted["task_seconds"]) == {"ImageExampleGen", "RetrainGate"}, drifted["task_seconds"]
+    assert drifted["run_skipped_reason"].startswith("drift: the new data is not like"), drifted["run_skipped_reason"]
+    assert drifted["drift"]["blocked"] and not drifted["pushed"]
+    assert "image_brightness" in {c["feature"] for c in drifted["drift"]["checks"] if c["drifted"]}
 
 
 def test_image_and_make_setup_install_through_one_script():

@@ -212,7 +212,14 @@ def test_text_classification_end_to_end_and_on_the_next_span(tmp_path):
     rewritten = [{**r, "text": "  " + r["text"].upper()} if i % 3 == 0 else r for i, r in enumerate(all_rows[:1500])]
     (tmp_path / "texts" / "span-2").mkdir()
     second_good = write_table(str(tmp_path / "texts" / "span-2" / "reviews.csv"), rewritten + all_rows[1500:])
+    # In-process Beam this time: the first run proved the worker processes.
+    settings["beam_direct_running_mode"] = "in_memory"
     second, _ = run_graft(tmp_path, settings, "text")
+    # Compared with span 1 before training: the same kind of texts, no check fires.
+    drift = second["drift"]
+    assert drift["reference"]["span"] == 1 and not drift["blocked"], drift
+    checked = {c["feature"] for c in drift["checks"]}
+    assert {"label_name", "text_length", "out_of_vocabulary_rate", "serving model features"} <= checked, drift
     ingest = second["ingest"]
     assert ingest["accepted"] + ingest["skipped"] == second_good and len(ingest["quarantined"]) == 4  # span 2 alone
     assert second["metrics"]["sparse_categorical_accuracy"] >= 0.55

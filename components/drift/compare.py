@@ -33,9 +33,10 @@ def blocked_reason(report: dict) -> str:
     )
 
 
-def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, record: dict) -> dict:
+def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, record: dict, model=None) -> dict:
     """The drift report: `checks` (each: check, feature, statistic, value, threshold, drifted),
-    `not_run` (each: check, reason), `blocked` (a check fired and on_drift is block)."""
+    `not_run` (each: check, reason), `blocked` (a check fired and on_drift is block). `model`: the
+    serving SavedModel, loaded (seconds) when not given."""
     data = (record or {}).get("data") or {}
     old_uri = data.get("examples_uri")
     report = {
@@ -67,16 +68,15 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
         report["checks"] += statistics.feature_checks(old, new, settings)
         if any(new.texts) and any(old.texts):
             report["checks"].append(statistics.oov_check(trained_on, held_out, new, settings))
-    report["checks"] += _embedding(
-        settings, version_dir, held_out, new_examples_uri, frozenset(trained_on.paths), report
-    )
+    trained = frozenset(trained_on.contents)
+    report["checks"] += _embedding(settings, model or version_dir, held_out, new_examples_uri, trained, report)
     report["blocked"] = settings.on_drift == "block" and any(c["drifted"] for c in report["checks"])
     for check in report["checks"]:
         logging.info("Drift %s: %s", "FIRED" if check["drifted"] else "ok", describe(check))
     return report
 
 
-def _embedding(settings, version_dir, held_out, new_examples_uri, trained_paths, report) -> list:
+def _embedding(settings, model, held_out, new_examples_uri, trained, report) -> list:
     """The embedding check on the serving model's held-out examples against new ones it was not
     trained on (its training examples sit closer to what it learned, and would read as drift)."""
     import tensorflow as tf
@@ -84,7 +84,7 @@ def _embedding(settings, version_dir, held_out, new_examples_uri, trained_paths,
     from components.contract import EMBEDDING_SIGNATURE
 
     count = settings.embedding_examples
-    new = sample.read(new_examples_uri, ("train", "eval"), count, skip_paths=trained_paths)
+    new = sample.read(new_examples_uri, ("train", "eval"), count, skip=trained)
     old_records = held_out.records[:count]
     if min(len(old_records), new.count) < 30:
         report["not_run"].append(
@@ -93,7 +93,7 @@ def _embedding(settings, version_dir, held_out, new_examples_uri, trained_paths,
             )
         )
         return []
-    model = tf.saved_model.load(version_dir)
+    model = tf.saved_model.load(model) if isinstance(model, str) else model
     if EMBEDDING_SIGNATURE not in model.signatures:
         report["not_run"].append(_not_run("embedding", f"the serving model has no {EMBEDDING_SIGNATURE} signature"))
         return []

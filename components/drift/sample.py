@@ -14,10 +14,10 @@ from components.contract import (
     IMAGE_CHANNELS_KEY,
     IMAGE_FORMAT_KEY,
     IMAGE_HEIGHT_KEY,
+    IMAGE_KEY,
     IMAGE_WIDTH_KEY,
     LABEL_KEY,
     LABEL_NAME_KEY,
-    PATH_KEY,
     TEXT_KEY,
     TEXT_LENGTH_KEY,
 )
@@ -29,11 +29,11 @@ CATEGORICAL_PROPERTIES = (IMAGE_FORMAT_KEY,)
 
 @dataclass
 class Sample:
-    """Some examples of one data set: their properties, texts, keys and serialized records."""
+    """Some examples of one data set: their properties, texts, content digests, serialized records."""
 
     values: dict = field(default_factory=dict)  # feature -> [value or None], one per example
     texts: list = field(default_factory=list)
-    paths: list = field(default_factory=list)
+    contents: list = field(default_factory=list)  # a digest of each example's image or text
     records: list = field(default_factory=list)
 
     @property
@@ -44,7 +44,7 @@ class Sample:
         return Sample(
             values={name: values + other.values[name] for name, values in self.values.items()},
             texts=self.texts + other.texts,
-            paths=self.paths + other.paths,
+            contents=self.contents + other.contents,
             records=self.records + other.records,
         )
 
@@ -60,9 +60,11 @@ def _value(feature):
     return values[0] if values else None
 
 
-def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip_paths: frozenset = frozenset()) -> Sample:
-    """Up to `limit` examples of `splits` (in that order), leaving out those whose path is in
-    `skip_paths` (examples a model was trained on)."""
+def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip: frozenset = frozenset()) -> Sample:
+    """Up to `limit` examples of `splits` (in that order), leaving out those whose content digest
+    is in `skip` (examples a model was trained on, under whatever path they are filed now)."""
+    import hashlib
+
     import tensorflow as tf
 
     sample = Sample(values={name: [] for name in (LABEL_NAME_KEY, *NUMERIC_PROPERTIES, *CATEGORICAL_PROPERTIES)})
@@ -74,11 +76,12 @@ def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip_paths: fro
             if sample.count >= limit:
                 return sample
             feature = tf.train.Example.FromString(record).features.feature
-            path = _value(feature[PATH_KEY]).decode("utf-8") if PATH_KEY in feature else None
-            if path is not None and path in skip_paths:
+            raw = _value(feature[IMAGE_KEY]) if IMAGE_KEY in feature else _value(feature[TEXT_KEY])
+            content = hashlib.sha256(raw or b"").hexdigest()
+            if content in skip:
                 continue
             sample.records.append(record)
-            sample.paths.append(path)
+            sample.contents.append(content)
             text = _value(feature[TEXT_KEY]) if TEXT_KEY in feature else None
             sample.texts.append(text.decode("utf-8") if text is not None else None)
             # TFRecords given with --tfrecord-dir may carry the label index alone.
