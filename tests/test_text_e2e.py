@@ -113,14 +113,15 @@ def test_text_classification_end_to_end_and_on_the_next_span(tmp_path):
     variants = [{**r, "text": r["text"].upper()} for r in rows[:100]]
     variants += [{**r, "text": " " + r["text"].replace(" ", "  \u00a0") + " "} for r in rows[100:200]]
     good = write_table(table, rows + variants)
-    # Beam in separate worker processes, as on Kubeflow: each must register tensorflow-text's ops.
+    # Beam in a separate worker process, as on Kubeflow: it must register tensorflow-text's ops
+    # (one worker: each costs a TensorFlow import per Beam stage, and one proves the registration).
     settings = config(
         tmp_path,
         "text",
         str(tmp_path / "texts"),
         spans=True,
         beam_direct_running_mode="multi_processing",
-        beam_num_workers=2,
+        beam_num_workers=1,
     )
     summary, output = run_graft(tmp_path, settings, "text")
     assert examples_span(settings["metadata_path"]) == 1  # resolved by TFX's driver
