@@ -145,7 +145,9 @@ def export_model(model, tft_output, class_names, export_dir: str, settings) -> N
     feature = RAW_FEATURE[settings.backbone_entry.kind]
     signatures = make_signatures(model, tft_layer, tft_output.raw_feature_spec()[feature], class_names, settings)
     # save_traces=False: only signatures are served; tracing every layer's call cost ~30 s.
-    model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False)
+    # include_optimizer=False: serving and a warm start (load_weights_only) never read its slots,
+    # and writing them tripled the variables the checkpoint's save graph is built for.
+    model.save(export_dir, save_format="tf", signatures=signatures, save_traces=False, include_optimizer=False)
     extra = os.path.join(export_dir, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, CLASS_NAMES_FILE), "w") as f:
