@@ -635,6 +635,7 @@ def retrain_gate_settings(config: GraftConfig) -> RetrainGateSettings:
         ).hexdigest()[:16],
         evaluation_key=evaluation_key(config),
         drift=config.drift_section,
+        code_version=code_version("retrain_gate"),
     )
 
 

@@ -86,3 +86,65 @@ def test_the_gate_compares_only_when_the_data_is_new():
     key = {"span": 2, "input_fingerprint": "f2", "data_listing": "l"}
     assert new_data(key, {"training_key": {"span": 1, "input_fingerprint": "f1", "data_listing": "l"}})
     assert not new_data(key, {"training_key": dict(key)})  # a config change alone: the same data
+
+
+def image_sample(channels: list, heights: list, brightness: list) -> Sample:
+    n = len(channels)
+    values = {
+        "label_name": [b"a"] * n,
+        "image_format": [b"PNG"] * n,
+        "image_height": heights,
+        "image_width": heights,
+        "image_channels": channels,
+        "image_brightness": brightness,
+        "text_length": [None] * n,
+    }
+    return Sample(values=values, texts=[None] * n, contents=[str(i) for i in range(n)], records=[])
+
+
+def test_one_odd_image_or_text_is_not_a_new_distribution():
+    """Review finding: TFDV's Jensen-Shannon on equal-width histograms read one RGBA image among
+    400 RGB ones, or one 225-pixel image among 224s, as divergence 1.0, and one 400-word text
+    among 1,000 short ones as 0.11: sizes and channels are compared as categories, brightness and
+    length clipped to the pooled 1-99 % range."""
+    rng = np.random.default_rng(3)
+    old = image_sample([3] * 400, [224] * 400, list(rng.normal(100, 20, 400)))
+    new = image_sample([3] * 399 + [4], [224] * 399 + [225], list(rng.normal(100, 20, 399)) + [255.0])
+    checks = statistics.feature_checks(old, new, DriftSection())
+    assert not [c["feature"] for c in checks if c["drifted"]], checks
+    assert {c["feature"]: c["statistic"] for c in checks}["image_channels"] == "L-infinity"
+    # A change of the whole: every image at a quarter of the size, every one brighter.
+    moved = image_sample([3] * 400, [112] * 400, list(rng.normal(180, 20, 400)))
+    fired = {c["feature"] for c in statistics.feature_checks(old, moved, DriftSection()) if c["drifted"]}
+    assert fired == {"image_height", "image_width", "image_brightness"}
+    short = texts(WORDS, 1000, rng)
+    checks = statistics.feature_checks(
+        text_sample(short), text_sample(short[:999] + [" ".join(["word"] * 400)]), DriftSection()
+    )
+    assert not [c for c in checks if c["drifted"]], checks
+
+
+def test_a_text_models_ops_are_registered_where_the_gate_loads_it(tmp_path):
+    """Review finding: on Kubeflow the RetrainGate runs alone in its process, and loading a text
+    model (its graph holds tensorflow-text's NormalizeUTF8) failed with 'Op type not registered'."""
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+    import tensorflow_text as text
+
+    class Normalizer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, texts):
+            return text.normalize_utf8(texts, "NFC")
+
+    tf.saved_model.save(Normalizer(), str(tmp_path / "model"))
+    script = (
+        "import sys; from components.drift.embedding import load_model; "
+        "print(load_model(sys.argv[1])(['Cafe\\u0301']).numpy()[0].decode())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "model")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "Caf\u00e9"

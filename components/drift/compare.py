@@ -7,7 +7,7 @@ from absl import logging
 
 from components import files
 from components.drift import sample, statistics
-from components.drift.embedding import embedding_check
+from components.drift.embedding import embedding_check, load_model
 from components.drift.settings import DriftSection
 
 MAX_EXAMPLES = 5000  # per side, for the statistics checks: a bounded read of a big span
@@ -52,39 +52,53 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
         )
         return report
     report["reference"]["examples_uri"] = old_uri
+    trained = sample.contents(old_uri, "train")  # every one: a span often holds the last one's
     trained_on = sample.read(old_uri, ("train",), MAX_EXAMPLES)
-    held_out = sample.read(old_uri, ("eval",), MAX_EXAMPLES)
+    held_out = sample.read(old_uri, ("eval",), MAX_EXAMPLES, keep_records=settings.embedding_examples)
     old = trained_on.joined(held_out)
-    new = sample.read(new_examples_uri, ("train", "eval"), MAX_EXAMPLES)
+    # The new data alone: examples the serving model was trained on, carried into this span,
+    # would dilute a change in what was added.
+    new = sample.read(new_examples_uri, ("train", "eval"), MAX_EXAMPLES, skip=trained)
     few = min(old.count, new.count) < settings.min_examples
     if few:
         report["not_run"].append(
             _not_run(
                 "statistics",
-                f"too few examples ({old.count} then, {new.count} now; drift.min_examples: {settings.min_examples})",
+                f"too few examples ({old.count} then, {new.count} new now; drift.min_examples: {settings.min_examples})",
             )
         )
     else:
-        report["checks"] += statistics.feature_checks(old, new, settings)
+        _guarded(report, "statistics", lambda: statistics.feature_checks(old, new, settings))
         if any(new.texts) and any(old.texts):
-            report["checks"].append(statistics.oov_check(trained_on, held_out, new, settings))
-    trained = frozenset(trained_on.contents)
-    report["checks"] += _embedding(settings, model or version_dir, held_out, new_examples_uri, trained, report)
+            _guarded(report, "text", lambda: [statistics.oov_check(trained_on, held_out, new, settings)])
+    _guarded(
+        report,
+        "embedding",
+        lambda: _embedding(settings, model or version_dir, held_out, new_examples_uri, trained, report),
+    )
     report["blocked"] = settings.on_drift == "block" and any(c["drifted"] for c in report["checks"])
     for check in report["checks"]:
         logging.info("Drift %s: %s", "FIRED" if check["drifted"] else "ok", describe(check))
     return report
 
 
+def _guarded(report: dict, check: str, run) -> None:
+    """A check's results into the report; a check that fails (an unreadable file, a model that
+    does not load) is reported as not run, with its error, and blocks nothing."""
+    try:
+        report["checks"] += run()
+    except Exception as error:  # noqa: BLE001  (any failure: reported, never a crashed gate)
+        logging.warning("Drift check %s failed: %s", check, error)
+        report["not_run"].append(_not_run(check, f"failed: {type(error).__name__}: {str(error)[:300]}"))
+
+
 def _embedding(settings, model, held_out, new_examples_uri, trained, report) -> list:
     """The embedding check on the serving model's held-out examples against new ones it was not
     trained on (its training examples sit closer to what it learned, and would read as drift)."""
-    import tensorflow as tf
-
     from components.contract import EMBEDDING_SIGNATURE
 
     count = settings.embedding_examples
-    new = sample.read(new_examples_uri, ("train", "eval"), count, skip=trained)
+    new = sample.read(new_examples_uri, ("train", "eval"), count, skip=trained, keep_records=count)
     old_records = held_out.records[:count]
     if min(len(old_records), new.count) < 30:
         report["not_run"].append(
@@ -93,7 +107,7 @@ def _embedding(settings, model, held_out, new_examples_uri, trained, report) -> 
             )
         )
         return []
-    model = tf.saved_model.load(model) if isinstance(model, str) else model
+    model = load_model(model) if isinstance(model, str) else model
     if EMBEDDING_SIGNATURE not in model.signatures:
         report["not_run"].append(_not_run("embedding", f"the serving model has no {EMBEDDING_SIGNATURE} signature"))
         return []

@@ -13,6 +13,15 @@ PERMUTATIONS = 500
 BATCH = 64
 
 
+def load_model(version_dir: str):
+    """The serving SavedModel. A text model's graph holds tensorflow-text's ops, which must be
+    registered first: a Kubeflow task (the RetrainGate alone in its process) has not loaded them."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    return tf.saved_model.load(version_dir)
+
+
 def embeddings(model, records: list[bytes]) -> np.ndarray:
     """The serving model's features of serialized tf.Examples (its embedding signature)."""
     import tensorflow as tf

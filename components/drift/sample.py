@@ -22,9 +22,11 @@ from components.contract import (
     TEXT_LENGTH_KEY,
 )
 
-# The per-example properties the checks compare (ExampleGen writes them), by kind of value.
-NUMERIC_PROPERTIES = (IMAGE_HEIGHT_KEY, IMAGE_WIDTH_KEY, IMAGE_CHANNELS_KEY, IMAGE_BRIGHTNESS_KEY, TEXT_LENGTH_KEY)
-CATEGORICAL_PROPERTIES = (IMAGE_FORMAT_KEY,)
+# The per-example properties the checks compare (ExampleGen writes them), by how they are compared:
+# continuous values by their distribution; sizes, channels and formats by the share of each value
+# (a histogram of sizes would turn one 225-pixel image among 224s into a different distribution).
+NUMERIC_PROPERTIES = (IMAGE_BRIGHTNESS_KEY, TEXT_LENGTH_KEY)
+CATEGORICAL_PROPERTIES = (IMAGE_FORMAT_KEY, IMAGE_HEIGHT_KEY, IMAGE_WIDTH_KEY, IMAGE_CHANNELS_KEY)
 
 
 @dataclass
@@ -34,11 +36,11 @@ class Sample:
     values: dict = field(default_factory=dict)  # feature -> [value or None], one per example
     texts: list = field(default_factory=list)
     contents: list = field(default_factory=list)  # a digest of each example's image or text
-    records: list = field(default_factory=list)
+    records: list = field(default_factory=list)  # serialized, the first few (for the embedding test)
 
     @property
     def count(self) -> int:
-        return len(self.records)
+        return len(self.contents)
 
     def joined(self, other: Sample) -> Sample:
         return Sample(
@@ -60,11 +62,31 @@ def _value(feature):
     return values[0] if values else None
 
 
-def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip: frozenset = frozenset()) -> Sample:
-    """Up to `limit` examples of `splits` (in that order), leaving out those whose content digest
-    is in `skip` (examples a model was trained on, under whatever path they are filed now)."""
+def _content(feature) -> str:
     import hashlib
 
+    raw = _value(feature[IMAGE_KEY]) if IMAGE_KEY in feature else _value(feature[TEXT_KEY])
+    return hashlib.sha256(raw or b"").hexdigest()
+
+
+def contents(examples_uri: str, split: str) -> frozenset:
+    """The content digests of every example of a split (what a model was trained on), nothing kept."""
+    import tensorflow as tf
+
+    paths = split_files(examples_uri, split)
+    if not paths:
+        return frozenset()
+    return frozenset(
+        _content(tf.train.Example.FromString(r).features.feature) for r in files.tfrecords(paths).as_numpy_iterator()
+    )
+
+
+def read(
+    examples_uri: str, splits: tuple[str, ...], limit: int, skip: frozenset = frozenset(), keep_records: int = 0
+) -> Sample:
+    """Up to `limit` examples of `splits` (in that order), leaving out those whose content digest
+    is in `skip` (examples a model was trained on, under whatever path they are filed now); the
+    serialized records of the first `keep_records` only (images can be megabytes each)."""
     import tensorflow as tf
 
     sample = Sample(values={name: [] for name in (LABEL_NAME_KEY, *NUMERIC_PROPERTIES, *CATEGORICAL_PROPERTIES)})
@@ -76,11 +98,11 @@ def read(examples_uri: str, splits: tuple[str, ...], limit: int, skip: frozenset
             if sample.count >= limit:
                 return sample
             feature = tf.train.Example.FromString(record).features.feature
-            raw = _value(feature[IMAGE_KEY]) if IMAGE_KEY in feature else _value(feature[TEXT_KEY])
-            content = hashlib.sha256(raw or b"").hexdigest()
+            content = _content(feature)
             if content in skip:
                 continue
-            sample.records.append(record)
+            if len(sample.records) < keep_records:
+                sample.records.append(record)
             sample.contents.append(content)
             text = _value(feature[TEXT_KEY]) if TEXT_KEY in feature else None
             sample.texts.append(text.decode("utf-8") if text is not None else None)

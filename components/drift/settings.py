@@ -18,8 +18,8 @@ class DriftSection(ConfigSection):
 
     on_drift: str = "block"
     label_linf: float = 0.1  # largest change in one class's share (TFDV's L-infinity comparator)
-    numeric_js: float = 0.1  # image height, width, channels, brightness; text length (TFDV's Jensen-Shannon)
-    format_linf: float = 0.1  # largest change in one image format's share
+    numeric_js: float = 0.1  # image brightness, text length (TFDV's Jensen-Shannon, on the old 1-99 % range)
+    property_linf: float = 0.1  # largest change in the share of one image format, height, width or channels
     oov_increase: float = 0.05  # text: rise of the out-of-vocabulary word rate over the old held-out rate
     embedding_p_value: float = 0.01  # MMD two-sample test in the serving model's feature space
     embedding_examples: int = 200  # per side, for the embedding test
@@ -31,7 +31,7 @@ class DriftSection(ConfigSection):
         problems = []
         if self.on_drift not in ON_DRIFT:
             problems.append(f"drift.on_drift must be one of {', '.join(ON_DRIFT)} (got {self.on_drift!r})")
-        for name in ("label_linf", "numeric_js", "format_linf", "oov_increase"):
+        for name in ("label_linf", "numeric_js", "property_linf", "oov_increase"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 problems.append(f"drift.{name} must be a number in (0, 1] (got {value!r})")

@@ -20,3 +20,4 @@ class RetrainGateSettings(ComponentSettings):
     # set on an object store, whose edits cannot be seen here): a refusal is never taken as final.
     evaluation_key: Optional[str]
     drift: DriftSection  # the checks of new data against the serving model's, before training
+    code_version: str  # the gate's and its drift checks' code: a cached decision is not replayed by newer code
