@@ -148,3 +148,19 @@ def test_a_text_models_ops_are_registered_where_the_gate_loads_it(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "Caf\u00e9"
+
+
+def test_on_drift_from_the_command_line_reaches_the_gate(tmp_path):
+    from PIL import Image
+
+    from pipeline import config as cfg
+    from pipeline.cli import _run_parser, config_from_args
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name / "0.png")
+    args = _run_parser().parse_args(["--data-dir", str(tmp_path), "--on-drift", "warn", "--weights", "none"])
+    config = config_from_args(args)
+    assert config.drift == {"on_drift": "warn"}
+    assert cfg.retrain_gate_settings(config).drift == DriftSection(on_drift="warn")
+    assert "drift" not in cfg.retrain_gate_settings(config).model_config  # thresholds never retrain
