@@ -52,8 +52,11 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
         )
         return report
     report["reference"]["examples_uri"] = old_uri
-    trained = sample.contents(old_uri, "train")  # every one: a span often holds the last one's
     trained_on = sample.read(old_uri, ("train",), MAX_EXAMPLES)
+    # Every trained example's digest (a span often holds the last one's): a second pass over the
+    # split only when the first stopped at its limit.
+    whole = trained_on.count < MAX_EXAMPLES
+    trained = frozenset(trained_on.contents) if whole else sample.contents(old_uri, "train")
     held_out = sample.read(old_uri, ("eval",), MAX_EXAMPLES, keep_records=settings.embedding_examples)
     old = trained_on.joined(held_out)
     # The new data alone: examples the serving model was trained on, carried into this span,
