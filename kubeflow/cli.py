@@ -127,6 +127,12 @@ def _load(args):
             "use gs:// or s3:// URIs"
             + (" (or --local-paths to run this machine's paths here)" if args.command == "run-local" else "")
         )
+    if config.span_window > 1:
+        raise cfg.ConfigError(
+            f"span_window {config.span_window}: TFX's Kubeflow compiler resolves no span range (its only "
+            "resolvers are the latest artifact and the latest blessed model), so a Kubeflow run trains on the "
+            "newest span alone: set span_window: 1 here, or run the window with graft run"
+        )
     if not config.class_names:
         local = config.data_dir or config.text_data
         if local and "://" not in local:

@@ -55,6 +55,7 @@ class GraftConfig:
     # which every candidate and the serving model are scored besides the eval split; never trained on.
     eval_data: Optional[str] = None
     spans: bool = False  # the data folder holds span-<N>/ folders (new data lands as a new span); runs take the newest
+    span_window: int = 1  # with spans: train and evaluate on the newest K spans ingested (TFX's rolling range), not one
     eval_percent: int = 20  # hash split by path when the data is not pre-split
     schema_dir: Optional[str] = "auto"  # auto: the curated schema for the input kind; None: SchemaGen
     max_quarantine_fraction: float = 0.05
@@ -494,6 +495,10 @@ def validate(config: GraftConfig) -> None:
                 problems.append("export.tflite applies to image backbones only")
         except ConfigError:
             pass  # reported above
+    if config.span_window < 1:
+        problems.append(f"span_window must be >= 1 (got {config.span_window})")
+    elif config.span_window > 1 and not config.spans:
+        problems.append("span_window > 1 needs spans: true (a window of span-<N>/ folders)")
     if config.validation_percent is not None and not 0 <= config.validation_percent <= 50:
         problems.append("validation_percent must be between 0 and 50")
     elif config.early_stopping_patience and config.validation_percent == 0:

@@ -18,8 +18,10 @@ from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGe
 from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.dsl.input_resolution import canned_resolver_functions
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.evaluator.eval_config import ClassGates, build_eval_config
 from components.evaluator.executor import Evaluator
@@ -104,6 +106,20 @@ def example_gen_component(config: cfg.GraftConfig):
     ).with_id("ImageExampleGen")
 
 
+def training_examples(config: cfg.GraftConfig, example_gen, excluded_spans=()):
+    """What Transform, the Trainer and the Evaluator read: this run's span, or with span_window K
+    the newest K spans ExampleGen has ingested in any run of this pipeline, from ML Metadata by
+    TFX's rolling range (the latest version of each span; fewer while fewer exist), less
+    `excluded_spans` (those the drift gate blocked). A plain Channel, not this run's output
+    channel: that one holds this run's artifact only."""
+    if config.span_window <= 1:
+        return example_gen.outputs["examples"]
+    every_run = Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id, output_key="examples")
+    return canned_resolver_functions.rolling_range(
+        every_run, num_spans=config.span_window, min_spans=1, exclude_span_numbers=list(excluded_spans)
+    )
+
+
 GOLDEN_SPLIT = "golden"
 
 
@@ -140,17 +156,19 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: Optional[list] = None,
     serving_state: str = "",
+    excluded_spans=(),
 ) -> tfx_pipeline.Pipeline:
     """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them).
     `serving_state`: what serves now (retrain_gate.component.serving_state), in the RetrainGate's
-    cache key; the local runner passes it, the Kubeflow compiler turns the gate's cache off."""
+    cache key; the local runner passes it, the Kubeflow compiler turns the gate's cache off.
+    `excluded_spans`: spans a span window leaves out (pipeline.local_dag.drift_blocked_spans)."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = example_gen_component(config)
     # Nothing new, nothing trained: every node after this one runs only when the gate says so.
     gate = RetrainGate(example_gen.outputs["examples"], cfg.retrain_gate_settings(config), serving_state)
     with Cond(gate.retrains()):
-        gated = _nodes_after_the_gate(config, example_gen, gate, serving_state)
+        gated = _nodes_after_the_gate(config, example_gen, gate, serving_state, excluded_spans)
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_abs(config.pipeline_root),
@@ -161,7 +179,9 @@ def create_pipeline(
     )
 
 
-def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGate, serving_state: str) -> list:
+def _nodes_after_the_gate(
+    config: cfg.GraftConfig, example_gen, gate: RetrainGate, serving_state: str, excluded_spans=()
+) -> list:
     """Every node after the RetrainGate (built inside its Cond), in order. TFX leaves a Cond's
     predicate out of a node's cache key, so with init_from serving what serves goes into the
     Trainer's (and Tuner's) settings."""
@@ -179,8 +199,10 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     )
+    # StatisticsGen and ExampleValidator judge the new span; older spans were judged when they came.
+    window = training_examples(config, example_gen, excluded_spans)
     transform = Transform(
-        examples=example_gen.outputs["examples"],
+        examples=window,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN,
         custom_config=cfg.transform_settings(config).to_dict(),
@@ -192,7 +214,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         # KerasTuner's search over Graft's stages; the Trainer retrains with the best values.
         tuner = Tuner(
             tuner_fn=TUNER_FN,
-            examples=example_gen.outputs["examples"],
+            examples=window,
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             custom_config=cfg.tuner_settings(config, serving_state).to_dict(),
@@ -200,14 +222,16 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         tuner.add_upstream_node(example_validator)
     trainer = Trainer(
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
+        examples=window,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         custom_config=cfg.trainer_settings(config, serving_state).to_dict(),
     )
-    # Ordering only: never train on data that failed validation.
+    # Ordering only: never train on data that failed validation (nor, with a window, on spans
+    # resolved before this run's ExampleGen finished).
     trainer.add_upstream_node(example_validator)
+    transform.add_upstream_node(example_gen)
     baseline = ServingBaseline(model=trainer.outputs["model"], serving_dir_path=config.serving_dir)
     eval_config = build_eval_config(
         len(config.class_names),
@@ -219,7 +243,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         promote_when=config.promote_when,
     )
     evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=window,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
         eval_config=eval_config,
@@ -253,7 +277,7 @@ def _nodes_after_the_gate(config: cfg.GraftConfig, example_gen, gate: RetrainGat
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         baseline_model=baseline.outputs["baseline_model"],
-        examples=example_gen.outputs["examples"],
+        examples=window,
         evaluation=evaluator.outputs["evaluation"],
         decision=gate.outputs["decision"],
         golden_blessing=golden[1].outputs["blessing"] if golden else None,

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -252,3 +253,12 @@ def test_cli_refuses_a_golden_class_the_model_lacks_before_anything_runs(tmp_pat
     result, _ = graft_cli("--data-dir", digits_dir, "--eval-data", str(tmp_path / "golden"), "--weights", "none")
     assert result.returncode == 2, result.stderr
     assert f"--eval-data {tmp_path / 'golden'}: class folder(s) digit_9 not among the classes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "window, spans, message",
+    [(0, True, "span_window must be >= 1 (got 0)"), (3, False, "span_window > 1 needs spans: true")],
+)
+def test_a_span_window_needs_spans_and_a_positive_size(digits_dir, window, spans, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, {"data_dir": str(digits_dir), "span_window": window, "spans": spans})

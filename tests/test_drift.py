@@ -164,3 +164,45 @@ def test_on_drift_from_the_command_line_reaches_the_gate(tmp_path):
     assert config.drift == {"on_drift": "warn"}
     assert cfg.retrain_gate_settings(config).drift == DriftSection(on_drift="warn")
     assert "drift" not in cfg.retrain_gate_settings(config).model_config  # thresholds never retrain
+
+
+def _write_examples(uri, splits: dict) -> str:
+    """An examples artifact on disk as ExampleGen writes text: Split-<name>/data.gz."""
+    import os
+
+    import tensorflow as tf
+
+    for split, texts_ in splits.items():
+        os.makedirs(os.path.join(uri, f"Split-{split}"))
+        with tf.io.TFRecordWriter(os.path.join(uri, f"Split-{split}", "data.gz"), options="GZIP") as writer:
+            for text in texts_:
+                feature = {
+                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
+                    "label_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a"])),
+                    "text_length": tf.train.Feature(int64_list=tf.train.Int64List(value=[len(text.split())])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return str(uri)
+
+
+def test_a_model_trained_on_a_span_window_is_compared_with_every_span_it_was_trained_on(tmp_path):
+    """The provenance of a span_window model lists each span's examples: all of them are the
+    reference, and every example of each counts as trained on (not as new) in the next span."""
+    from components.drift.compare import compare
+
+    rng = np.random.default_rng(3)
+    one, two, fresh = texts(WORDS, 40, rng), texts(WORDS, 30, rng), texts(WORDS, 20, rng)
+    span_1 = _write_examples(tmp_path / "1", {"train": one[:30], "eval": one[30:]})
+    span_2 = _write_examples(tmp_path / "2", {"train": two[:20], "eval": two[20:]})
+    new = _write_examples(tmp_path / "3", {"train": one[:30] + two[:20] + fresh, "eval": []})
+    window = [{"span": 1, "examples_uri": span_1}, {"span": 2, "examples_uri": span_2}]
+    record = {"data": {"span": 2, "examples_uri": span_2, "window": window}}
+    report = compare(DriftSection(min_examples=10_000), new, str(tmp_path / "7"), record)
+    assert report["reference"]["window"] == window
+    # 70 examples in the window (50 trained, 20 held out); only the 20 fresh ones are new.
+    assert "too few examples (70 then, 20 new now" in report["not_run"][0]["reason"], report
+    # The serving model's data without the window: span 2's alone, span 1's texts then read as new.
+    alone = compare(
+        DriftSection(min_examples=10_000), new, str(tmp_path / "7"), {"data": record["data"] | {"window": None}}
+    )
+    assert "too few examples (30 then, 50 new now" in alone["not_run"][0]["reason"], alone

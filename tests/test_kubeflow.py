@@ -291,6 +291,26 @@ def test_cluster_commands_refuse_local_paths_by_name(tmp_path):
     assert not (tmp_path / "never.yaml").exists()
 
 
+def test_a_span_window_is_refused_for_kubeflow_with_what_to_do(tmp_path):
+    """TFX's Kubeflow compiler has no span-range resolver: a window would not compile (or, worse,
+    train on one span unsaid); the refusal says so before anything is compiled."""
+    config = tmp_path / "window.yaml"
+    values = {"data_dir": "gs://b/images", "spans": True, "span_window": 3, "pipeline_root": "gs://b/root"}
+    config.write_text(yaml.safe_dump({**values, "class_names": ["a", "b"], "serving_dir": "gs://b/serving"}))
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    result = subprocess.run(
+        [graft, "kfp", "compile", "--config", str(config), "--output", str(tmp_path / "never.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "span_window 3: TFX's Kubeflow compiler resolves no span range" in result.stderr, result.stderr
+    assert "set span_window: 1 here, or run the window with graft run" in result.stderr
+    assert not (tmp_path / "never.yaml").exists()
+
+
 def test_compiled_beam_workers_follow_the_pods_cpu_request_and_env_names_the_target(tmp_path):
     settings = KubeflowSettings.from_dict({"component_cpu": 3, "target": "vertex"})
     assert settings.beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=3"]

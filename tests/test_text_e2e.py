@@ -208,13 +208,16 @@ def test_text_classification_end_to_end_and_on_the_next_span(tmp_path):
     assert answers["rotten/c.txt"]["error"].startswith("empty text")
 
     # Span 2 arrives: span 1's texts, a third of them in another case or spacing, and 600 more.
-    # The run reads span 2 alone, and a text keeps its split, so the serving model is never
-    # scored on its own training texts.
+    # ExampleGen reads span 2 alone; with span_window 2 the model trains and is evaluated on spans
+    # 1 and 2 (TFX's rolling range over ML Metadata), and a text keeps its split across them, so no
+    # text the model trained on is in the eval split it is judged on.
     rewritten = [{**r, "text": "  " + r["text"].upper()} if i % 3 == 0 else r for i, r in enumerate(all_rows[:1500])]
     (tmp_path / "texts" / "span-2").mkdir()
     second_good = write_table(str(tmp_path / "texts" / "span-2" / "reviews.csv"), rewritten + all_rows[1500:])
     # In-process Beam this time: the first run proved the worker processes.
     settings["beam_direct_running_mode"] = "in_memory"
+    settings["span_window"] = 2
+    settings["promote_when"] = "not_worse"  # pushed unless worse: its provenance is checked below
     second, _ = run_graft(tmp_path, settings, "text")
     # Compared with span 1 before training: the same kind of texts, no check fires.
     drift = second["drift"]
@@ -230,6 +233,18 @@ def test_text_classification_end_to_end_and_on_the_next_span(tmp_path):
     common = set(splits[0]) & set(splits[1])
     assert len(common) > 1200  # span 1's texts, as the model reads them, are all in span 2
     assert all(splits[0][t] == splits[1][t] for t in common)
+    # The window: the Trainer read both spans' training splits, the Evaluator both eval splits, and
+    # the pushed version's provenance names both.
+    eval_records = sum(count_records(os.path.join(a.uri, "Split-eval")) for a in examples)
+    assert second["metrics"]["example_count"] == eval_records > ingest["accepted"] * 0.2
+    assert second["pushed_model_dir"], second["not_blessed_because"]
+    provenance = json.loads(open(os.path.join(second["pushed_model_dir"], "provenance.json")).read())
+    assert [w["span"] for w in provenance["data"]["window"]] == [1, 2] and provenance["data"]["span"] == 2
+    assert [w["examples_uri"] for w in provenance["data"]["window"]] == [a.uri for a in examples]
+
+
+def count_records(split_dir: str) -> int:
+    return sum(1 for _ in tf.data.TFRecordDataset(glob.glob(os.path.join(split_dir, "*")), compression_type="GZIP"))
 
 
 def _full_corpus() -> list[dict]:

@@ -39,6 +39,8 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
     serving SavedModel, loaded (seconds) when not given."""
     data = (record or {}).get("data") or {}
     old_uri = data.get("examples_uri")
+    # A model trained on a span window (span_window) was trained on each of its spans' data.
+    old_uris = [w["examples_uri"] for w in data.get("window") or []] or [old_uri]
     report = {
         "on_drift": settings.on_drift,
         "reference": {"version": version_dir.rstrip("/").rsplit("/", 1)[-1], "span": data.get("span")},
@@ -46,18 +48,21 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
         "not_run": [],
         "blocked": False,
     }
-    if not old_uri or not files.isdir(old_uri):
+    gone = [uri for uri in old_uris if not uri or not files.isdir(uri)]
+    if gone:
         report["not_run"].append(
-            _not_run("all", f"the serving model's training data ({old_uri or 'not recorded'}) is gone")
+            _not_run("all", f"the serving model's training data ({gone[0] or 'not recorded'}) is gone")
         )
         return report
     report["reference"]["examples_uri"] = old_uri
-    trained_on = sample.read(old_uri, ("train",), MAX_EXAMPLES)
+    if len(old_uris) > 1:
+        report["reference"]["window"] = data["window"]
+    trained_on = sample.read(old_uris, ("train",), MAX_EXAMPLES)
     # Every trained example's digest (a span often holds the last one's): a second pass over the
     # split only when the first stopped at its limit.
     whole = trained_on.count < MAX_EXAMPLES
-    trained = frozenset(trained_on.contents) if whole else sample.contents(old_uri, "train")
-    held_out = sample.read(old_uri, ("eval",), MAX_EXAMPLES, keep_records=settings.embedding_examples)
+    trained = frozenset(trained_on.contents) if whole else sample.contents(old_uris, "train")
+    held_out = sample.read(old_uris, ("eval",), MAX_EXAMPLES, keep_records=settings.embedding_examples)
     old = trained_on.joined(held_out)
     # The new data alone: examples the serving model was trained on, carried into this span,
     # would dilute a change in what was added.

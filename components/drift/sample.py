@@ -51,9 +51,13 @@ class Sample:
         )
 
 
-def split_files(examples_uri: str, split: str) -> list[str]:
-    folder = f"{examples_uri.rstrip('/')}/Split-{split}"
-    return [f"{folder}/{name}" for name in files.listdir(folder)] if files.isdir(folder) else []
+def split_files(examples_uris: str | list, split: str) -> list[str]:
+    """The files of `split` in one examples artifact, or in each of a span window's, in order."""
+    found = []
+    for uri in [examples_uris] if isinstance(examples_uris, str) else examples_uris:
+        folder = f"{uri.rstrip('/')}/Split-{split}"
+        found += [f"{folder}/{name}" for name in files.listdir(folder)] if files.isdir(folder) else []
+    return found
 
 
 def _value(feature):
@@ -69,7 +73,7 @@ def _content(feature) -> str:
     return hashlib.sha256(raw or b"").hexdigest()
 
 
-def contents(examples_uri: str, split: str) -> frozenset:
+def contents(examples_uri: str | list, split: str) -> frozenset:
     """The content digests of every example of a split (what a model was trained on), nothing kept."""
     import tensorflow as tf
 
@@ -82,7 +86,7 @@ def contents(examples_uri: str, split: str) -> frozenset:
 
 
 def read(
-    examples_uri: str, splits: tuple[str, ...], limit: int, skip: frozenset = frozenset(), keep_records: int = 0
+    examples_uri: str | list, splits: tuple[str, ...], limit: int, skip: frozenset = frozenset(), keep_records: int = 0
 ) -> Sample:
     """Up to `limit` examples of `splits` (in that order), leaving out those whose content digest
     is in `skip` (examples a model was trained on, under whatever path they are filed now); the

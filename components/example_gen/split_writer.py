@@ -39,9 +39,15 @@ def generate_and_write(executor, output_dict: dict, exec_properties: dict[str, A
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
     outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
-    artifact_utils.get_single_instance(outputs).split_names = artifact_utils.encode_split_names(
+    examples = artifact_utils.get_single_instance(outputs)
+    examples.split_names = artifact_utils.encode_split_names(
         utils.generate_output_split_names(input_config, output_config)
     )
+    # The span (and version) TFX's driver resolved, also as the Examples type's own properties: the
+    # driver records them as custom properties only, while TFX's span resolvers (the rolling range
+    # of span_window) group and order by the properties; unset, every artifact would be span 0.
+    examples.span = exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0
+    examples.version = exec_properties.get(utils.VERSION_PROPERTY_NAME) or 0
     file_format = exec_properties.get(
         standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
     )

@@ -167,7 +167,8 @@ class Executor(tfx_pusher.Executor):
             golden_evaluation = {"error": f"{type(err).__name__}: {err}"}
         return provenance.build(
             golden=golden_evaluation,
-            examples=examples[0],
+            examples=provenance.newest(examples) if examples[0] is not None else None,
+            window=examples if len(examples) > 1 else None,
             training_key=json.loads(key) if key else None,
             evaluation=evaluation,
             config=settings.resolved_config,

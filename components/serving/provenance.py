@@ -64,12 +64,32 @@ def _property(artifact, name: str):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def data_record(examples) -> dict:
-    """The examples artifact's span, input fingerprint and ingest counts (ExampleGen's properties)."""
+def _span(examples):
     span = _property(examples, "span")
     if span is None and examples.has_property("span"):
         span = examples.span
+    return span
+
+
+def _by_span(artifact) -> tuple:
+    return (_span(artifact) or 0, artifact.id or 0)
+
+
+def newest(examples: list):
+    """The newest span's artifact of a span window (this run's ExampleGen output)."""
+    return max(examples, key=_by_span)
+
+
+def data_record(examples, window: list | None = None) -> dict:
+    """The examples artifact's span, input fingerprint and ingest counts (ExampleGen's properties).
+    `window`: every examples artifact the model was trained on (span_window), oldest first."""
+    span = _span(examples)
     return {
+        **(
+            {"window": [{"span": _span(a), "examples_uri": a.uri} for a in sorted(window, key=_by_span)]}
+            if window
+            else {}
+        ),
         "examples_uri": examples.uri,
         "span": span,
         "input_fingerprint": _property(examples, "input_fingerprint"),
@@ -97,6 +117,7 @@ def build(
     model_uri: str,
     training_key: dict | None = None,
     golden: dict | None = None,
+    window: list | None = None,
 ) -> dict:
     """The provenance record of a version about to be published. `training_key`: the
     RetrainGate's (data, model config, model code), which the next run compares with its own.
@@ -109,7 +130,7 @@ def build(
         "pipeline_run_id": run_id,
         "model_uri": model_uri,
         "replaced_version": os.path.basename(replaced.rstrip("/")) if replaced else None,
-        "data": data_record(examples) if examples is not None else None,
+        "data": data_record(examples, window) if examples is not None else None,
         "metrics": {name: overall[name] for name in BLESSING_METRICS if overall.get(name) is not None},
         **({"metrics_error": evaluation["error"]} if "error" in evaluation else {}),
         "metric_intervals": evaluation.get("intervals", {}),  # TFMA's 95 % intervals of those metrics

@@ -63,14 +63,25 @@ def example_bytes(settings: TrainerSettings) -> int:
 
 
 def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
-    """Class names saved by Graft's ExampleGen next to the splits, else from the config."""
-    examples_dir = os.path.dirname(os.path.dirname(train_files[0]))
-    path = os.path.join(examples_dir, CLASS_NAMES_FILE)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    # TFRecord input: the pre-flight check has filled in class_names (from the config or the labels).
-    return list(settings.class_names)
+    """Class names saved by Graft's ExampleGen next to the splits, else from the config. A span
+    window's spans must share them: a label is an index into that list."""
+    found = {}
+    for pattern in train_files:
+        path = os.path.join(os.path.dirname(os.path.dirname(pattern)), CLASS_NAMES_FILE)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                found[path] = json.load(f)
+    if not found:
+        # TFRecord input: the pre-flight check has filled in class_names (from the config or the labels).
+        return list(settings.class_names)
+    (first, names), *others = found.items()
+    for path, other in others:
+        if other != names:
+            raise ValueError(
+                f"span_window: the spans' classes differ ({first}: {names}; {path}: {other}); a window "
+                "trains on spans with the same classes: set span_window: 1 for the run after a class change"
+            )
+    return names
 
 
 @dataclass
