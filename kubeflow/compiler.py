@@ -22,6 +22,7 @@ from pipeline.pipeline import create_pipeline
 
 TRAINER_ID = "Trainer"
 RETRAIN_GATE_ID = "RetrainGate"
+EXAMPLE_GEN_SUFFIX = "ExampleGen"  # ImageExampleGen, TextExampleGen, ImportExampleGen, GoldenExampleGen
 TARGET_ENV = "GRAFT_TARGET"  # kfp | vertex, read by kubeflow/kfp_v2_compat.py
 TRAINING_IDS = (TRAINER_ID, "Tuner")  # the steps that train: the accelerator, its nodes and resources
 IMAGE_REPO_DIR = "/graft"  # where kubeflow/Dockerfile puts this repository
@@ -184,6 +185,13 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
     # The gate decides against what serves when it runs: a cached decision (KFP's key is its
     # parameters and inputs, unchanged between two nights with no new data) would replay a stale one.
     spec["root"]["dag"]["tasks"].get(RETRAIN_GATE_ID, {})["cachingOptions"] = {"enableCache": False}
+    # ExampleGen's key is its parameters, the same every night (a folder, a {SPAN} pattern): cached,
+    # a new span or new files behind the same path would never be read. TFX's local runner keys it
+    # on the data's fingerprint, which KFP cannot see; so it always reads, and the gate (whose
+    # input is then a new artifact) decides whether anything after it runs.
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        if name.endswith(EXAMPLE_GEN_SUFFIX):
+            task["cachingOptions"] = {"enableCache": False}
     if config.init_from == "serving":
         # Training continues the model that serves when it runs, which KFP's key does not see
         # (the local runner puts it in the Trainer's settings; a compiled spec is run for months).

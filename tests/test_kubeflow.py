@@ -634,3 +634,20 @@ def test_with_init_from_serving_kfp_never_replays_a_cached_trainer(tmp_path):
         spec, _ = compiler.load_compiled(path)
         trainer = spec["components"][compiler.BRANCH]["dag"]["tasks"]["Trainer"]
         assert trainer.get("cachingOptions", {}).get("enableCache") is cached, init_from
+
+
+def test_example_gen_tasks_always_read_their_data_even_with_caching_on(tmp_path):
+    """ExampleGen's KFP cache key is its parameters: the same folder and {SPAN} pattern every
+    night. Cached, a new span would never be read; compiled with caching on, the ExampleGen tasks
+    still are not cached, and the tasks after them keep the cache (a new examples artifact is a
+    new input to them)."""
+    from dataclasses import replace
+
+    config = replace(_config(), eval_data="gs://bucket/golden")
+    spec, _ = compiler.load_compiled(
+        compiler.compile_pipeline(config, KubeflowSettings.from_dict({}), str(tmp_path / "c.yaml"))
+    )
+    tasks = compiler.all_tasks(spec)
+    caching = {name: task.get("cachingOptions", {}).get("enableCache") for name, task in tasks.items()}
+    assert caching["ImageExampleGen"] is False and caching["GoldenExampleGen"] is False, caching
+    assert caching["Transform"] is True and caching["Trainer"] is True, caching
