@@ -24,7 +24,8 @@ def _write_tfrecords(path, digits_dir, drop_label_every=0):
 
 
 @pytest.mark.e2e
-def test_tfrecords_train_and_anomalies_stop_the_run(tmp_path, digits_dir):
+def test_tfrecords_train_and_anomalies_stop_the_run(tmp_path, tiny_digits_dir):
+    digits_dir = tiny_digits_dir  # 40 images a class: the input path and its checks, not accuracy
     bad_dir = tmp_path / "bad"
     _write_tfrecords(str(bad_dir / "data.tfrecord"), digits_dir, drop_label_every=10)
     summary, output = run_graft(
