@@ -15,6 +15,23 @@ DEFAULT_ACCELERATOR = {"kfp": "nvidia.com/gpu", "vertex": "NVIDIA_TESLA_T4"}
 # (one per core) a worker started per core of the node: dozens of TensorFlow-loading processes in
 # an 8 GB pod on a large node.
 DEFAULT_DIRECT_RUNNING_MODE = "--direct_running_mode=multi_processing"
+# The flags by which Beam is told what its workers run in (a runner beyond the pod needs one).
+WORKER_ENVIRONMENT_FLAGS = (
+    "--sdk_container_image",
+    "--worker_harness_container_image",
+    "--environment_type",
+    "--environment_config",
+)
+
+
+def _flag_value(args: list, flag: str):
+    """The value of `flag` in Beam's argument list (`--flag=value` or `--flag value`), else None."""
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{flag}="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
 
 
 @dataclass
@@ -48,10 +65,17 @@ class KubeflowSettings:
     @property
     def beam_args(self) -> list:
         """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
-        components' pods request (`component_cpu`, at least 1)."""
-        if self.beam_pipeline_args is not None:
-            return list(self.beam_pipeline_args)
-        return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
+        components' pods request (`component_cpu`, at least 1). A runner beyond the pod (Dataflow,
+        Flink, Spark) runs its workers in the image, which holds Graft's code and Beam's boot
+        (kubeflow/Dockerfile), unless the flags already name a worker environment."""
+        if self.beam_pipeline_args is None:
+            return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
+        args = list(self.beam_pipeline_args)
+        runner = _flag_value(args, "--runner") or "DirectRunner"
+        named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
+        if runner.lower() not in ("directrunner", "direct") and not named:
+            args.append(f"--sdk_container_image={self.image}")
+        return args
 
     @classmethod
     def from_dict(cls, values: dict) -> KubeflowSettings:

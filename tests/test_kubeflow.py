@@ -5,6 +5,7 @@ import datetime as dt
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,12 @@ def test_tasks_are_the_local_dag_and_only_the_trainer_gets_a_gpu(compiled):
 def test_beam_args_pass_through_and_nothing_is_packaged_or_leaked(compiled):
     spec, _ = compiler.load_compiled(compiled[0])
     transform_args = spec["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
-    assert transform_args[-3:] == ["--runner=DataflowRunner", "--project=p", "--region=europe-west4"]
+    assert transform_args[-4:] == [
+        "--runner=DataflowRunner",
+        "--project=p",
+        "--region=europe-west4",
+        "--sdk_container_image=registry.example/graft:1",  # Dataflow's workers run the image
+    ]
     text = open(compiled[0]).read()
     assert ".whl" not in text and "module_file" not in text.replace('"module_file": ""', "")
     assert "components.trainer.run_fn.run_fn" in text  # referenced by import path
@@ -647,3 +653,34 @@ def test_example_gen_tasks_always_read_their_data_even_with_caching_on(tmp_path)
     caching = {name: task.get("cachingOptions", {}).get("enableCache") for name, task in tasks.items()}
     assert caching["ImageExampleGen"] is False and caching["GoldenExampleGen"] is False, caching
     assert caching["Transform"] is True and caching["Trainer"] is True, caching
+
+
+@pytest.mark.parametrize(
+    "given, added",
+    [
+        (["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/tmp"], True),
+        (["--runner", "FlinkRunner", "--flink_master=flink:8081"], True),
+        (["--runner=FlinkRunner", "--environment_type=EXTERNAL", "--environment_config=localhost:50000"], False),
+        (["--runner=DataflowRunner", "--sdk_container_image=other/image:1"], False),
+        (["--direct_running_mode=multi_processing"], False),
+    ],
+)
+def test_a_runner_beyond_the_pod_runs_its_workers_in_the_image(tmp_path, given, added):
+    """Dataflow, Flink or Spark start Beam workers of their own, which need Graft's code: the
+    compiled flags name the image as their SDK container, unless a worker environment is given."""
+    settings = KubeflowSettings.from_dict({"image": "registry.test/graft:7", "beam_pipeline_args": given})
+    assert settings.beam_args == given + (["--sdk_container_image=registry.test/graft:7"] if added else [])
+    if added and "DataflowRunner" in given[0]:
+        spec, _ = compiler.load_compiled(compiler.compile_pipeline(_config(), settings, str(tmp_path / "d.yaml")))
+        args = spec["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
+        assert "--sdk_container_image=registry.test/graft:7" in args and "--runner=DataflowRunner" in args
+
+
+def test_the_images_beam_boot_is_the_locked_beam():
+    """The Dockerfile copies Beam's worker boot from the SDK image of the Beam version the lock pins."""
+    dockerfile = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
+    locked = re.search(r"^apache-beam==(\S+)", open(os.path.join(REPO, "requirements.lock")).read(), re.M).group(1)
+    assert f"ARG BEAM_VERSION={locked}\n" in dockerfile
+    assert "FROM apache/beam_python3.10_sdk:${BEAM_VERSION} AS beam" in dockerfile
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
+    assert dockerfile.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
