@@ -12,6 +12,7 @@ import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
 
+from components import files  # noqa: E402
 from pipeline import cli  # noqa: E402
 
 
@@ -20,4 +21,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    files.exit_process(main())

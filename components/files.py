@@ -1,17 +1,54 @@
 """Files on a local disk or an object store (gs://, s3://, ...), one set of functions.
 
 Local paths go through `os` (no TensorFlow import, so the command line's checks stay fast);
-paths with a scheme go through tf.io.gfile, imported only then.
+paths with a scheme go through tf.io.gfile, imported only then. TensorFlow reads s3:// (AWS S3,
+MinIO: Kubeflow's own artifact store, `minio://` in KFP's terms) through tensorflow-io's
+filesystem, registered here on the first such path (endpoint and credentials from the
+environment: S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, S3_USE_HTTPS).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+
+# KFP names its MinIO store minio://; TensorFlow (through tensorflow-io) reads it as s3://.
+SCHEME_ALIASES = {"minio://": "s3://"}
+
+
+def normalize(path):
+    """`path` with an alias scheme replaced by the one TensorFlow reads (minio:// -> s3://)."""
+    for alias, scheme in SCHEME_ALIASES.items():
+        if isinstance(path, str) and path.startswith(alias):
+            return scheme + path[len(alias) :]
+    return path
+
+
+def register(path) -> None:
+    """Makes `path`'s filesystem known to TensorFlow in this process (s3://: tensorflow-io's)."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        import tensorflow_io  # noqa: F401  (registers s3:// with tf.io.gfile on import)
+
+
+def exit_process(code: int) -> None:
+    """Ends this process with `code`. Once tensorflow-io's S3 filesystem was used, the AWS SDK's
+    teardown at interpreter exit aborts ("pure virtual method called": exit 134 after a run that
+    succeeded, which Kubeflow and schedulers read as a failure); that teardown is then skipped,
+    after flushing what Python holds."""
+    if "tensorflow_io" not in sys.modules:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _gfile(path: str):
     if "://" not in path:
         return None
+    register(path)
     import tensorflow as tf
 
     return tf.io.gfile

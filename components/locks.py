@@ -127,6 +127,8 @@ def _acquire_local(folder: str, path: str, holder: dict, stale_seconds: float) -
 def _acquire_remote(folder: str, path: str, holder: dict, stale_seconds: float) -> Lock:
     import tensorflow as tf
 
+    files.register(folder)
+
     current = _read(path) if tf.io.gfile.exists(path) else {}
     previous = None
     if current:

@@ -20,7 +20,7 @@ import warnings
 
 from tqdm import tqdm
 
-from components import locks
+from components import files, locks
 from components.backbones import registry
 from components.contract import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, PUBLISH_LOCK_FILE, RUN_LOCK_FILE
 from components.serving import provenance, serving_dir
@@ -456,7 +456,9 @@ def rollback_command(argv) -> int:
         description="Make an earlier serving version the newest "
         "again (copied in as a new version number, so TF Serving switches to it).",
     )
-    p.add_argument("--serving-dir", required=True, help="the serving directory (TF Serving layout)")
+    p.add_argument(
+        "--serving-dir", required=True, type=object_store_path, help="the serving directory (TF Serving layout)"
+    )
     p.add_argument("--to", type=int, help="version to restore (default: the one before the newest)")
     args = p.parse_args(argv)
     try:
@@ -484,7 +486,9 @@ def history_command(argv) -> int:
         "recorded (<version>/provenance.json): when and why each was pushed or rolled back, its accuracy and "
         "the serving model's on the same eval split, the version it replaced, its span. The newest serves.",
     )
-    p.add_argument("--serving-dir", required=True, help="the serving directory (TF Serving layout)")
+    p.add_argument(
+        "--serving-dir", required=True, type=object_store_path, help="the serving directory (TF Serving layout)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON list of the rows, for machines")
     args = p.parse_args(argv)
     if not os.path.isdir(args.serving_dir) and "://" not in args.serving_dir:
@@ -533,7 +537,9 @@ def predict_command(argv) -> int:
         help="images or folders of images; for a text model: .txt files (one text each) or folders of them, "
         "CSV/TSV/JSON Lines tables (one text per row, see --text-column), or - for one text per line on stdin",
     )
-    p.add_argument("--serving-dir", required=True)
+    p.add_argument(
+        "--serving-dir", required=True, type=object_store_path, help="the serving directory (TF Serving layout)"
+    )
     p.add_argument("--version", type=int, help="model version (default: the newest)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--top-k", type=int, default=3)
@@ -585,6 +591,16 @@ COMMANDS = {
     "history": "the versions in a serving directory: when and why each was pushed, what serves now",
     "kfp": "compile, submit, schedule or run-local the pipeline on Kubeflow Pipelines v2",
 }
+
+
+# A path option that may name an object store: minio:// read as s3:// (files.normalize). Module
+# level: predict_command has a local named `files`.
+object_store_path = files.normalize
+
+
+def entry() -> None:
+    """The `graft` command: main's exit status, whatever filesystem it used (files.exit_process)."""
+    files.exit_process(main())
 
 
 def main(argv=None) -> int:

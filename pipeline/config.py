@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from components import files
 from components.backbones import registry
 from components.contract import ConfigError
 from components.drift.settings import DriftSection
@@ -36,6 +37,10 @@ from kubeflow.settings import KubeflowSettings
 
 __all__ = ["ConfigError", "GraftConfig", "load_config", "load_config_file", "validate"]
 _REPO_SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
+
+
+# The paths that may be on an object store (gs://, s3://, minio://).
+OBJECT_STORE_PATHS = ("pipeline_root", "serving_dir", "data_dir", "tfrecord_dir", "text_data", "eval_data")
 
 
 @dataclass
@@ -149,6 +154,9 @@ class GraftConfig:
         self.pipeline_root = self.pipeline_root or os.path.join("tfx_pipeline_output", self.pipeline_name)
         self.metadata_path = self.metadata_path or os.path.join("tfx_metadata", self.pipeline_name, "metadata.db")
         self.serving_dir = self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
+        for name in OBJECT_STORE_PATHS:  # minio:// as s3://, and s3:// readable in this process
+            setattr(self, name, files.normalize(getattr(self, name)))
+            files.register(getattr(self, name))
         if self.schema_dir == "auto":
             kind = "image_classification_tfrecord" if self.tfrecord_dir else "image_classification"
             self.schema_dir = os.path.join(_REPO_SCHEMAS, "text_classification" if self.text_data else kind)

@@ -273,3 +273,37 @@ def export_tiny_hub_feature_vector(path: str, features: int = 16) -> str:
 
     tf.saved_model.save(FeatureVector(), path)
     return path
+
+
+def export_tiny_image_model(model_dir: str, class_names: list, max_image_pixels: int = 64 * 64) -> str:
+    """A Graft image model as the Trainer exports it (its real signatures, serving limits and
+    class names; untrained, 32 px), without a pipeline: a Transform stand-in computes what
+    preprocessing_fn does for an image (the pixel limit included)."""
+    import json
+
+    import tensorflow as tf
+
+    from components.backbones.preprocessing import preprocess_image_bytes
+    from components.contract import EXTRA_DIR, SERVING_LIMITS_FILE
+    from components.trainer.export import make_signatures, serving_limits
+    from components.trainer.model import build_model
+
+    class TransformStandIn:
+        def __call__(self, raw):
+            return {"image": preprocess_image_bytes(raw["image"], "mobilenet_v2", 32, max_image_pixels)}
+
+        def transform_features_layer(self):
+            return self
+
+    settings = tiny_trainer_settings(max_image_pixels=max_image_pixels)
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(settings, len(class_names))
+    feature = tf.io.FixedLenFeature([], tf.string)
+    signatures = make_signatures(model, TransformStandIn(), feature, list(class_names), settings)
+    model.save(model_dir, save_format="tf", signatures=signatures, save_traces=False)
+    os.makedirs(os.path.join(model_dir, EXTRA_DIR))
+    with open(os.path.join(model_dir, EXTRA_DIR, SERVING_LIMITS_FILE), "w") as f:
+        json.dump(serving_limits(settings), f)
+    with open(os.path.join(model_dir, EXTRA_DIR, "class_names.json"), "w") as f:
+        json.dump(list(class_names), f)
+    return model_dir

@@ -11,11 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.backbones.preprocessing import preprocess_image_bytes
-from components.contract import EXTRA_DIR, SERVING_LIMITS_FILE
-from components.trainer.export import make_signatures, serving_limits
-from components.trainer.model import build_model
-from tests.conftest import REPO, encode, random_image, tiny_trainer_settings
+from tests.conftest import REPO, encode, export_tiny_image_model, random_image
 from tests.hostile_images import BOMBS, png_bomb
 
 pytestmark = pytest.mark.slow  # every test here trains or exports a model
@@ -24,31 +20,10 @@ LIMIT = 64 * 64  # the test model's max_image_pixels: a 64 x 64 image is at the 
 SIZE = 32
 
 
-class _TransformStandIn:
-    """What the Transform graph computes for an image (preprocessing_fn's own call, the limit
-    included), so the test exports the real signatures without a TFT analysis."""
-
-    def __call__(self, raw):
-        return {"image": preprocess_image_bytes(raw["image"], "mobilenet_v2", SIZE, LIMIT)}
-
-    def transform_features_layer(self):
-        return self
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("limits")
-    settings = tiny_trainer_settings(max_image_pixels=LIMIT)
-    tf.keras.utils.set_random_seed(0)
-    model = build_model(settings, 2)
-    signatures = make_signatures(model, _TransformStandIn(), tf.io.FixedLenFeature([], tf.string), ["a", "b"], settings)
-    model_dir = str(root / "serving" / "1")
-    model.save(model_dir, save_format="tf", signatures=signatures, save_traces=False)
-    os.makedirs(os.path.join(model_dir, EXTRA_DIR))
-    with open(os.path.join(model_dir, EXTRA_DIR, SERVING_LIMITS_FILE), "w") as f:
-        json.dump(serving_limits(settings), f)
-    with open(os.path.join(model_dir, EXTRA_DIR, "class_names.json"), "w") as f:
-        json.dump(["a", "b"], f)
+    model_dir = export_tiny_image_model(str(root / "serving" / "1"), ["a", "b"], max_image_pixels=LIMIT)
     files = {"at_limit.png": encode(random_image(64, 64), "PNG"), "over_limit.png": encode(random_image(64, 65), "PNG")}
     files.update({f"bomb.{name}": make(20_000, 20_000) for name, make in BOMBS.items()})
     files["decodable_bomb.png"] = png_bomb(20_000, 20_000)  # every row there: 400 MB of pixels once decoded

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops a text model's graph holds: NFC, WordPiece)
 
+from components import files
 from components.contract import (
     EXAMPLES_INPUT,
     EXAMPLES_SIGNATURE,
@@ -68,6 +69,7 @@ def check_in_this_process(model_dir: str) -> dict:
     kind = data.get("kind", "image")
     images = [base64.b64decode(b) for b in data["images_b64"]]
     expected = np.array(data["probabilities"])
+    files.register(model_dir)
     model = tf.saved_model.load(model_dir)
     by_bytes = model.signatures[RAW_SIGNATURE[kind]](**{RAW_INPUT[kind]: tf.constant(images)})
     examples = [_example(RAW_FEATURE[kind], b) for b in images]
@@ -100,4 +102,4 @@ def check_in_fresh_process(model_dir: str) -> dict:
 if __name__ == "__main__":  # the package's __init__ has set Keras 2 before TensorFlow loaded
     outcome = check_in_this_process(sys.argv[1])
     print(json.dumps(outcome))
-    sys.exit(0 if outcome["ok"] else 1)
+    files.exit_process(0 if outcome["ok"] else 1)

@@ -17,6 +17,7 @@ from components import files
 from components.contract import EXTRA_DIR, SAVED_MODEL_FILE, SOURCE_FILE
 
 STAGING_PREFIX = ".incoming-"
+_register = files.register
 
 
 def versions(serving_dir: str) -> list[int]:
@@ -64,6 +65,8 @@ def copy_tree(src: str, dst: str, last: str = "") -> None:
     after everything else."""
     import tensorflow as tf
 
+    files.register(src)
+    files.register(dst)
     for dirpath, _, filenames in tf.io.gfile.walk(src):
         relative = os.path.relpath(dirpath, src)
         target = dst if relative == "." else os.path.join(dst, relative)
@@ -79,6 +82,7 @@ def _numbered(serving_dir: str) -> list[int]:
     """Every numeric folder name, complete or not: a number is never reused."""
     import tensorflow as tf
 
+    files.register(serving_dir)
     return [int(n.rstrip("/")) for n in tf.io.gfile.listdir(serving_dir) if n.rstrip("/").isdigit()]
 
 
@@ -123,6 +127,7 @@ def publish(model_dir: str, serving_dir: str, source: str = "", check=None, file
     written into the copy's root first (the provenance record), so they arrive with it."""
     import tensorflow as tf
 
+    _register(serving_dir)  # (`files` is a parameter here)
     tf.io.gfile.makedirs(serving_dir)
     staging = os.path.join(serving_dir, f"{STAGING_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:12]}")
     try:
@@ -147,6 +152,7 @@ def prune(serving_dir: str, keep: int, stale_staging_seconds: int = 24 * 3600) -
     staging copies that killed pushes left behind more than `stale_staging_seconds` ago."""
     import tensorflow as tf
 
+    files.register(serving_dir)
     found = versions(serving_dir)
     doomed = found[: max(0, len(found) - max(1, keep))]
     for version in doomed:
