@@ -505,8 +505,11 @@ def validate(config: GraftConfig) -> None:
             pass  # reported above
     if config.span_window < 1:
         problems.append(f"span_window must be >= 1 (got {config.span_window})")
-    elif config.span_window > 1 and not config.spans:
-        problems.append("span_window > 1 needs spans: true (a window of span-<N>/ folders)")
+    elif config.span_window > 1 and not (config.spans and (config.data_dir or config.text_data)):
+        problems.append(
+            "span_window > 1 needs spans: true and data_dir or text_data (a window of span-<N>/ folders; "
+            "TFRecords carry no spans)"
+        )
     if config.validation_percent is not None and not 0 <= config.validation_percent <= 50:
         problems.append("validation_percent must be between 0 and 50")
     elif config.early_stopping_patience and config.validation_percent == 0:

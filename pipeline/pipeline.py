@@ -106,17 +106,21 @@ def example_gen_component(config: cfg.GraftConfig):
     ).with_id("ImageExampleGen")
 
 
-def training_examples(config: cfg.GraftConfig, example_gen, excluded_spans=()):
-    """What Transform, the Trainer and the Evaluator read: this run's span, or with span_window K
-    the newest K spans ExampleGen has ingested in any run of this pipeline, from ML Metadata by
-    TFX's rolling range (the latest version of each span; fewer while fewer exist), less
-    `excluded_spans` (those the drift gate blocked). A plain Channel, not this run's output
-    channel: that one holds this run's artifact only."""
-    if config.span_window <= 1:
+def training_examples(config: cfg.GraftConfig, example_gen, window_spans=()):
+    """What Transform, the Trainer and the Evaluator read: this run's span, or with span_window the
+    spans `window_spans` names (pipeline.local_dag.training_window: this run's and the newest ones
+    trained before it), each span's latest ingest, resolved from ML Metadata by TFX's static span
+    range. A plain Channel, not this run's output channel: that one holds this run's artifact only."""
+    if config.span_window <= 1 or len(window_spans) < 2:
         return example_gen.outputs["examples"]
+    first, last = min(window_spans), max(window_spans)
     every_run = Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id, output_key="examples")
-    return canned_resolver_functions.rolling_range(
-        every_run, num_spans=config.span_window, min_spans=1, exclude_span_numbers=list(excluded_spans)
+    return canned_resolver_functions.static_range(
+        every_run,
+        start_span_number=first,
+        end_span_number=last,
+        exclude_span_numbers=[span for span in range(first, last + 1) if span not in window_spans],
+        min_spans=1,
     )
 
 
@@ -156,19 +160,19 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: Optional[list] = None,
     serving_state: str = "",
-    excluded_spans=(),
+    window_spans=(),
 ) -> tfx_pipeline.Pipeline:
     """The DAG for `config`, whose class_names must be known (pipeline.preflight sets them).
     `serving_state`: what serves now (retrain_gate.component.serving_state), in the RetrainGate's
     cache key; the local runner passes it, the Kubeflow compiler turns the gate's cache off.
-    `excluded_spans`: spans a span window leaves out (pipeline.local_dag.drift_blocked_spans)."""
+    `window_spans`: the spans a span_window run trains on (pipeline.local_dag.training_window)."""
     if not config.class_names:
         raise ValueError("config.class_names is unset: run pipeline.preflight.check(config) first")
     example_gen = example_gen_component(config)
     # Nothing new, nothing trained: every node after this one runs only when the gate says so.
     gate = RetrainGate(example_gen.outputs["examples"], cfg.retrain_gate_settings(config), serving_state)
     with Cond(gate.retrains()):
-        gated = _nodes_after_the_gate(config, example_gen, gate, serving_state, excluded_spans)
+        gated = _nodes_after_the_gate(config, example_gen, gate, serving_state, window_spans)
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_abs(config.pipeline_root),
@@ -180,7 +184,7 @@ def create_pipeline(
 
 
 def _nodes_after_the_gate(
-    config: cfg.GraftConfig, example_gen, gate: RetrainGate, serving_state: str, excluded_spans=()
+    config: cfg.GraftConfig, example_gen, gate: RetrainGate, serving_state: str, window_spans=()
 ) -> list:
     """Every node after the RetrainGate (built inside its Cond), in order. TFX leaves a Cond's
     predicate out of a node's cache key, so with init_from serving what serves goes into the
@@ -200,7 +204,7 @@ def _nodes_after_the_gate(
         schema=schema_gen.outputs["schema"],
     )
     # StatisticsGen and ExampleValidator judge the new span; older spans were judged when they came.
-    window = training_examples(config, example_gen, excluded_spans)
+    window = training_examples(config, example_gen, window_spans)
     transform = Transform(
         examples=window,
         schema=schema_gen.outputs["schema"],

@@ -257,7 +257,10 @@ def test_cli_refuses_a_golden_class_the_model_lacks_before_anything_runs(tmp_pat
 
 @pytest.mark.parametrize(
     "window, spans, message",
-    [(0, True, "span_window must be >= 1 (got 0)"), (3, False, "span_window > 1 needs spans: true")],
+    [
+        (0, True, "span_window must be >= 1 (got 0)"),
+        (3, False, "span_window > 1 needs spans: true and data_dir or text_data"),
+    ],
 )
 def test_a_span_window_needs_spans_and_a_positive_size(digits_dir, window, spans, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -26,7 +26,7 @@ from components.example_gen.image_executor import property_features
 from components.files import tfrecords
 from components.serving import provenance, serving_dir
 from pipeline.config import GraftConfig
-from pipeline.local_dag import drift_blocked_spans
+from pipeline.local_dag import training_window
 from tests.conftest import graft_cli, run_graft, serving_version_of_classes, small_training_config, write_digit_pngs
 
 CLASSES = list(range(10))
@@ -251,12 +251,13 @@ def test_a_drifted_span_is_blocked_before_training_and_nothing_is_pushed(served)
     assert summary["run_skipped_reason"].startswith("drift: the new data is not like what serving version")
     assert "Trainer" not in summary["component_state"] and not summary.get("pushed")
     assert serving_dir.newest(config["serving_dir"]) == version  # nothing pushed
-    # The next span's run with a span window leaves the blocked span out (its newest decision in
-    # ML Metadata: blocked, nothing trained); a run on span 2 itself would be judged anew.
-    window = GraftConfig(**{**config, "span_window": 2})
-    assert drift_blocked_spans(window) == []
+    # With span_window, a later run trains on its own span and the newest spans trained before
+    # it: span 2 (these inverted images, blocked) was never trained, so span 3's window of 2 is
+    # spans 1 and 3, and of 3 still (the drift gate, an invalid span, a killed run: none trains).
     (tmp_path / "digits" / "span-3").mkdir()
-    assert drift_blocked_spans(window) == [2]
+    assert training_window(GraftConfig(**{**config, "span_window": 2})) == [1, 3]
+    assert training_window(GraftConfig(**{**config, "span_window": 3})) == [1, 3]
+    assert training_window(GraftConfig(**{**config, "span_window": 1})) == [3]
 
 
 def test_a_warm_start_on_other_classes_is_refused_before_tfx(tmp_path):

@@ -39,8 +39,9 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
     serving SavedModel, loaded (seconds) when not given."""
     data = (record or {}).get("data") or {}
     old_uri = data.get("examples_uri")
-    # A model trained on a span window (span_window) was trained on each of its spans' data.
-    old_uris = [w["examples_uri"] for w in data.get("window") or []] or [old_uri]
+    # A model trained on a span window (span_window) was trained on each of its spans' data: read
+    # newest first, so that the sample's limit leaves out the oldest spans, not the newest.
+    old_uris = [w["examples_uri"] for w in reversed(data.get("window") or [])] or [old_uri]
     report = {
         "on_drift": settings.on_drift,
         "reference": {"version": version_dir.rstrip("/").rsplit("/", 1)[-1], "span": data.get("span")},
@@ -49,11 +50,14 @@ def compare(settings: DriftSection, new_examples_uri: str, version_dir: str, rec
         "blocked": False,
     }
     gone = [uri for uri in old_uris if not uri or not files.isdir(uri)]
-    if gone:
+    old_uris = [uri for uri in old_uris if uri not in gone]
+    if not old_uris:
         report["not_run"].append(
             _not_run("all", f"the serving model's training data ({gone[0] or 'not recorded'}) is gone")
         )
         return report
+    if gone:  # compared with the spans of its window that remain
+        report["not_run"].append(_not_run("window", f"{len(gone)} of its spans' data gone, first {gone[0]}"))
     report["reference"]["examples_uri"] = old_uri
     if len(old_uris) > 1:
         report["reference"]["window"] = data["window"]

@@ -79,7 +79,8 @@ def read_class_names(train_files, settings: TrainerSettings) -> list[str]:
         if other != names:
             raise ValueError(
                 f"span_window: the spans' classes differ ({first}: {names}; {path}: {other}); a window "
-                "trains on spans with the same classes: set span_window: 1 for the run after a class change"
+                "trains on spans with the same classes: after a class change, set span_window: 1 until as many "
+                "spans of the new classes have been trained as the window holds"
             )
     return names
 
