@@ -4,18 +4,39 @@ Compiled into every executor's container command (KubeflowV2DagRunnerConfig.defa
 so the patches apply exactly where TFX parses what the KFP driver hands over.
 """
 
-from absl import app
+import json
+
+from absl import app, logging
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
 from components import files
-from kubeflow import kfp_v2_compat
+from kubeflow import kfp_v2_compat, object_store
+
+
+def output_uris(invocation: str) -> list[str]:
+    """The URIs of the task's output artifacts, from its ExecutorInput JSON."""
+    outputs = json.loads(invocation or "{}").get("outputs", {}).get("artifacts", {})
+    return [a["uri"] for artifacts in outputs.values() for a in artifacts.get("artifacts", []) if a.get("uri")]
+
+
+def remove_markers(invocation: str) -> None:
+    """Deletes the `dir/` marker objects TensorFlow's GCS client left under the task's outputs:
+    KFP's launcher turns them into files when a later task downloads the artifact, and fails
+    (kubeflow/object_store.remove_directory_markers)."""
+    for uri in output_uris(invocation):
+        if uri.startswith(object_store.SCHEMES):
+            removed = object_store.remove_directory_markers(uri)
+            if removed:
+                logging.info("Removed %d directory marker objects under %s", len(removed), uri)
 
 
 def _main(args) -> None:
-    """TFX's executor, with s3:// readable first when the task's artifacts are there."""
+    """TFX's executor, with s3:// readable first when the task's artifacts are there, and its
+    outputs left without directory markers."""
     if "s3://" in (args.json_serialized_invocation_args or ""):
         files.register("s3://")
     kubeflow_v2_run_executor.main(args)
+    remove_markers(args.json_serialized_invocation_args)
     files.exit_process(0)  # see files.exit_process: a task that used S3 would otherwise exit 134
 
 

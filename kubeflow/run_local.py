@@ -24,6 +24,9 @@ artifact's properties; lifecycle hooks are not run (the backend has none), so Im
 resolves {SPAN} itself. `vertex` (Vertex AI Pipelines): inputs arrive typed, with resource
 names, and the ExampleGen driver hook (`lifecycle.preCacheCheck`) runs before the executor.
 
+- `kfp`: before a task's command, each input artifact on an object store is downloaded as the
+  open-source launcher 2.0-2.3 does it (kubeflow/launcher.py), whose failure fails the task.
+
 Not emulated: the cluster (images, pods, resources, GPUs, node selectors, tolerations are
 ignored: the tasks run with this checkout's code and Python), object-store uploads (artifacts
 are written where their URI points), and KFP's execution cache (every task runs).
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
 from components.evaluator.results import judgement, read_evaluation
+from kubeflow import launcher
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,6 +256,19 @@ class LocalBackend:
                 tail = "".join(log.readlines()[-25:])
             raise TaskFailed(f"task {name} ({step}) exited with {result.returncode}; its log: {log_file}\n{tail}")
 
+    def _download_inputs(self, name: str, executor_input: dict) -> None:
+        """What the open-source launcher does before the command: each input artifact on an object
+        store downloaded to a local path (kubeflow/launcher.py); its failure is the task's."""
+        for key, artifacts in executor_input["inputs"]["artifacts"].items():
+            uri = artifacts["artifacts"][0]["uri"] if artifacts["artifacts"] else ""
+            if launcher.downloads(uri):
+                try:
+                    launcher.download(uri, os.path.join(self.task_dir, name, "launcher"))
+                except launcher.DownloadFailed as error:
+                    raise TaskFailed(
+                        f"task {name}: KFP's launcher fails before its command, on input {key}: {error}"
+                    ) from error
+
     def run_task(self, name: str, task_spec: dict, dag_inputs: dict) -> Task:
         component = self.spec["components"][task_spec["componentRef"]["name"]]
         container = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
@@ -268,6 +285,8 @@ class LocalBackend:
             for key, artifacts in hooked.get("artifacts", {}).items():
                 provisioned = executor_input["outputs"]["artifacts"][key]["artifacts"][0]
                 provisioned["metadata"].update(artifacts["artifacts"][0].get("metadata", {}))
+        if self.target == "kfp":
+            self._download_inputs(name, executor_input)
         self._launch(
             name, "executor", self._command(container, executor_input), task.log_file, container.get("env", ())
         )

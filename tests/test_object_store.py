@@ -144,3 +144,61 @@ def test_versions_on_s3_are_published_whole_and_graft_reads_them(s3, tmp_path):
     assert history.returncode == 0, history.stderr[-3000:]
     rows = json.loads(history.stdout)
     assert len(rows) == 3 and sum(1 for k in keys(client, "serving/") if k.endswith("/saved_model.pb")) == 3
+
+
+# A Trainer's model output on a bucket, and its sibling (TFX's model_run), as TensorFlow's GCS
+# client leaves them: every folder made with makedirs also holds a zero-byte `folder/` object.
+MODEL_FILES = (
+    "saved_model.pb",
+    "variables/variables.index",
+    "variables/variables.data-00000-of-00001",
+    "fingerprint.pb",
+)
+GCS_MARKERS = (
+    "run/Trainer/model/",
+    "run/Trainer/model/variables/",
+    "run/Trainer/model/assets/",
+    "run/Trainer/model_run/",
+)
+
+
+def _gcs_layout(client, prefix: str) -> str:
+    for name in MODEL_FILES:
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}run/Trainer/model/{name}", Body=b"x")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}run/Trainer/model_run/events.out", Body=b"x")
+    for marker in GCS_MARKERS:
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}{marker}", Body=b"")
+    return f"s3://{BUCKET}/{prefix}run/Trainer/model"
+
+
+def test_the_launchers_download_fails_on_marker_objects_and_passes_once_the_executor_removed_them(
+    s3, tmp_path, monkeypatch
+):
+    """KFP's launcher (2.0-2.3, and later: kubeflow/pipelines#13476) downloads every input before a
+    task's command: a `model/` marker becomes a file and the first object under it then fails, so
+    every task after the Trainer would fail. Graft's entrypoint removes the markers under its
+    outputs after the executor (those of empty folders stay: nothing else says they exist)."""
+    from kubeflow import kfp_entrypoint, launcher, object_store
+
+    env, client = s3
+    for name in ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(name, env[name])
+    model = _gcs_layout(client, "a/")
+    with pytest.raises(launcher.DownloadFailed, match=r'directory ".*/Trainer/model": mkdir .*/model: not a directory'):
+        launcher.download(model, str(tmp_path / "before"))
+
+    # What the entrypoint runs after the Trainer's executor, on its outputs (model and model_run:
+    # the raw prefix lists the sibling's marker too, which would fail the model's download alike).
+    outputs = {"model": {"artifacts": [{"uri": model}]}, "model_run": {"artifacts": [{"uri": f"{model}_run"}]}}
+    kfp_entrypoint.remove_markers(json.dumps({"outputs": {"artifacts": outputs}}))
+    left = keys(client, "a/run/Trainer/")
+    assert not {"a/run/Trainer/model/", "a/run/Trainer/model/variables/", "a/run/Trainer/model_run/"} & set(left)
+    assert "a/run/Trainer/model/assets/" in left  # an empty folder keeps its marker
+    assert all(f"a/run/Trainer/model/{name}" in left for name in MODEL_FILES)
+
+    local = launcher.download(model, str(tmp_path / "after"))
+    assert local == str(tmp_path / "after" / "s3" / BUCKET / "a/run/Trainer/model")
+    assert all(os.path.isfile(os.path.join(local, name)) for name in MODEL_FILES)
+    # The raw prefix also pulls in the sibling model_run, written beside the model (2.0-2.3).
+    assert os.path.isfile(os.path.join(os.path.dirname(local), "model_run", "events.out"))
+    assert object_store.remove_directory_markers(model) == []  # nothing left to remove
