@@ -45,16 +45,23 @@ def executor_label(node_id: str) -> str:
     return f"{node_id}_executor"
 
 
-def platform_document(settings: KubeflowSettings, present: tuple = (TRAINER_ID,)) -> dict | None:
-    """The kfp-kubernetes platform section for the executors that train (Trainer, Tuner), or None."""
-    executor = {}
+def platform_document(
+    settings: KubeflowSettings, present: tuple = (TRAINER_ID,), all_executors: tuple = ()
+) -> dict | None:
+    """The kfp-kubernetes platform section, or None: the node selector and tolerations of the
+    executors that train (Trainer, Tuner, those `present`), and the S3 credentials secret as env
+    for every executor (`all_executors`: their labels)."""
+    training = {}
     if settings.trainer_node_selector:
-        executor["nodeSelector"] = {"labels": dict(settings.trainer_node_selector)}
+        training["nodeSelector"] = {"labels": dict(settings.trainer_node_selector)}
     if settings.trainer_tolerations:
-        executor["tolerations"] = [dict(t) for t in settings.trainer_tolerations]
-    if not executor:
+        training["tolerations"] = [dict(t) for t in settings.trainer_tolerations]
+    executors = {executor_label(node): dict(training) for node in TRAINING_IDS if node in present and training}
+    secret = settings.s3_secret_env
+    for label in all_executors if secret else ():
+        executors.setdefault(label, {})["secretAsEnv"] = [secret]
+    if not executors:
         return None
-    executors = {executor_label(node): dict(executor) for node in TRAINING_IDS if node in present}
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
@@ -175,7 +182,7 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
         if "container" in executor:
             # The backend the spec was compiled for, from the spec itself: kfp_v2_compat reads
             # it, and an image run by the other backend must not guess.
-            env = {TARGET_ENV: settings.target, **config.runtime_env}
+            env = {TARGET_ENV: settings.target, **config.runtime_env, **settings.s3_env}
             container.setdefault("env", []).extend({"name": k, "value": v} for k, v in env.items())
         if "resources" not in container:
             container["resources"] = {
@@ -207,7 +214,8 @@ def compile_pipeline(config: GraftConfig, settings: KubeflowSettings, output_pat
             )
     documents = [spec]
     present = tuple(n for n in TRAINING_IDS if executor_label(n) in spec["deploymentSpec"]["executors"])
-    platform = platform_document(settings, present) if settings.target == "kfp" else None
+    labels = tuple(sorted(label for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e))
+    platform = platform_document(settings, present, labels) if settings.target == "kfp" else None
     if platform:
         documents.append(platform)
     with open(staging, "w", encoding="utf-8") as f:

@@ -51,6 +51,13 @@ class KubeflowSettings:
         default_factory=list
     )  # e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
     beam_pipeline_args: Optional[list] = None  # DirectRunner multi-processing unless given; passed through untouched
+    # s3:// storage (S3, or Kubeflow's MinIO): what every executor needs to reach it.
+    s3_endpoint: Optional[str] = None  # e.g. minio-service.kubeflow:9000 (KFP's MinIO); unset: AWS S3
+    s3_use_https: bool = True  # false for KFP's in-cluster MinIO
+    s3_region: str = "us-east-1"
+    s3_credentials_secret: Optional[str] = None  # a Kubernetes secret, e.g. mlpipeline-minio-artifact (KFP's own)
+    s3_access_key_key: str = "accesskey"  # its key holding the access key id (KFP's MinIO secret: accesskey)
+    s3_secret_key_key: str = "secretkey"  # its key holding the secret access key
     # Where runs go (submit / schedule).
     host: Optional[str] = None
     namespace: str = "kubeflow"
@@ -76,6 +83,32 @@ class KubeflowSettings:
         if runner.lower() not in ("directrunner", "direct") and not named:
             args.append(f"--sdk_container_image={self.image}")
         return args
+
+    @property
+    def s3_env(self) -> dict:
+        """The environment tensorflow-io's S3 filesystem reads (the credentials come from the secret)."""
+        if not self.s3_endpoint:
+            return {}
+        https = "1" if self.s3_use_https else "0"
+        return {
+            "S3_ENDPOINT": self.s3_endpoint,
+            "S3_USE_HTTPS": https,
+            "S3_VERIFY_SSL": https,
+            "AWS_REGION": self.s3_region,
+        }
+
+    @property
+    def s3_secret_env(self) -> Optional[dict]:
+        """The kfp-kubernetes `secretAsEnv` entry putting the S3 credentials in every executor's env."""
+        if not self.s3_credentials_secret:
+            return None
+        return {
+            "secretName": self.s3_credentials_secret,
+            "keyToEnv": [
+                {"secretKey": self.s3_access_key_key, "envVar": "AWS_ACCESS_KEY_ID"},
+                {"secretKey": self.s3_secret_key_key, "envVar": "AWS_SECRET_ACCESS_KEY"},
+            ],
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> KubeflowSettings:
@@ -110,5 +143,10 @@ class KubeflowSettings:
                     f"kubeflow.trainer_tolerations[{i}] must be a Kubernetes toleration "
                     "(key, operator, value, effect, tolerationSeconds)"
                 )
+        if self.s3_credentials_secret and self.target != "kfp":
+            problems.append(
+                "kubeflow.s3_credentials_secret: a Kubernetes secret reaches the pods of open-source Kubeflow "
+                "(target kfp) only; Vertex AI runs on GCS (gs://) with its service account"
+            )
         if problems:
             raise ConfigError("invalid kubeflow settings:\n  - " + "\n  - ".join(problems))

@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 from PIL import Image
 
-from components.contract import PROVENANCE_FILE
+from components.contract import PROVENANCE_FILE, ConfigError
 from kubeflow import client, compiler, cron
 from kubeflow.settings import KubeflowSettings
 from pipeline.config import GraftConfig
@@ -684,3 +684,38 @@ def test_the_images_beam_boot_is_the_locked_beam():
     assert "FROM apache/beam_python3.10_sdk:${BEAM_VERSION} AS beam" in dockerfile
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
     assert dockerfile.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
+
+
+def test_every_executor_reaches_kubeflows_minio_with_the_credentials_secret(tmp_path):
+    """s3:// storage on Kubeflow's own MinIO: each executor's env names the endpoint, and the
+    platform section puts the credentials from KFP's secret in it (kfp-kubernetes secretAsEnv)."""
+    from dataclasses import replace
+
+    from kfp.kubernetes import kubernetes_executor_config_pb2
+
+    settings = KubeflowSettings.from_dict(
+        {
+            "s3_endpoint": "minio-service.kubeflow:9000",
+            "s3_use_https": False,
+            "s3_credentials_secret": "mlpipeline-minio-artifact",
+            "trainer_tolerations": [TOLERATION],
+        }
+    )
+    config = replace(_config(), pipeline_root="s3://mlpipeline/graft", serving_dir="s3://mlpipeline/serving")
+    spec, platform = compiler.load_compiled(compiler.compile_pipeline(config, settings, str(tmp_path / "m.yaml")))
+    containers = {k: e["container"] for k, e in spec["deploymentSpec"]["executors"].items() if "container" in e}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(containers)
+    for label, container in containers.items():
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["S3_ENDPOINT"] == "minio-service.kubeflow:9000" and env["S3_USE_HTTPS"] == "0", label
+        parsed = json_format.ParseDict(executors[label], kubernetes_executor_config_pb2.KubernetesExecutorConfig())
+        [secret] = parsed.secret_as_env
+        assert secret.secret_name == "mlpipeline-minio-artifact"
+        assert [(k.secret_key, k.env_var) for k in secret.key_to_env] == [
+            ("accesskey", "AWS_ACCESS_KEY_ID"),
+            ("secretkey", "AWS_SECRET_ACCESS_KEY"),
+        ]
+        assert bool(parsed.tolerations) is (label == "Trainer_executor"), label  # only training gets the GPU nodes
+    with pytest.raises(ConfigError, match="s3_credentials_secret: a Kubernetes secret reaches the pods"):
+        KubeflowSettings.from_dict({"target": "vertex", "s3_credentials_secret": "s"})
