@@ -29,6 +29,8 @@ def register(path) -> None:
     if isinstance(path, str) and path.startswith("s3://"):
         import tensorflow_io  # noqa: F401  (registers s3:// with tf.io.gfile on import)
 
+        from components import beam_s3  # noqa: F401  (Beam's own S3 writes: empty files)
+
 
 def exit_process(code: int) -> None:
     """Ends this process with `code`. Once tensorflow-io's S3 filesystem was used, the AWS SDK's

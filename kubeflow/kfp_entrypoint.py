@@ -30,13 +30,15 @@ def remove_markers(invocation: str) -> None:
                 logging.info("Removed %d directory marker objects under %s", len(removed), uri)
 
 
-def _main(args) -> None:
+def _main(parsed) -> None:
     """TFX's executor, with s3:// readable first when the task's artifacts are there, and its
-    outputs left without directory markers."""
-    if "s3://" in (args.json_serialized_invocation_args or ""):
+    outputs left without directory markers. `parsed`: (flags, Beam arguments), as TFX's parser
+    returns them."""
+    invocation = parsed[0].json_serialized_invocation_args or ""
+    if "s3://" in invocation:
         files.register("s3://")
-    kubeflow_v2_run_executor.main(args)
-    remove_markers(args.json_serialized_invocation_args)
+    kubeflow_v2_run_executor.main(parsed)
+    remove_markers(invocation)
     files.exit_process(0)  # see files.exit_process: a task that used S3 would otherwise exit 134
 
 

@@ -43,6 +43,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from components import files
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
 from components.evaluator.results import judgement, read_evaluation
 from kubeflow import launcher
@@ -339,10 +340,8 @@ class LocalBackend:
 
 
 def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file on this machine or on the object store the artifacts are on; {} when absent."""
+    return json.loads(files.read(path).decode("utf-8")) if files.exists(path) else {}
 
 
 def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, beam_args: list, say=print):
@@ -395,7 +394,7 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "metric_intervals": evaluation.get("intervals", {}),
         "promotion": evaluation.get("promotion"),
         "not_blessed_because": evaluation.get("failures", []),
-        "ingest": _read_json(report) if os.path.exists(report) else None,
+        "ingest": _read_json(report) or None,
         "golden": golden_summary(
             output("GoldenEvaluator", "evaluation"), output("GoldenEvaluator", "blessing"), num_classes
         ),

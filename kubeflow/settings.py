@@ -76,13 +76,28 @@ class KubeflowSettings:
         Flink, Spark) runs its workers in the image, which holds Graft's code and Beam's boot
         (kubeflow/Dockerfile), unless the flags already name a worker environment."""
         if self.beam_pipeline_args is None:
-            return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
+            s3 = (
+                [
+                    f"--s3_endpoint_url={self._s3_url}",
+                    f"--s3_region_name={self.s3_region}",
+                    "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
+                ]
+                if self.s3_endpoint
+                else []
+            )
+            return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}", *s3]
         args = list(self.beam_pipeline_args)
         runner = _flag_value(args, "--runner") or "DirectRunner"
         named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
         if runner.lower() not in ("directrunner", "direct") and not named:
             args.append(f"--sdk_container_image={self.image}")
         return args
+
+    @property
+    def _s3_url(self) -> str:
+        """The endpoint as Beam's S3 filesystem takes it (a URL)."""
+        scheme = "https" if self.s3_use_https else "http"
+        return self.s3_endpoint if "://" in self.s3_endpoint else f"{scheme}://{self.s3_endpoint}"
 
     @property
     def s3_env(self) -> dict:

@@ -702,4 +702,27 @@ def direct_runner_args(config: GraftConfig) -> list[str]:
         # dependency flag TFX builds an sdist of itself before every Beam component (~3 s each,
         # four per run); the DirectRunner ignores the image, the flag only tells TFX not to.
         f"--sdk_container_image={LOCAL_BEAM_ENVIRONMENT}",
+        *beam_s3_args(config),
     ]
+
+
+BEAM_S3_PLUGIN = "components.beam_s3"  # imported by every Beam worker: empty files on S3
+
+
+def beam_s3_args(config: GraftConfig) -> list[str]:
+    """Beam's own S3 filesystem (its stages read and write there themselves, not through
+    TensorFlow): the endpoint and region from the environment tensorflow-io reads. Credentials stay
+    in the environment (boto3 reads AWS_ACCESS_KEY_ID...): pipeline arguments are stored in ML
+    Metadata and printed in logs."""
+    if not any(str(getattr(config, name) or "").startswith("s3://") for name in OBJECT_STORE_PATHS):
+        return []
+    args = [f"--beam_plugins={BEAM_S3_PLUGIN}"]
+    endpoint = os.environ.get("S3_ENDPOINT")
+    if endpoint:
+        https = os.environ.get("S3_USE_HTTPS", "1") != "0"
+        args.append(
+            f"--s3_endpoint_url={endpoint if '://' in endpoint else ('https://' if https else 'http://') + endpoint}"
+        )
+    if os.environ.get("AWS_REGION"):
+        args.append(f"--s3_region_name={os.environ['AWS_REGION']}")
+    return args

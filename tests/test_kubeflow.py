@@ -3,10 +3,10 @@ kfp.Client against a recording fake of the server's REST API, cron, and the TFX 
 
 import datetime as dt
 import glob
+import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -20,7 +20,7 @@ from components.contract import PROVENANCE_FILE, ConfigError
 from kubeflow import client, compiler, cron
 from kubeflow.settings import KubeflowSettings
 from pipeline.config import GraftConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, S3_BUCKET
 from tests.fake_kfp_server import FakeKfpServer
 
 SECRET = "graft-kfp-secret-31415"
@@ -443,11 +443,35 @@ def test_first_run_serving_baseline_passes_tfx_kubeflow_entrypoint(tmp_path, mon
 
 
 @pytest.mark.e2e
-def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path, tiny_digits_dir):
-    """graft kfp run-local: every task of the compiled YAML in its own process through the image's
-    entrypoint, artifacts handed over as KFP's driver does; the pushed model serves. The backbone
-    is a TF Hub feature vector exported here: the 'unit' preprocessing family runs through a
-    pipeline in this test (caffe in the messy-folder test, none in the tuner test, tf in the main one)."""
+def _upload(client, folder: str, prefix: str, files=None, change=None) -> str:
+    """Copies class folders (or `files` of them) to the S3 server under `prefix`; returns its URI."""
+    for path in files or sorted(glob.glob(os.path.join(folder, "*", "*.png"))):
+        data = open(path, "rb").read()
+        if change:
+            buffer = io.BytesIO()
+            Image.fromarray(change(np.asarray(Image.open(path)))).save(buffer, format="PNG")
+            data = buffer.getvalue()
+        client.put_object(Bucket=S3_BUCKET, Key=f"{prefix}/{os.path.relpath(path, folder)}", Body=data)
+    return f"s3://{S3_BUCKET}/{prefix}"
+
+
+def _download(client, uri: str, target: str) -> str:
+    """A folder of the S3 server copied to `target` (read here without TensorFlow's S3 filesystem)."""
+    prefix = uri[len(f"s3://{S3_BUCKET}/") :].rstrip("/") + "/"
+    for item in client.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix).get("Contents", []):
+        local = os.path.join(target, item["Key"][len(prefix) :])
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        client.download_file(S3_BUCKET, item["Key"], local)
+    return target
+
+
+def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path, tiny_digits_dir, s3):
+    """graft kfp run-local with every path on an S3 server (the store open-source Kubeflow ships
+    is MinIO, which speaks S3): every task of the compiled YAML in its own process through the
+    image's command, its inputs downloaded as KFP's launcher does, artifacts handed over as KFP's
+    driver does; the pushed model serves. The backbone is a TF Hub feature vector exported here:
+    the 'unit' preprocessing family runs through a pipeline in this test (caffe in the
+    messy-folder test, none in the tuner test, tf in the main one)."""
     from tests.conftest import (
         assert_signatures_agree,
         assert_transform_matches_keras,
@@ -455,9 +479,17 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         small_training_config,
     )
 
+    env, client = s3
+    golden = [
+        path
+        for class_name in sorted(os.listdir(tiny_digits_dir))  # 4 training images per class, so dropped from training
+        for path in sorted(glob.glob(os.path.join(tiny_digits_dir, class_name, "*.png")))[:4]
+    ]
     config = small_training_config(
         tmp_path,
-        data_dir=tiny_digits_dir,
+        data_dir=_upload(client, tiny_digits_dir, "kfp/data"),
+        pipeline_root=f"s3://{S3_BUCKET}/kfp/root",
+        serving_dir=f"s3://{S3_BUCKET}/kfp/serving",
         backbone="hub",
         weights=export_tiny_hub_feature_vector(str(tmp_path / "hub_fv")),
         backbone_kwargs={},
@@ -466,12 +498,9 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         min_accuracy=0.0,
         train_batchnorm=False,
         batchnorm_momentum=None,
-        eval_data=str(tmp_path / "golden"),  # a golden set: its own ExampleGen and Evaluator tasks
+        eval_data=_upload(client, tiny_digits_dir, "kfp/golden", golden),  # its own ExampleGen and Evaluator tasks
+        class_names=["digit_0", "digit_1", "digit_7"],
     )
-    for class_name in sorted(os.listdir(tiny_digits_dir)):  # 4 training images per class, so dropped from training
-        os.makedirs(tmp_path / "golden" / class_name)
-        for name in sorted(os.listdir(os.path.join(tiny_digits_dir, class_name)))[:4]:
-            shutil.copy(os.path.join(tiny_digits_dir, class_name, name), tmp_path / "golden" / class_name / name)
     config["kubeflow"] = {"target": "kfp", "image": "registry.test/graft:1"}
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -480,10 +509,11 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     def run_local(name: str):
         summary_path = tmp_path / f"{name}.json"
         result = subprocess.run(
-            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path), "--local-paths"],
+            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
             capture_output=True,
             text=True,
             cwd=REPO,
+            env=env,
             timeout=900,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -496,33 +526,34 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert summary["ingest"]["accepted"] == 120 - 12 and summary["ingest"]["skipped"] == 12  # the golden images
     assert {"GoldenExampleGen", "GoldenEvaluator"} <= set(summary["task_seconds"])
     assert summary["golden"]["metrics"]["example_count"] == 12 and summary["golden"]["blessed"]
-    with open(
-        os.path.join(summary["pushed_model_dir"], PROVENANCE_FILE)
-    ) as f:  # the golden figures that let it through
-        golden = json.load(f)["golden"]
+    model_dir = summary["pushed_model_dir"]
+    assert model_dir.startswith(f"s3://{S3_BUCKET}/kfp/serving/")
+    local_model = _download(client, model_dir, str(tmp_path / "pushed"))
+    with open(os.path.join(local_model, PROVENANCE_FILE)) as f:  # the golden figures that let it through
+        recorded = json.load(f)["golden"]
     assert (
-        golden["metrics"]["sparse_categorical_accuracy"] == summary["golden"]["metrics"]["sparse_categorical_accuracy"]
+        recorded["metrics"]["sparse_categorical_accuracy"]
+        == summary["golden"]["metrics"]["sparse_categorical_accuracy"]
     )
     # The compiled Trainer asks for a GPU and checks for it in its pod; run-local says it does not here.
     assert "Trainer: its GPU request is not enforced by run-local" in result.stdout
-    model_dir = summary["pushed_model_dir"]
-    assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
     files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
-    assert_signatures_agree(model_dir, files, 3)
+    assert_signatures_agree(local_model, files, 3)
     assert "training hub" in open(summary["task_logs"]["Trainer"], encoding="utf-8").read()
-    [transform] = {
-        os.path.dirname(p) for p in glob.glob(str(tmp_path / "root" / "**" / "transform_fn"), recursive=True)
-    }
-    assert_transform_matches_keras(transform, "hub", files, 32)
+    transform_fns = {k["Key"] for k in client.list_objects_v2(Bucket=S3_BUCKET, Prefix="kfp/root/")["Contents"]}
+    [graph] = {k.split("/transform_fn/")[0] for k in transform_fns if "/transform_fn/" in k}
+    assert_transform_matches_keras(
+        _download(client, f"s3://{S3_BUCKET}/{graph}", str(tmp_path / "graph")), "hub", files, 32
+    )
 
     # New data, every image inverted: the RetrainGate's drift checks block it before training, and
     # every task after it is skipped by its trigger condition, as KFP's driver would skip it. (The
     # gate's other refusal, nothing new, takes the same branch: test_pipeline_e2e runs it.)
-    for source in glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")):
-        target = tmp_path / "inverted" / os.path.relpath(source, tiny_digits_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(255 - np.asarray(Image.open(source))).save(target)
-    path.write_text(yaml.safe_dump({**config, "data_dir": str(tmp_path / "inverted")}))
+    path.write_text(
+        yaml.safe_dump(
+            {**config, "data_dir": _upload(client, tiny_digits_dir, "kfp/inverted", change=lambda p: 255 - p)}
+        )
+    )
     drifted, result = run_local("drifted")
     assert set(drifted["task_seconds"]) == {"ImageExampleGen", "RetrainGate"}, drifted["task_seconds"]
     assert set(drifted["skipped_tasks"]) == set(compiler.all_tasks(spec)) - {"ImageExampleGen", "RetrainGate"}

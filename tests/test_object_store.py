@@ -9,51 +9,16 @@ interpreter at its exit, which must not happen to a pytest worker.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO, encode, export_tiny_image_model, random_image
+from tests.conftest import REPO, S3_BUCKET, encode, export_tiny_image_model, random_image
 
 pytestmark = pytest.mark.slow  # exports a model and starts processes that load TensorFlow
 
-BUCKET = "graft-test"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A local S3 server and a bucket; the environment a process needs to reach it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {"AWS_ACCESS_KEY_ID": "graft", "AWS_SECRET_ACCESS_KEY": "graft", "AWS_REGION": "us-east-1"}
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="graft",
-        aws_secret_access_key="graft",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    env = {
-        **os.environ,
-        **credentials,
-        "S3_ENDPOINT": endpoint,
-        "S3_USE_HTTPS": "0",
-        "S3_VERIFY_SSL": "0",
-        "TF_USE_LEGACY_KERAS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    yield env, client
-    server.stop()
+BUCKET = S3_BUCKET
 
 
 def keys(client, prefix: str) -> list:
