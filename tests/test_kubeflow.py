@@ -442,7 +442,6 @@ def test_first_run_serving_baseline_passes_tfx_kubeflow_entrypoint(tmp_path, mon
     assert baseline["metadata"]["serving_version_dir"] == ""
 
 
-@pytest.mark.e2e
 def _upload(client, folder: str, prefix: str, files=None, change=None) -> str:
     """Copies class folders (or `files` of them) to the S3 server under `prefix`; returns its URI."""
     for path in files or sorted(glob.glob(os.path.join(folder, "*", "*.png"))):
@@ -465,6 +464,7 @@ def _download(client, uri: str, target: str) -> str:
     return target
 
 
+@pytest.mark.e2e
 def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path, tiny_digits_dir, s3):
     """graft kfp run-local with every path on an S3 server (the store open-source Kubeflow ships
     is MinIO, which speaks S3): every task of the compiled YAML in its own process through the
