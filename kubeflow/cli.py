@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--pipeline-root", help="artifact root (overrides the config)")
     q.add_argument(
-        "--work-dir", help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local)"
+        "--work-dir",
+        help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local; "
+        "beside the metadata database when the pipeline root is on an object store)",
     )
     q.add_argument("--summary-json", help="write the run's facts (blessed, pushed, metrics, task seconds) here")
     q.add_argument(
@@ -158,7 +160,7 @@ def _run_local(config, settings, args) -> int:
     from kubeflow import compiler, run_local  # TFX and TFMA: imported once the checks have passed
 
     root = config.pipeline_root if "://" in config.pipeline_root else os.path.abspath(config.pipeline_root)
-    work_dir = os.path.abspath(args.work_dir or os.path.join(config.pipeline_root, "kfp-run-local"))
+    work_dir = os.path.abspath(args.work_dir or os.path.join(config.local_output_dir, "kfp-run-local"))
     os.makedirs(work_dir, exist_ok=True)
     started = time.time()
     spec_path = compiler.compile_pipeline(config, settings, os.path.join(work_dir, "pipeline.yaml"))

@@ -359,14 +359,8 @@ def hold_run_lock(config, run_id: str, wait_seconds: float) -> locks.Lock:
     return lock
 
 
-def local_output_dir(config) -> str:
-    """Where a run's log and report go on this machine: the pipeline root, or, when that is on an
-    object store, beside the ML Metadata database (they are written as local files)."""
-    return config.pipeline_root if "://" not in config.pipeline_root else os.path.dirname(config.metadata_path)
-
-
 def _run_holding_the_lock(config, args, run_id: str) -> int:
-    log_path = os.path.join(local_output_dir(config), "logs", f"run-{run_id}.log")
+    log_path = os.path.join(config.local_output_dir, "logs", f"run-{run_id}.log")
     size = f" at {config.input_size}px" if config.kind == "image" else ""
     print(f"Graft: {config.backbone}{size} on {config.data_path}")
     if config.backbone == registry.TEXT_TFIDF.name and config.stages == AUTO:
@@ -399,7 +393,7 @@ def _run_holding_the_lock(config, args, run_id: str) -> int:
         return EXIT_FAILED
     summary["log_file"] = os.path.abspath(log_path)
     summary["wall_seconds"] = round(time.time() - progress.started, 1)
-    report_dir = os.path.join(local_output_dir(config), "reports", f"run-{run_id}")
+    report_dir = os.path.join(config.local_output_dir, "reports", f"run-{run_id}")
     summary["report"] = os.path.abspath(write_report(summary, config, report_dir))
     progress.stream.write(format_summary(summary) + f"\n  wall time: {summary['wall_seconds']}s\n")
     for path in filter(None, [os.path.join(report_dir, "summary.json"), args.summary_json]):

@@ -176,6 +176,12 @@ class GraftConfig:
         return "text" if self.text_data else "image"
 
     @property
+    def local_output_dir(self) -> str:
+        """Where a run's log, report and run-local's work go on this machine: the pipeline root, or,
+        when that is on an object store, beside the ML Metadata database (they are local files)."""
+        return self.pipeline_root if "://" not in self.pipeline_root else os.path.dirname(self.metadata_path)
+
+    @property
     def data_path(self) -> str:
         return self.data_dir or self.tfrecord_dir or self.text_data or ""
 

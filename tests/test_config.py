@@ -265,3 +265,12 @@ def test_cli_refuses_a_golden_class_the_model_lacks_before_anything_runs(tmp_pat
 def test_a_span_window_needs_spans_and_a_positive_size(digits_dir, window, spans, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, {"data_dir": str(digits_dir), "span_window": window, "spans": spans})
+
+
+def test_a_runs_local_files_stay_on_this_machine_when_the_pipeline_root_is_remote(tmp_path):
+    """The log, the report and run-local's work are local files: under a local pipeline root, or
+    beside the metadata database when the root is an object store (they went to a folder 's3:')."""
+    local = GraftConfig(data_dir="d", pipeline_root=str(tmp_path / "root"), metadata_path=str(tmp_path / "m" / "db"))
+    assert local.local_output_dir == str(tmp_path / "root")
+    remote = GraftConfig(data_dir="d", pipeline_root="gs://bucket/root", metadata_path=str(tmp_path / "m" / "db"))
+    assert remote.local_output_dir == str(tmp_path / "m")

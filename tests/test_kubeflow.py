@@ -522,6 +522,8 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     summary, result = run_local("first")
     spec, _ = compiler.load_compiled(summary["compiled"])
     assert set(summary["task_seconds"]) == set(compiler.all_tasks(spec)) - {compiler.BRANCH}  # every task ran
+    # Its own files (compiled YAML, task logs) beside the metadata database, not in a folder 's3:'.
+    assert summary["compiled"].startswith(str(tmp_path / "mlmd")) and not os.path.exists(os.path.join(REPO, "s3:"))
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
     assert summary["ingest"]["accepted"] == 120 - 12 and summary["ingest"]["skipped"] == 12  # the golden images
     assert {"GoldenExampleGen", "GoldenEvaluator"} <= set(summary["task_seconds"])
