@@ -32,6 +32,17 @@ def register(path) -> None:
         from components import beam_s3  # noqa: F401  (Beam's own S3 writes: empty files)
 
 
+def s3_endpoint_url(endpoint: str | None = None, https: bool | None = None) -> str | None:
+    """The S3 endpoint as a URL (what boto3 and Beam take), from tensorflow-io's form (host:port,
+    S3_USE_HTTPS) or given; by default the environment's S3_ENDPOINT. None: AWS's own."""
+    endpoint = endpoint or os.environ.get("S3_ENDPOINT")
+    if not endpoint or "://" in endpoint:
+        return endpoint or None
+    if https is None:
+        https = os.environ.get("S3_USE_HTTPS", "1") != "0"
+    return f"{'https' if https else 'http'}://{endpoint}"
+
+
 def exit_process(code: int) -> None:
     """Ends this process with `code`. Once tensorflow-io's S3 filesystem was used, the AWS SDK's
     teardown at interpreter exit aborts ("pure virtual method called": exit 134 after a run that

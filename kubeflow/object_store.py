@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from components import files
+
 SCHEMES = ("gs://", "s3://", "minio://")
 
 
@@ -24,10 +26,7 @@ def split(uri: str) -> tuple[str, str, str]:
 def _s3():
     import boto3
 
-    endpoint = os.environ.get("S3_ENDPOINT")
-    if endpoint and "://" not in endpoint:  # tensorflow-io's form: host:port
-        endpoint = f"{'https' if os.environ.get('S3_USE_HTTPS', '1') != '0' else 'http'}://{endpoint}"
-    return boto3.client("s3", endpoint_url=endpoint or None, region_name=os.environ.get("AWS_REGION"))
+    return boto3.client("s3", endpoint_url=files.s3_endpoint_url(), region_name=os.environ.get("AWS_REGION"))
 
 
 def list_objects(uri: str) -> list[tuple[str, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from components import files
 from components.contract import ConfigError
 from components.settings import unknown_options
 
@@ -78,7 +79,7 @@ class KubeflowSettings:
         if self.beam_pipeline_args is None:
             s3 = (
                 [
-                    f"--s3_endpoint_url={self._s3_url}",
+                    f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",
                     f"--s3_region_name={self.s3_region}",
                     "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
                 ]
@@ -92,12 +93,6 @@ class KubeflowSettings:
         if runner.lower() not in ("directrunner", "direct") and not named:
             args.append(f"--sdk_container_image={self.image}")
         return args
-
-    @property
-    def _s3_url(self) -> str:
-        """The endpoint as Beam's S3 filesystem takes it (a URL)."""
-        scheme = "https" if self.s3_use_https else "http"
-        return self.s3_endpoint if "://" in self.s3_endpoint else f"{scheme}://{self.s3_endpoint}"
 
     @property
     def s3_env(self) -> dict:

@@ -723,12 +723,9 @@ def beam_s3_args(config: GraftConfig) -> list[str]:
     if not any(str(getattr(config, name) or "").startswith("s3://") for name in OBJECT_STORE_PATHS):
         return []
     args = [f"--beam_plugins={BEAM_S3_PLUGIN}"]
-    endpoint = os.environ.get("S3_ENDPOINT")
+    endpoint = files.s3_endpoint_url()
     if endpoint:
-        https = os.environ.get("S3_USE_HTTPS", "1") != "0"
-        args.append(
-            f"--s3_endpoint_url={endpoint if '://' in endpoint else ('https://' if https else 'http://') + endpoint}"
-        )
+        args.append(f"--s3_endpoint_url={endpoint}")
     if os.environ.get("AWS_REGION"):
         args.append(f"--s3_region_name={os.environ['AWS_REGION']}")
     return args

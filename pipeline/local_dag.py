@@ -16,7 +16,7 @@ from components import files
 from components.example_gen import image_ingest
 from components.retrain_gate.component import serving_state
 from pipeline.config import GraftConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import create_pipeline, training_example_gen_id
 from pipeline.summary import collect_summary
 
 
@@ -58,8 +58,7 @@ def training_window(config: GraftConfig, store=None) -> list[int]:
         for name in files.listdir(config.data_path)
         if name.startswith(image_ingest.SPAN_PREFIX) and name[len(image_ingest.SPAN_PREFIX) :].isdigit()
     }
-    example_gen_id = "TextExampleGen" if config.text_data else "ImageExampleGen"  # pipeline.example_gen_component
-    trained = _trained_spans(store or _store(config), config.pipeline_name, example_gen_id)
+    trained = _trained_spans(store or _store(config), config.pipeline_name, training_example_gen_id(config))
     earlier = sorted(span for span in trained & present if span < current)
     return [*earlier[len(earlier) - (config.span_window - 1) :], current] if config.span_window > 1 else [current]
 

@@ -38,6 +38,14 @@ RUN_FN = "components.trainer.run_fn.run_fn"
 TUNER_FN = "components.tuner.tuner_fn.tuner_fn"
 
 
+IMAGE_EXAMPLE_GEN_ID, TEXT_EXAMPLE_GEN_ID = "ImageExampleGen", "TextExampleGen"
+
+
+def training_example_gen_id(config: cfg.GraftConfig) -> str:
+    """The node id of the ExampleGen of image or text folders (what a span window reads)."""
+    return TEXT_EXAMPLE_GEN_ID if config.text_data else IMAGE_EXAMPLE_GEN_ID
+
+
 def _abs(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
@@ -74,7 +82,7 @@ def example_gen_component(config: cfg.GraftConfig):
             output_config=example_gen_pb2.Output(split_config=eval_split),
             custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config)),
             custom_executor_spec=executor_spec.BeamExecutorSpec(text_executor.Executor),
-        ).with_id("TextExampleGen")
+        ).with_id(TEXT_EXAMPLE_GEN_ID)
     if config.tfrecord_dir:
         return ImportExampleGen(
             input_base=_abs(config.tfrecord_dir),
@@ -103,7 +111,7 @@ def example_gen_component(config: cfg.GraftConfig):
         output_config=output_config,
         custom_config=image_executor.make_custom_config(cfg.example_gen_settings(config)),
         custom_executor_spec=executor_spec.BeamExecutorSpec(image_executor.Executor),
-    ).with_id("ImageExampleGen")
+    ).with_id(IMAGE_EXAMPLE_GEN_ID)
 
 
 def training_examples(config: cfg.GraftConfig, example_gen, window_spans=()):
