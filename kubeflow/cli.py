@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--pipeline-root", help="artifact root (overrides the config)")
     q.add_argument(
+        "--engine",
+        choices=["process", "docker"],
+        default="process",
+        help="process (default): each task a process of this checkout's Python, with the image's environment; "
+        "docker: each task a container of the compiled image (--image; kubeflow/build_local_image.sh builds one "
+        "without a registry), nothing of this machine mounted, so every path must be on an object store",
+    )
+    q.add_argument("--image", help="the image the compiled tasks run (with --engine docker: a local image)")
+    q.add_argument(
         "--work-dir",
         help="compiled YAML, task logs and output metadata (default <pipeline-root>/kfp-run-local; "
         "beside the metadata database when the pipeline root is on an object store)",
@@ -84,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept local pipeline_root, data and serving paths (no pod could read them: the compiled spec "
         "is for this machine only); without it they are refused as compile and submit refuse them",
+    )
+    q.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every task, as a run submitted with caching off (by default tasks compiled with caching on "
+        "reuse an earlier run-local's outputs when KFP's cache key matches, as the cluster would)",
     )
     _force_flag(q)
     return p
@@ -129,6 +144,11 @@ def _load(args):
             "use gs:// or s3:// URIs"
             + (" (or --local-paths to run this machine's paths here)" if args.command == "run-local" else "")
         )
+    if getattr(args, "engine", "process") == "docker" and found:
+        raise cfg.ConfigError(
+            f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "
+            "mounted, as in a pod): put every path on an object store (s3://, minio://), or use --engine process"
+        )
     if config.span_window > 1:
         raise cfg.ConfigError(
             f"span_window {config.span_window}: TFX's Kubeflow compiler resolves no span range (its only "
@@ -159,6 +179,21 @@ def _trainer_excerpt(compiler, path: str) -> dict:
 def _run_local(config, settings, args) -> int:
     from kubeflow import compiler, run_local  # TFX and TFMA: imported once the checks have passed
 
+    if args.engine == "docker":
+        import shutil
+        import subprocess
+
+        if not shutil.which("docker"):
+            print("error: --engine docker: no docker command on this machine", file=sys.stderr)
+            return EXIT_CONFIG
+        found = subprocess.run(["docker", "image", "inspect", settings.image], capture_output=True, text=True)
+        if found.returncode != 0:
+            print(
+                f"error: --engine docker: image {settings.image!r} is not on this machine "
+                f"({found.stderr.strip()[:200]}); build it: kubeflow/build_local_image.sh {settings.image}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     root = config.pipeline_root if "://" in config.pipeline_root else os.path.abspath(config.pipeline_root)
     work_dir = os.path.abspath(args.work_dir or os.path.join(config.local_output_dir, "kfp-run-local"))
     os.makedirs(work_dir, exist_ok=True)
@@ -167,7 +202,7 @@ def _run_local(config, settings, args) -> int:
     print(f"compiled {spec_path}; running its tasks here as {settings.target} would", flush=True)
     try:
         backend = run_local.run_compiled(
-            spec_path, root, work_dir, settings.target, cfg.direct_runner_args(config), say=_say(started)
+            spec_path, root, work_dir, settings.target, say=_say(started), engine=args.engine
         )
     except run_local.TaskFailed as err:
         print(f"error: {err}", file=sys.stderr)
@@ -207,7 +242,7 @@ def main(argv=None) -> int:
     # path must not be served from cache.
     if args.command == "schedule":
         config.enable_cache = args.enable_caching
-    elif args.command == "submit" and args.no_cache:
+    elif args.command in ("submit", "run-local") and args.no_cache:
         config.enable_cache = False
     if args.command == "run-local":
         return _run_local(config, settings, args)

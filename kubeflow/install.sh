@@ -9,8 +9,14 @@
 # project: Graft itself (editable, so the checkout or the image's /graft is what runs) and a
 # check that the stack imports. all (default): both. gpu (the image's, not make setup's): the CUDA and
 # cuDNN wheels of requirements-gpu.lock (the image then checks them: python -m kubeflow.gpu_libraries).
+# WHEELHOUSE (optional): a folder or URL of wheels to install from instead of PyPI (an offline
+# image build: kubeflow/build_local_image.sh).
 set -euo pipefail
 py="${1:?usage: kubeflow/install.sh PYTHON [deps|project|all|gpu]}"
+if [[ -n ${WHEELHOUSE:-} ]]; then
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE"
+  host="${WHEELHOUSE#*://}" && export PIP_TRUSTED_HOST="${host%%[:/]*}"
+fi
 step="${2:-all}"
 cd "$(dirname "$0")/.."
 

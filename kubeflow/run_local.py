@@ -6,8 +6,9 @@ component/launcher_v2.go `uploadOutputArtifacts`/`mergeRuntimeArtifacts`; TFX's
 kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
 
 - tasks run in dependency order (`dependentTasks`), each as its own container command from
-  `deploymentSpec` (`python -m kubeflow.kfp_entrypoint ...`, the image's entrypoint) in a
-  subprocess, with `{{$}}` replaced by the task's ExecutorInput JSON;
+  `deploymentSpec` (`python -m kubeflow.kfp_entrypoint ...`, the image's entrypoint, with the
+  compiled Beam flags: workers from the pod's CPU request) in a subprocess, with `{{$}}`
+  replaced by the task's ExecutorInput JSON;
 - the ExecutorInput holds the task's parameters (the spec's constants), its input artifacts
   (what upstream tasks produced) and its output artifacts, provisioned at
   `<pipeline root>/<run id>/<task>/<output key>`, with an output metadata file per task;
@@ -19,17 +20,26 @@ kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
   as the driver does; a skipped sub-DAG's tasks are all skipped.
 
 The two targets hand artifacts over as their backends do. `kfp` (open-source Kubeflow
-Pipelines): inputs arrive without a type, named by a numeric metadata id, their metadata the
-artifact's properties; lifecycle hooks are not run (the backend has none), so ImageExampleGen
+Pipelines): inputs arrive typed `instanceSchema: ""`, named by a numeric metadata id, their
+metadata the artifact's custom properties; lifecycle hooks are not run (the backend has none), so ImageExampleGen
 resolves {SPAN} itself. `vertex` (Vertex AI Pipelines): inputs arrive typed, with resource
 names, and the ExampleGen driver hook (`lifecycle.preCacheCheck`) runs before the executor.
 
 - `kfp`: before a task's command, each input artifact on an object store is downloaded as the
   open-source launcher 2.0-2.3 does it (kubeflow/launcher.py), whose failure fails the task.
+- `kfp`: output metadata goes through ML Metadata as the launcher stores it and comes back as
+  the driver returns it (kubeflow/kfp_driver.py: bools as 1/0, a null fails the task).
+- KFP's execution cache: each task's cache key (kubeflow/kfp_driver.py) is computed; a task with
+  caching on whose key a completed execution of an earlier run-local had is not run, its outputs
+  are that execution's (artifact ids persist in the work folder's kfp-metadata.json, as in ML
+  Metadata). The summary's `cache` says, per task, what was reused and why the rest ran.
+- Each task's environment is the image's (the ENV of kubeflow/Dockerfile), the compiled `env`,
+  and the credentials secret of the platform section, whose keys are taken from this shell's
+  variables of the same names: nothing else of this shell reaches a task.
 
 Not emulated: the cluster (images, pods, resources, GPUs, node selectors, tolerations are
-ignored: the tasks run with this checkout's code and Python), object-store uploads (artifacts
-are written where their URI points), and KFP's execution cache (every task runs).
+ignored: the tasks run with this checkout's code and Python) and object-store uploads
+(artifacts are written where their URI points).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -46,13 +57,17 @@ from dataclasses import dataclass, field
 from components import files
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
 from components.evaluator.results import judgement, read_evaluation
-from kubeflow import launcher
+from kubeflow import kfp_driver, launcher
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ("kfp", "vertex")
 _PLACEHOLDER = "{{$}}"
 _OUTPUT_METADATA = "output_metadata.json"
+_POD_OUTPUTS = "/tmp/kfp_outputs"  # where KFP's launcher has a task write its output metadata
+ENGINES = ("process", "docker")
+METADATA_FILE = "kfp-metadata.json"  # in the work folder: artifact ids and the cache, kept between runs
+_DOCKERFILE = os.path.join(_REPO_DIR, "kubeflow", "Dockerfile")
 
 
 # One comparison of an input artifact's metadata with a literal: what TFX's compiler writes for
@@ -101,6 +116,7 @@ class Task:
     seconds: float = 0.0
     outputs: dict = field(default_factory=dict)  # output key -> RuntimeArtifact (JSON dict), as registered
     log_file: str = ""
+    cached_from: str = ""  # the run whose execution KFP's cache gave this task's outputs
 
 
 def task_order(tasks: dict) -> list[str]:
@@ -138,32 +154,47 @@ def _parameter_values(task: dict, spec: dict) -> dict:
 class LocalBackend:
     """Runs one compiled pipeline: provisions, launches and records each task."""
 
-    def __init__(self, spec: dict, pipeline_root: str, work_dir: str, target: str, beam_args: list, say=print):
+    def __init__(
+        self, spec: dict, pipeline_root: str, work_dir: str, target: str, say=print, platform=None, engine="process"
+    ):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS} (got {target!r})")
-        self.spec, self.target, self.beam_args, self.say = spec, target, list(beam_args), say
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
+        self.spec, self.target, self.say, self.engine = spec, target, say, engine
+        self.platform = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
         self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
+        self.store = kfp_driver.LocalMetadataStore(os.path.join(os.path.abspath(work_dir), METADATA_FILE))
         self.tasks: dict[str, Task] = {}
         self.skipped: dict[str, str] = {}  # task -> why it did not run
-        self._next_id = 1
+        self.cache: dict[str, dict] = {}  # task -> {"reused_from": run id} or {"ran": why}
 
     # -- artifacts as each backend hands them over ------------------------------------------
-    def _register(self, artifact: dict) -> dict:
-        """Records an output artifact as the backend's metadata store would; returns it."""
-        recorded = {
-            "id": self._next_id,
+    def _register(self, artifact: dict, output_key: str, task: str) -> dict:
+        """Records an output artifact as the backend's metadata store would; returns it. On
+        `kfp` its metadata is what comes back out of ML Metadata (kubeflow/kfp_driver.py)."""
+        metadata = dict(artifact.get("metadata", {}))
+        if self.target == "kfp":
+            try:
+                custom = kfp_driver.record(metadata, output_key, f"task {task}, output {output_key}")
+            except kfp_driver.MetadataError as error:
+                raise TaskFailed(f"KFP's launcher fails task {task} after its command: {error}") from error
+            metadata = kfp_driver.runtime_metadata(custom)
+        return {
+            "id": self.store.new_id(),
             "uri": artifact["uri"],
-            "metadata": dict(artifact.get("metadata", {})),
+            "metadata": metadata,
             "type": artifact.get("type", {}),
         }
-        self._next_id += 1
-        return recorded
 
-    def _as_input(self, recorded: dict) -> dict:
-        if self.target == "kfp":  # metadata.toRuntimeArtifact: no type, the id as name
-            return {"name": str(recorded["id"]), "uri": recorded["uri"], "metadata": recorded["metadata"]}
+    def _as_input(self, recorded: dict, task_output: bool = True) -> dict:
+        if self.target == "kfp":  # metadata.toRuntimeArtifact: the id as name, an empty schema
+            handed = {"name": str(recorded["id"]), "uri": recorded["uri"], "metadata": recorded["metadata"]}
+            if task_output:  # a sub-DAG's input artifact comes without any type (driver 2.0.3+)
+                handed["type"] = {"instanceSchema": ""}
+            return handed
         return {
             "name": f"projects/local/locations/local/metadataStores/default/artifacts/{recorded['id']}",
             "uri": recorded["uri"],
@@ -204,7 +235,7 @@ class LocalBackend:
     def _input_artifacts(self, task: dict, dag_inputs: dict) -> dict:
         """{key: RuntimeArtifact} of the task's inputs, as handed over."""
         return {
-            key: self._as_input(self._recorded_input(source, dag_inputs))
+            key: self._as_input(self._recorded_input(source, dag_inputs), "taskOutputArtifact" in source)
             for key, source in task.get("inputs", {}).get("artifacts", {}).items()
         }
 
@@ -225,29 +256,70 @@ class LocalBackend:
             "inputs": {"parameterValues": _parameter_values(task, self.spec), "artifacts": artifacts},
             "outputs": {
                 "artifacts": self._provision_outputs(name, component),
-                "outputFile": os.path.join(self.task_dir, name, _OUTPUT_METADATA),
+                "outputFile": os.path.join(
+                    _POD_OUTPUTS if self.engine == "docker" else self._outputs(name), _OUTPUT_METADATA
+                ),
             },
         }
 
+    def _outputs(self, name: str) -> str:
+        """This machine's folder for the task's output metadata (a container's /tmp/kfp_outputs)."""
+        return os.path.join(self.task_dir, name, "kfp_outputs")
+
+    def _output_metadata(self, name: str) -> dict:
+        return _read_json(os.path.join(self._outputs(name), _OUTPUT_METADATA))
+
     # -- launching -----------------------------------------------------------------------------
     def _command(self, container: dict, executor_input: dict) -> list[str]:
-        """The container's command and arguments with `{{$}}` filled in, `python` as this
-        interpreter, and DirectRunner flags sized for this machine instead of the cluster's."""
-        command = [sys.executable if part == "python" else part for part in container["command"]]
-        args = []
-        for arg in container.get("args", []):
-            if arg.startswith(("--direct_running_mode=", "--direct_num_workers=", "--runner=")):
-                continue
-            args.append(arg.replace(_PLACEHOLDER, json.dumps(executor_input)) if _PLACEHOLDER in arg else arg)
-        return command + args + self.beam_args
+        """The container's command and arguments, the compiled Beam flags included, with `{{$}}`
+        filled in; in a process, `python` is this interpreter."""
+        command = list(container["command"])
+        if self.engine == "process":
+            command = [sys.executable if part == "python" else part for part in command]
+        args = [
+            arg.replace(_PLACEHOLDER, json.dumps(executor_input)) if _PLACEHOLDER in arg else arg
+            for arg in container.get("args", [])
+        ]
+        return command + args
 
-    def _launch(self, name: str, step: str, command: list[str], log_file: str, container_env=()) -> None:
-        env = {**os.environ, "GRAFT_TARGET": self.target, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": _REPO_DIR}
-        env.update({item["name"]: item["value"] for item in container_env})  # the compiled container's env
+    def _in_container(self, name: str, image: str, command: list[str], env: dict) -> list[str]:
+        """`docker run` of the task as a pod of the image would run it: the command replacing the
+        entrypoint, the compiled env and secrets, the host's network (the object store on its
+        loopback), nothing of this machine mounted but the output-metadata folder."""
+        os.makedirs(self._outputs(name), exist_ok=True)
+        run = ["docker", "run", "--rm", "--network", "host", "-v", f"{self._outputs(name)}:{_POD_OUTPUTS}"]
+        for key, value in env.items():
+            run += ["-e", f"{key}={value}"]
+        return run + ["--entrypoint", command[0], image] + command[1:]
+
+    def _task_env(self, label: str, container_env) -> dict:
+        """What a pod of the image gets: the image's ENV, the compiled env, the platform
+        section's secrets; in a process also PATH and HOME, which a container runtime sets (in a
+        container the image has its own)."""
+        env = {}
+        if self.engine == "process":
+            env = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR") if name in os.environ}
+            env.update(image_environment())
+            env["PYTHONPATH"] = _REPO_DIR  # the image's /graft, here this checkout
+        for secret in self.platform.get("executors", {}).get(label, {}).get("secretAsEnv", []):
+            for item in secret.get("keyToEnv", []):
+                if item["envVar"] in os.environ:  # the secret's key, from this shell's variable of that name
+                    env[item["envVar"]] = os.environ[item["envVar"]]
+                else:
+                    self.say(
+                        f"    secret {secret['secretName']} key {item['secretKey']}: no {item['envVar']} in this "
+                        "shell to stand for it; the task gets none"
+                    )
+        env.update({item["name"]: item["value"] for item in container_env})
+        return env
+
+    def _launch(self, name: str, step: str, container: dict, command: list[str], log_file: str, env: dict) -> None:
         if env.pop(EXPECTED_GPUS_ENV, None):
             # The pod's GPU check (components/trainer/devices.py) is the cluster's: here the
             # training step runs on what this machine has.
             self.say(f"    {name}: its GPU request is not enforced by run-local (on the cluster it fails without one)")
+        if self.engine == "docker":
+            command, env = self._in_container(name, container["image"], command, env), dict(os.environ)
         with open(log_file, "a", encoding="utf-8") as log:
             log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
             log.flush()
@@ -270,10 +342,25 @@ class LocalBackend:
                         f"task {name}: KFP's launcher fails before its command, on input {key}: {error}"
                     ) from error
 
+    def _cache_key(self, task_spec: dict, container: dict, executor_input: dict) -> dict:
+        """KFP's cache key for this task (driver.getFingerPrint): parameters as compiled, inputs by
+        name, outputs by type, the raw command (placeholders unfilled) and the image."""
+        parameters = {
+            key: source.get("runtimeValue", {}).get("constant")
+            for key, source in task_spec.get("inputs", {}).get("parameters", {}).items()
+        }
+        return kfp_driver.cache_key(
+            {key: [a["name"] for a in v["artifacts"]] for key, v in executor_input["inputs"]["artifacts"].items()},
+            parameters,
+            {key: {"type": v["artifacts"][0]["type"]} for key, v in executor_input["outputs"]["artifacts"].items()},
+            container.get("image", ""),
+            container["command"] + container.get("args", []),
+        )
+
     def run_task(self, name: str, task_spec: dict, dag_inputs: dict) -> Task:
-        component = self.spec["components"][task_spec["componentRef"]["name"]]
-        container = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
-        os.makedirs(os.path.join(self.task_dir, name), exist_ok=True)
+        label = self.spec["components"][task_spec["componentRef"]["name"]]["executorLabel"]
+        container = self.spec["deploymentSpec"]["executors"][label]["container"]
+        os.makedirs(self._outputs(name), exist_ok=True)
         task = Task(name, log_file=os.path.join(self.task_dir, name, "log.txt"))
         started = time.time()
         executor_input = self.executor_input(name, task_spec, dag_inputs)
@@ -281,25 +368,42 @@ class LocalBackend:
         if hook and self.target == "vertex":
             # Vertex runs the driver hook first, then updates the task's parameters and output
             # artifacts from the ExecutorOutput it wrote (TFX's run_executor reads the same file).
-            self._launch(name, "driver hook", self._command(hook, executor_input), task.log_file, hook.get("env", ()))
-            hooked = _read_json(executor_input["outputs"]["outputFile"])
+            env = self._task_env(label, hook.get("env", ()))
+            self._launch(name, "driver hook", hook, self._command(hook, executor_input), task.log_file, env)
+            hooked = self._output_metadata(name)
             for key, artifacts in hooked.get("artifacts", {}).items():
                 provisioned = executor_input["outputs"]["artifacts"][key]["artifacts"][0]
                 provisioned["metadata"].update(artifacts["artifacts"][0].get("metadata", {}))
+        key = self._cache_key(task_spec, container, executor_input)
+        caching = task_spec.get("cachingOptions", {}).get("enableCache", False)
+        cached = self.store.cached(kfp_driver.fingerprint(key)) if caching else None
+        if cached:  # driver.reuseCachedOutputs: the command does not run
+            task.outputs, task.cached_from = cached["outputs"], cached["run_id"]
+            self.cache[name] = {"reused_from": cached["run_id"]}
+            self.tasks[name] = task
+            return task
+        last = self.store.last_execution(name) or {}
+        if caching:
+            decision = {"ran": kfp_driver.what_changed(last.get("key"), key)}
+        else:  # and whether the cluster, were it on, would have replayed the last execution
+            decision = {"ran": "caching is off for this task", "same_key_as": None}
+            if last.get("key") == key:
+                decision["same_key_as"] = last["run_id"]
         if self.target == "kfp":
             self._download_inputs(name, executor_input)
-        self._launch(
-            name, "executor", self._command(container, executor_input), task.log_file, container.get("env", ())
-        )
-        produced = _read_json(executor_input["outputs"]["outputFile"]).get("artifacts", {})
-        for key, artifacts in executor_input["outputs"]["artifacts"].items():
+        env = self._task_env(label, container.get("env", ()))
+        self._launch(name, "executor", container, self._command(container, executor_input), task.log_file, env)
+        produced = self._output_metadata(name).get("artifacts", {})
+        for output_key, artifacts in executor_input["outputs"]["artifacts"].items():
             artifact = artifacts["artifacts"][0]
-            if produced.get(key, {}).get("artifacts"):  # launcher_v2.mergeRuntimeArtifacts
-                update = produced[key]["artifacts"][0]
+            if produced.get(output_key, {}).get("artifacts"):  # launcher_v2.mergeRuntimeArtifacts
+                update = produced[output_key]["artifacts"][0]
                 artifact["uri"] = update.get("uri") or artifact["uri"]
                 artifact["metadata"].update(update.get("metadata", {}))
-            task.outputs[key] = self._register(artifact)
+            task.outputs[output_key] = self._register(artifact, output_key, name)
         task.seconds = round(time.time() - started, 1)
+        self.store.completed(name, self.run_id, key, task.outputs, cache=caching)
+        self.cache[name] = decision
         self.tasks[name] = task
         return task
 
@@ -329,7 +433,10 @@ class LocalBackend:
                 continue
             self.say(f"{label} ...")
             done = self.run_task(name, task, dag_inputs)
-            self.say(f"{label} done in {done.seconds:.1f}s")
+            if done.cached_from:
+                self.say(f"{label} reused from KFP's cache: the outputs of {done.cached_from}")
+            else:
+                self.say(f"{label} done in {done.seconds:.1f}s")
 
     def _skip(self, name: str, component: dict, why: str) -> None:
         """Records a task (and, for a sub-DAG, every task in it) as not run."""
@@ -344,10 +451,26 @@ def _read_json(path: str) -> dict:
     return json.loads(files.read(path).decode("utf-8")) if files.exists(path) else {}
 
 
-def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, beam_args: list, say=print):
+def image_environment(dockerfile: str = _DOCKERFILE) -> dict:
+    """The ENV the image's Dockerfile sets, its ${ARG}s at their defaults."""
+    with open(dockerfile, encoding="utf-8") as f:
+        lines = f.read().replace("\\\n", " ").splitlines()
+    args, env = {}, {}
+    for line in (line.strip() for line in lines):
+        if line.startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            args[name] = default
+        elif line.startswith("ENV "):
+            for item in shlex.split(line[4:]):
+                name, _, value = item.partition("=")
+                env[name] = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], ""), value)
+    return env
+
+
+def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, say=print, engine="process"):
     """Executes the compiled pipeline at `spec_path`; returns the backend (tasks, run id, dirs)."""
-    spec, _ = load_compiled(spec_path)
-    backend = LocalBackend(spec, pipeline_root, work_dir, target, beam_args, say)
+    spec, platform = load_compiled(spec_path)
+    backend = LocalBackend(spec, pipeline_root, work_dir, target, say, platform, engine)
     backend.run()
     return backend
 
@@ -374,7 +497,8 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
     return {
         "target": backend.target,
         "run_id": backend.run_id,
-        "task_seconds": {name: task.seconds for name, task in tasks.items()},
+        "task_seconds": {name: task.seconds for name, task in tasks.items() if not task.cached_from},
+        "cache": dict(backend.cache),  # per task: reused_from (a run) or why it ran
         "skipped_tasks": dict(backend.skipped),
         "retrain": {"retrain": retrain, "reason": decision.get("reason")} if decision else None,
         "run_skipped_reason": decision.get("reason") if retrain is False else None,

@@ -75,23 +75,25 @@ class KubeflowSettings:
         """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
         components' pods request (`component_cpu`, at least 1). A runner beyond the pod (Dataflow,
         Flink, Spark) runs its workers in the image, which holds Graft's code and Beam's boot
-        (kubeflow/Dockerfile), unless the flags already name a worker environment."""
+        (kubeflow/Dockerfile), unless the flags already name a worker environment. With an S3
+        endpoint, Beam's own S3 filesystem is pointed at it too, unless the flags already do."""
         if self.beam_pipeline_args is None:
-            s3 = (
-                [
-                    f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",
-                    f"--s3_region_name={self.s3_region}",
-                    "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
-                ]
-                if self.s3_endpoint
-                else []
-            )
-            return [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}", *s3]
-        args = list(self.beam_pipeline_args)
-        runner = _flag_value(args, "--runner") or "DirectRunner"
-        named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
-        if runner.lower() not in ("directrunner", "direct") and not named:
-            args.append(f"--sdk_container_image={self.image}")
+            args = [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
+        else:
+            args = list(self.beam_pipeline_args)
+            runner = _flag_value(args, "--runner") or "DirectRunner"
+            named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
+            if runner.lower() not in ("directrunner", "direct") and not named:
+                args.append(f"--sdk_container_image={self.image}")
+        if self.s3_endpoint:
+            for flag in (
+                f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",
+                f"--s3_region_name={self.s3_region}",
+                "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
+            ):
+                name = flag.split("=")[0]  # --beam_plugins may be given more than once: one per plugin
+                if flag not in args and (name == "--beam_plugins" or not _flag_value(args, name)):
+                    args.append(flag)
         return args
 
     @property

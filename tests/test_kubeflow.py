@@ -501,7 +501,15 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         eval_data=_upload(client, tiny_digits_dir, "kfp/golden", golden),  # its own ExampleGen and Evaluator tasks
         class_names=["digit_0", "digit_1", "digit_7"],
     )
-    config["kubeflow"] = {"target": "kfp", "image": "registry.test/graft:1"}
+    # The tasks get no variable of this shell: the store's settings are compiled into them, the
+    # credentials come from KFP's MinIO secret (its keys stood in for by this shell's variables).
+    config["kubeflow"] = {
+        "target": "kfp",
+        "image": "registry.test/graft:1",
+        "s3_endpoint": env["S3_ENDPOINT"],
+        "s3_use_https": False,
+        "s3_credentials_secret": "mlpipeline-minio-artifact",
+    }
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
@@ -522,6 +530,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     summary, result = run_local("first")
     spec, _ = compiler.load_compiled(summary["compiled"])
     assert set(summary["task_seconds"]) == set(compiler.all_tasks(spec)) - {compiler.BRANCH}  # every task ran
+    assert summary["cache"]["ImageExampleGen"] == {"ran": "caching is off for this task", "same_key_as": None}
     # Its own files (compiled YAML, task logs) beside the metadata database, not in a folder 's3:'.
     assert summary["compiled"].startswith(str(tmp_path / "mlmd")) and not os.path.exists(os.path.join(REPO, "s3:"))
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
@@ -548,15 +557,17 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         _download(client, f"s3://{S3_BUCKET}/{graph}", str(tmp_path / "graph")), "hub", files, 32
     )
 
-    # New data, every image inverted: the RetrainGate's drift checks block it before training, and
-    # every task after it is skipped by its trigger condition, as KFP's driver would skip it. (The
-    # gate's other refusal, nothing new, takes the same branch: test_pipeline_e2e runs it.)
-    path.write_text(
-        yaml.safe_dump(
-            {**config, "data_dir": _upload(client, tiny_digits_dir, "kfp/inverted", change=lambda p: 255 - p)}
-        )
-    )
+    # New data behind the same path, every image inverted. ExampleGen's cache key is unchanged (the
+    # cluster, caching it, would replay the first run's examples), so it runs uncached and reads the
+    # new files; the RetrainGate's drift checks block them before training, and every task after it
+    # is skipped by its trigger condition, as KFP's driver would skip it. (The gate's other refusal,
+    # nothing new, takes the same branch: test_pipeline_e2e runs it.)
+    _upload(client, tiny_digits_dir, "kfp/data", change=lambda p: 255 - p)
     drifted, result = run_local("drifted")
+    assert drifted["cache"]["ImageExampleGen"] == {
+        "ran": "caching is off for this task",
+        "same_key_as": summary["run_id"],
+    }
     assert set(drifted["task_seconds"]) == {"ImageExampleGen", "RetrainGate"}, drifted["task_seconds"]
     assert set(drifted["skipped_tasks"]) == set(compiler.all_tasks(spec)) - {"ImageExampleGen", "RetrainGate"}
     assert f"{compiler.BRANCH} skipped: its condition is false" in result.stdout
@@ -714,7 +725,7 @@ def test_the_images_beam_boot_is_the_locked_beam():
     dockerfile = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
     locked = re.search(r"^apache-beam==(\S+)", open(os.path.join(REPO, "requirements.lock")).read(), re.M).group(1)
     assert f"ARG BEAM_VERSION={locked}\n" in dockerfile
-    assert "FROM apache/beam_python3.10_sdk:${BEAM_VERSION} AS beam" in dockerfile
+    assert "ARG BEAM_SDK_IMAGE=apache/beam_python3.10_sdk:${BEAM_VERSION}\nFROM ${BEAM_SDK_IMAGE} AS beam" in dockerfile
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
     assert dockerfile.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
 
@@ -752,3 +763,22 @@ def test_every_executor_reaches_kubeflows_minio_with_the_credentials_secret(tmp_
         assert bool(parsed.tolerations) is (label == "Trainer_executor"), label  # only training gets the GPU nodes
     with pytest.raises(ConfigError, match="s3_credentials_secret: a Kubernetes secret reaches the pods"):
         KubeflowSettings.from_dict({"target": "vertex", "s3_credentials_secret": "s"})
+
+
+def test_beam_flags_given_in_the_config_still_reach_the_s3_endpoint():
+    """Beam's own S3 filesystem needs the endpoint whatever runner the flags name (it had it only
+    with the default flags: given flags lost it, and every Beam stage would look for AWS S3)."""
+    given = ["--direct_running_mode=in_memory", "--beam_plugins=tensorflow_text"]
+    settings = KubeflowSettings.from_dict(
+        {"s3_endpoint": "minio-service.kubeflow:9000", "s3_use_https": False, "beam_pipeline_args": given}
+    )
+    assert settings.beam_args == given + [
+        "--s3_endpoint_url=http://minio-service.kubeflow:9000",
+        "--s3_region_name=us-east-1",
+        "--beam_plugins=components.beam_s3",
+    ]
+    mine = given + ["--s3_endpoint_url=https://s3.example:443"]
+    assert KubeflowSettings.from_dict({"s3_endpoint": "x:1", "beam_pipeline_args": mine}).beam_args == mine + [
+        "--s3_region_name=us-east-1",
+        "--beam_plugins=components.beam_s3",
+    ]

@@ -1,0 +1,203 @@
+"""run-local's backend on a two-task spec whose commands are small Python scripts: what KFP's
+driver and launcher do between tasks (metadata through ML Metadata, typed inputs, the execution
+cache, the pod's environment), checked on what the commands actually received. The whole
+pipeline through run-local: test_kubeflow.py's e2e test."""
+
+import json
+import os
+
+import pytest
+
+from kubeflow import kfp_driver, run_local
+
+# Writes the ExecutorInput and the environment it got under its first output's URI, and the
+# output metadata named by PRODUCE (JSON) into its output file.
+_SCRIPT = """
+import json, os, sys
+executor_input = json.loads(sys.argv[1])
+[key] = executor_input["outputs"]["artifacts"]
+uri = executor_input["outputs"]["artifacts"][key]["artifacts"][0]["uri"]
+os.makedirs(uri, exist_ok=True)
+with open(os.path.join(uri, "received.json"), "w") as f:
+    json.dump({"input": executor_input["inputs"], "env": dict(os.environ)}, f)
+os.makedirs(os.path.dirname(executor_input["outputs"]["outputFile"]), exist_ok=True)
+with open(executor_input["outputs"]["outputFile"], "w") as f:
+    json.dump({"artifacts": {key: {"artifacts": [{"metadata": json.loads(os.environ["PRODUCE"])}]}}}, f)
+"""
+
+
+def _spec(size: int, produced: dict) -> dict:
+    def executor(metadata):
+        return {
+            "container": {
+                "image": "registry.test/graft:1",
+                "command": ["python", "-c", _SCRIPT],
+                "args": ["{{$}}"],
+                "env": [{"name": "PRODUCE", "value": json.dumps(metadata)}, {"name": "GRAFT_TARGET", "value": "kfp"}],
+            }
+        }
+
+    def component(label, output):
+        return {
+            "executorLabel": label,
+            "outputDefinitions": {"artifacts": {output: {"artifactType": {"schemaTitle": "tfx.Examples"}}}},
+        }
+
+    return {
+        "root": {
+            "dag": {
+                "tasks": {
+                    "Producer": {
+                        "componentRef": {"name": "comp-producer"},
+                        "inputs": {"parameters": {"size": {"runtimeValue": {"constant": size}}}},
+                        "cachingOptions": {"enableCache": True},
+                    },
+                    "Consumer": {
+                        "componentRef": {"name": "comp-consumer"},
+                        "dependentTasks": ["Producer"],
+                        "inputs": {
+                            "artifacts": {
+                                "data": {
+                                    "taskOutputArtifact": {"producerTask": "Producer", "outputArtifactKey": "data"}
+                                }
+                            }
+                        },
+                        "cachingOptions": {"enableCache": True},
+                    },
+                }
+            }
+        },
+        "components": {
+            "comp-producer": component("exec-producer", "data"),
+            "comp-consumer": component("exec-consumer", "result"),
+        },
+        "deploymentSpec": {
+            "executors": {"exec-producer": executor(produced), "exec-consumer": executor({"done": True})}
+        },
+    }
+
+
+_PLATFORM = {
+    "platforms": {
+        "kubernetes": {
+            "deploymentSpec": {
+                "executors": {
+                    "exec-consumer": {
+                        "secretAsEnv": [
+                            {
+                                "secretName": "mlpipeline-minio-artifact",
+                                "keyToEnv": [{"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"}],
+                            }
+                        ]
+                    }
+                }
+            }
+        }
+    }
+}
+
+
+def _run(tmp_path, spec) -> run_local.LocalBackend:
+    backend = run_local.LocalBackend(
+        spec, str(tmp_path / "root"), str(tmp_path / "work"), "kfp", say=lambda _: None, platform=_PLATFORM
+    )
+    backend.run()
+    return backend
+
+
+def _received(backend, task) -> dict:
+    with open(
+        os.path.join(backend.tasks[task].outputs[next(iter(backend.tasks[task].outputs))]["uri"], "received.json")
+    ) as f:
+        return json.load(f)
+
+
+def test_metadata_comes_back_as_kfps_driver_returns_it_typed_with_an_empty_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_ONLY_IN_THIS_SHELL", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-secret")
+    backend = _run(tmp_path, _spec(3, {"blessed": True, "classes": ["a", "b"], "count": 3, "name": "x"}))
+    [handed] = _received(backend, "Consumer")["input"]["artifacts"]["data"]["artifacts"]
+    assert handed["name"] == str(backend.tasks["Producer"].outputs["data"]["id"])  # the metadata id
+    assert handed["type"] == {"instanceSchema": ""}
+    # bool -> int 1 -> number; int -> double; a list wrapped; display_name added by the launcher.
+    assert handed["metadata"] == {
+        "blessed": 1.0,
+        "classes": {"list": ["a", "b"]},
+        "count": 3.0,
+        "name": "x",
+        "display_name": "data",
+    }
+    env = _received(backend, "Consumer")["env"]
+    assert "GRAFT_ONLY_IN_THIS_SHELL" not in env  # only the image's, the compiled and the secret's
+    assert env["TF_USE_LEGACY_KERAS"] == "1" and env["GRAFT_TARGET"] == "kfp"  # the Dockerfile's ENV, the compiled env
+    assert env["AWS_ACCESS_KEY_ID"] == "from-the-secret"
+    assert "AWS_ACCESS_KEY_ID" not in _received(backend, "Producer")["env"]  # its pod has no secret
+
+
+def test_a_null_in_output_metadata_fails_the_task_as_the_launcher_does(tmp_path):
+    with pytest.raises(run_local.TaskFailed, match=r"task Producer.*metadata field 'note' is None"):
+        _run(tmp_path, _spec(3, {"note": None}))
+
+
+def test_kfps_cache_reuses_a_task_whose_key_matches_and_says_why_the_others_ran(tmp_path):
+    first = _run(tmp_path, _spec(3, {"count": 3}))
+    assert first.cache == {
+        "Producer": {"ran": "no earlier execution of this task"},
+        "Consumer": {"ran": "no earlier execution of this task"},
+    }
+
+    second = _run(tmp_path, _spec(3, {"count": 3}))  # the same spec: both keys match
+    assert second.cache == {"Producer": {"reused_from": first.run_id}, "Consumer": {"reused_from": first.run_id}}
+    assert second.tasks["Consumer"].outputs == first.tasks["Consumer"].outputs  # the same artifacts, ids and all
+    assert not os.path.exists(os.path.join(second.task_dir, "Producer", "log.txt"))  # nothing ran
+
+    third = _run(tmp_path, _spec(4, {"count": 3}))  # a parameter changed: a new artifact downstream
+    new_id = third.tasks["Producer"].outputs["data"]["id"]
+    assert new_id > first.tasks["Consumer"].outputs["result"]["id"]  # ids are never reused across runs
+    assert third.cache == {
+        "Producer": {"ran": "parameter size changed"},
+        "Consumer": {"ran": f"input data is a new artifact ({new_id})"},
+    }
+    with open(os.path.join(tmp_path, "work", run_local.METADATA_FILE)) as f:
+        assert len(json.load(f)["executions"]) == 4  # two keys per task
+
+
+def test_a_task_with_caching_off_always_runs_and_says_when_the_cluster_would_have_replayed_it(tmp_path):
+    spec = _spec(3, {"count": 3})
+    spec["root"]["dag"]["tasks"]["Producer"]["cachingOptions"] = {"enableCache": False}
+    first = _run(tmp_path, spec)
+    second = _run(tmp_path, spec)
+    assert second.cache["Producer"] == {"ran": "caching is off for this task", "same_key_as": first.run_id}
+    # Its output is a new artifact, so the task after it misses the cache.
+    assert second.cache["Consumer"]["ran"].startswith("input data is a new artifact")
+
+
+def test_cache_keys_are_the_fields_kfps_driver_hashes():
+    key = kfp_driver.cache_key(
+        {"data": ["7"]}, {"size": 3}, {"result": {"type": {"schemaTitle": "tfx.Model"}}}, "img:1", ["python", "{{$}}"]
+    )
+    assert kfp_driver.fingerprint(key) == kfp_driver.fingerprint(dict(reversed(list(key.items()))))  # order-free
+    for changed in (
+        kfp_driver.cache_key(
+            {"data": ["8"]},
+            {"size": 3},
+            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
+            "img:1",
+            ["python", "{{$}}"],
+        ),
+        kfp_driver.cache_key(
+            {"data": ["7"]},
+            {"size": 4},
+            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
+            "img:1",
+            ["python", "{{$}}"],
+        ),
+        kfp_driver.cache_key(
+            {"data": ["7"]},
+            {"size": 3},
+            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
+            "img:2",
+            ["python", "{{$}}"],
+        ),
+    ):
+        assert kfp_driver.fingerprint(changed) != kfp_driver.fingerprint(key)
