@@ -17,7 +17,7 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 # on 2 cores. Each worker holds a few GB; raise it on bigger machines (make test WORKERS=4).
 WORKERS ?= 2
 
-.PHONY: setup run run-text test test-fast test-registry lint bench bench-text bench-scale bench-promotion bench-warm-start story clean-run help
+.PHONY: setup run run-text test test-fast test-registry lint bench bench-text bench-scale bench-promotion bench-warm-start story kfp-in-containers clean-run help
 
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
@@ -33,6 +33,8 @@ help:
 	@echo "make bench-promotion  10 retrains of the sample on identical data against a serving model trained the same way:"
 	@echo "                how many each promotion rule would push (about 30 minutes; SAMPLE=text: the review sentences)"
 	@echo "make bench-warm-start  init_from serving vs a cold start on span 2 of the digits story: accuracy, Trainer time (15 min)"
+	@echo "make kfp-in-containers  build the image here (no registry) and run the sample's compiled Kubeflow spec with each task"
+	@echo "                as a container of it, every path on a local S3 server; then as processes, side by side (needs docker)"
 	@echo "make story      scheduled retraining on the digits as spans, with graft run and graft kfp run-local: push, refuse"
 	@echo "                on the interval, skip when nothing is new, refuse a class collapse; graft history (about 30 minutes)"
 
@@ -90,6 +92,11 @@ bench-warm-start: $(STAMP)
 
 story: $(STAMP)
 	$(PY) -m tests.benchmarks.retraining_story
+
+IMAGE ?= graft:local
+kfp-in-containers: $(STAMP)
+	bash kubeflow/build_local_image.sh $(IMAGE)
+	$(PY) -m tests.benchmarks.kfp_in_containers --image $(IMAGE)
 
 clean-run:
 	rm -rf tfx_pipeline_output tfx_metadata

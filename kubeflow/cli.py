@@ -144,6 +144,15 @@ def _load(args):
             "use gs:// or s3:// URIs"
             + (" (or --local-paths to run this machine's paths here)" if args.command == "run-local" else "")
         )
+    on_s3 = [
+        f"{name} {value!r}" for name in CLUSTER_PATHS if (value := str(getattr(config, name) or "")).startswith("s3://")
+    ]
+    if settings.target == "vertex" and on_s3:
+        raise cfg.ConfigError(
+            f"kubeflow.target vertex: {', '.join(on_s3)} on S3: Vertex AI Pipelines keeps artifacts on Cloud "
+            "Storage and has no way to give its pods S3 credentials (no Kubernetes secrets): use gs:// paths, or "
+            "target kfp for a cluster whose store is MinIO or S3"
+        )
     if getattr(args, "engine", "process") == "docker" and found:
         raise cfg.ConfigError(
             f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "

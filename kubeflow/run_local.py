@@ -138,12 +138,15 @@ def in_checkout(value, repo_dir: str = _REPO_DIR):
     return value
 
 
-def _parameter_values(task: dict, spec: dict) -> dict:
+def _parameter_values(task: dict, spec: dict, in_image: bool) -> dict:
+    """The task's parameters; the image's paths (/graft/...) as this checkout's unless the task
+    runs in the image."""
     root_inputs = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     values = {}
     for key, source in task.get("inputs", {}).get("parameters", {}).items():
         if "runtimeValue" in source:
-            values[key] = in_checkout(source["runtimeValue"]["constant"])
+            constant = source["runtimeValue"]["constant"]
+            values[key] = constant if in_image else in_checkout(constant)
         elif "componentInputParameter" in source:
             values[key] = root_inputs[source["componentInputParameter"]].get("defaultValue")
         else:
@@ -253,7 +256,10 @@ class LocalBackend:
             key: {"artifacts": [artifact]} for key, artifact in self._input_artifacts(task, dag_inputs).items()
         }
         return {
-            "inputs": {"parameterValues": _parameter_values(task, self.spec), "artifacts": artifacts},
+            "inputs": {
+                "parameterValues": _parameter_values(task, self.spec, self.engine == "docker"),
+                "artifacts": artifacts,
+            },
             "outputs": {
                 "artifacts": self._provision_outputs(name, component),
                 "outputFile": os.path.join(

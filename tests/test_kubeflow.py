@@ -509,6 +509,9 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         "s3_endpoint": env["S3_ENDPOINT"],
         "s3_use_https": False,
         "s3_credentials_secret": "mlpipeline-minio-artifact",
+        # Given flags, which the compiled S3 flags join; in-memory Beam for this tiny data (the
+        # default, a worker process per requested CPU, costs each Beam stage their start-up).
+        "beam_pipeline_args": ["--direct_running_mode=in_memory"],
     }
     path = tmp_path / "kfp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -531,6 +534,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     spec, _ = compiler.load_compiled(summary["compiled"])
     assert set(summary["task_seconds"]) == set(compiler.all_tasks(spec)) - {compiler.BRANCH}  # every task ran
     assert summary["cache"]["ImageExampleGen"] == {"ran": "caching is off for this task", "same_key_as": None}
+    assert f"--s3_endpoint_url={env['S3_ENDPOINT']}" in json.dumps(spec)  # Beam's stages reached the store
     # Its own files (compiled YAML, task logs) beside the metadata database, not in a folder 's3:'.
     assert summary["compiled"].startswith(str(tmp_path / "mlmd")) and not os.path.exists(os.path.join(REPO, "s3:"))
     assert summary["blessed"] and summary["pushed"] and summary["baseline_serving_version"] is None
@@ -782,3 +786,32 @@ def test_beam_flags_given_in_the_config_still_reach_the_s3_endpoint():
         "--s3_region_name=us-east-1",
         "--beam_plugins=components.beam_s3",
     ]
+
+
+def test_vertex_refuses_s3_paths_by_name(tmp_path):
+    """Vertex AI keeps artifacts on Cloud Storage and cannot hand its pods S3 credentials: a
+    vertex target with s3:// (or minio://) paths is refused at compile and in run-local, naming
+    them, before anything is written."""
+    config = tmp_path / "vertex.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": "minio://mlpipeline/images",
+                "pipeline_root": "s3://mlpipeline/root",
+                "serving_dir": "gs://bucket/serving",
+                "class_names": ["a", "b"],
+                "kubeflow": {"target": "vertex", "output": str(tmp_path / "never.yaml")},
+            }
+        )
+    )
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    for command in (["compile"], ["run-local"]):
+        result = subprocess.run(
+            [graft, "kfp", *command, "--config", str(config)], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert (
+            "kubeflow.target vertex: pipeline_root 's3://mlpipeline/root', data_dir 's3://mlpipeline/images' on S3"
+            in result.stderr
+        ), result.stderr
+    assert not (tmp_path / "never.yaml").exists()

@@ -201,3 +201,33 @@ def test_cache_keys_are_the_fields_kfps_driver_hashes():
         ),
     ):
         assert kfp_driver.fingerprint(changed) != kfp_driver.fingerprint(key)
+
+
+def test_a_docker_task_runs_the_image_with_its_command_and_nothing_of_this_machine_but_its_outputs(tmp_path):
+    """--engine docker: the compiled image, the command as the pod's (replacing the entrypoint),
+    the image's own paths in its parameters, the compiled env and secrets as -e, the host's
+    network (the object store), and no mount but the launcher's output-metadata folder."""
+    spec = _spec(3, {"count": 3})
+    spec["root"]["dag"]["tasks"]["Producer"]["inputs"]["parameters"]["schema"] = {
+        "runtimeValue": {"constant": "/graft/schemas/image_classification/schema.pbtxt"}
+    }
+    backend = run_local.LocalBackend(spec, "s3://b/root", str(tmp_path), "kfp", say=lambda _: None, engine="docker")
+    executor_input = backend.executor_input("Producer", spec["root"]["dag"]["tasks"]["Producer"], {})
+    assert executor_input["inputs"]["parameterValues"]["schema"].startswith("/graft/")  # the image's copy
+    assert executor_input["outputs"]["outputFile"] == "/tmp/kfp_outputs/output_metadata.json"
+    container = spec["deploymentSpec"]["executors"]["exec-producer"]["container"]
+    command = backend._command(container, executor_input)
+    assert command[0] == "python"  # the image's Python, not this machine's
+    run = backend._in_container("Producer", container["image"], command, {"PRODUCE": "{}"})
+    assert run[:4] == ["docker", "run", "--rm", "--network"] and run[4] == "host"
+    assert [run[i + 1] for i, part in enumerate(run) if part == "-v"] == [
+        f"{backend._outputs('Producer')}:/tmp/kfp_outputs"
+    ]
+    assert run[run.index("-e") + 1] == "PRODUCE={}"
+    image_at = run.index("registry.test/graft:1")
+    assert run[image_at - 2 : image_at] == ["--entrypoint", "python"] and run[image_at + 1 :] == command[1:]
+    # In a process, the same parameter is this checkout's file.
+    local = run_local.LocalBackend(spec, "s3://b/root", str(tmp_path), "kfp", say=lambda _: None)
+    assert local.executor_input("Producer", spec["root"]["dag"]["tasks"]["Producer"], {})["inputs"]["parameterValues"][
+        "schema"
+    ] == os.path.join(run_local._REPO_DIR, "schemas/image_classification/schema.pbtxt")
