@@ -314,37 +314,10 @@ S3_BUCKET = "graft-test"
 
 @pytest.fixture(scope="session")
 def s3():
-    """A local S3 server (moto's, on a free loopback port) and a bucket, S3_BUCKET; yields the
-    environment a process needs to reach it and a boto3 client. Whatever touches S3 through
-    TensorFlow runs in a subprocess: tensorflow-io's S3 filesystem aborts its process at exit."""
-    import socket
+    """A local S3 server and a bucket, S3_BUCKET (tests/s3_server.py); yields the environment a
+    process needs to reach it and a boto3 client. Whatever touches S3 through TensorFlow runs in
+    a subprocess: tensorflow-io's S3 filesystem aborts its process at exit."""
+    from tests.s3_server import local_s3
 
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {"AWS_ACCESS_KEY_ID": "graft", "AWS_SECRET_ACCESS_KEY": "graft", "AWS_REGION": "us-east-1"}
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="graft",
-        aws_secret_access_key="graft",
-    )
-    client.create_bucket(Bucket=S3_BUCKET)
-    env = {
-        **os.environ,
-        **credentials,
-        "S3_ENDPOINT": endpoint,
-        "S3_USE_HTTPS": "0",
-        "S3_VERIFY_SSL": "0",
-        "TF_USE_LEGACY_KERAS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    yield env, client
-    server.stop()
+    with local_s3(S3_BUCKET) as (env, client):
+        yield env, client

@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
 import tempfile
 
-import boto3
 import yaml
-from moto.server import ThreadedMotoServer
 
 from pipeline import sample_data
+from tests.s3_server import local_s3
 
 BUCKET = "mlpipeline"
 GRAFT = os.path.join(os.path.dirname(sys.executable), "graft")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _upload(client, folder: str, prefix: str) -> str:
@@ -64,26 +54,18 @@ def main() -> None:
     parser.add_argument("--engines", default="docker,process", help="docker, process, or both")
     args = parser.parse_args()
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the S3 server's line per request
     work = tempfile.mkdtemp(prefix="graft-kfp-containers-")
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {"AWS_ACCESS_KEY_ID": "minio", "AWS_SECRET_ACCESS_KEY": "minio123", "AWS_REGION": "us-east-1"}
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="minio",
-        aws_secret_access_key="minio123",
-    )
-    client.create_bucket(Bucket=BUCKET)
+    with local_s3(BUCKET) as (env, client):
+        results = _run_both(args, work, env, client)
+    _print(results)
+
+
+def _run_both(args, work: str, env: dict, client) -> dict:
+    endpoint = env["S3_ENDPOINT"]
     local = sample_data.write_digits(os.path.join(work, "digits"), per_class=args.per_class)
     with open(os.path.join(REPO, "pipeline", "sample_config.yaml"), encoding="utf-8") as f:
         config = yaml.safe_load(f)
     results = {}
-    env = {**os.environ, **credentials, "S3_ENDPOINT": endpoint, "S3_USE_HTTPS": "0", "S3_VERIFY_SSL": "0"}
     for engine in args.engines.split(","):
         prefix = f"graft-{engine}"
         config.update(
@@ -106,8 +88,10 @@ def main() -> None:
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(config, f)
         results[engine] = _run_local(path, engine, work, env)
-    server.stop()
+    return results
 
+
+def _print(results: dict) -> None:
     tasks = sorted({task for summary in results.values() for task in summary["task_seconds"]})
     print(f"\n{'task':<22}" + "".join(f"{engine + ' s':>12}" for engine in results))
     for task in tasks:
