@@ -2,7 +2,8 @@
 # Builds Graft's image on a machine that reaches no container registry (only Debian's mirror and
 # PyPI), so that `graft kfp run-local --engine docker` can run each task as a container of it.
 #
-#   kubeflow/build_local_image.sh [TAG]          # default graft:local; needs docker, debootstrap, root
+#   kubeflow/build_local_image.sh [TAG]          # default graft:local; needs docker, debootstrap, root,
+#                                                # a Debian 12 host (glibc 2.36) and pyenv's Python 3.10
 #
 # 1. a base image: Debian bookworm (debootstrap --variant=minbase, from the mirror this machine's
 #    apt sources name) with the Python 3.10 build `make setup` uses copied in (bookworm ships
@@ -27,6 +28,15 @@ step() { printf '[%4ds] %s\n' "$SECONDS" "$*"; }
 command -v docker >/dev/null || { echo "error: docker not found (Debian: apt-get install docker.io)" >&2; exit 2; }
 docker info >/dev/null 2>&1 || { echo "error: the docker daemon is not running (start it: dockerd &)" >&2; exit 2; }
 [ -x "$python_home/bin/python3.10" ] || { echo "error: no Python 3.10 at $python_home (set PYTHON_HOME)" >&2; exit 2; }
+# The Python is copied whole into the base: it must be a prefix of its own (pyenv's, a
+# python-build-standalone), never the system's /usr. Its glibc, and that of the wheels built
+# here, must not be newer than bookworm's 2.36: a Debian 12 host.
+case "$python_home" in /usr | /usr/local | / | "") echo "error: $python_home is the system's Python; give a self-contained 3.10 (pyenv install 3.10.13) as PYTHON_HOME" >&2; exit 2 ;; esac
+glibc=$(ldd --version 2>/dev/null | awk 'NR==1 {print $NF}')
+if [ -n "$glibc" ] && [ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)" != 2.36 ]; then
+  echo "error: this machine's glibc $glibc is newer than Debian bookworm's 2.36: the Python and wheels copied from it would not run in the base" >&2
+  exit 2
+fi
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -41,7 +51,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   step "base: Python from $python_home"
   mkdir -p "$rootfs$python_home"
   cp -a "$python_home/." "$rootfs$python_home/"  # its libpython is found by an absolute rpath
-  rm -f "$rootfs$python_home"/lib/python3.10/site-packages/_sandboxing_*.pth  # this machine's, not the image's
+  rm -f "$rootfs$python_home"/lib/python3.10/site-packages/_sandboxing_*.pth  # a sandbox's CA hook, not the image's
   ln -sf "$python_home/bin/python3.10" "$rootfs/usr/local/bin/python"
   ln -sf "$python_home/bin/python3.10" "$rootfs/usr/local/bin/python3"
   rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
@@ -82,13 +92,19 @@ for sdist in "$wheelhouse"/*.tar.gz "$wheelhouse"/*.zip; do
 done
 
 # This machine as the build's containers see it: the default bridge's gateway.
-gateway=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
-gateway=${gateway:-$(ip -4 -o addr show docker0 2>/dev/null | awk '{sub(/\/.*/, "", $4); print $4}')}
+gateway=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' 2>/dev/null || true)
+gateway=${gateway:-$( (ip -4 -o addr show docker0 2>/dev/null || true) | awk '{sub(/\/.*/, "", $4); print $4}')}
 [ -n "$gateway" ] || { echo "error: cannot find the docker bridge's address (docker0)" >&2; exit 1; }
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
+# A fixed port: the URL is a build argument, and a new value would rebuild every layer after it.
+port=${GRAFT_WHEELHOUSE_PORT:-8765}
 .venv/bin/python -m http.server "$port" --bind "$gateway" --directory "$wheelhouse" >"$work/http.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  kill -0 $server 2>/dev/null || { cat "$work/http.log" >&2; echo "error: the wheelhouse server did not start on $gateway:$port (set GRAFT_WHEELHOUSE_PORT)" >&2; exit 1; }
+  .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://$gateway:$port/', timeout=1)" 2>/dev/null && break
+  sleep 0.2
+done
 step "image $tag: kubeflow/Dockerfile on $base (wheelhouse at http://$gateway:$port)"
 docker build -f kubeflow/Dockerfile -t "$tag" \
   --build-arg BASE="$base" --build-arg BEAM_SDK_IMAGE="$stand_in" --build-arg GPU=0 \

@@ -153,6 +153,14 @@ def _load(args):
             "Storage and has no way to give its pods S3 credentials (no Kubernetes secrets): use gs:// paths, or "
             "target kfp for a cluster whose store is MinIO or S3"
         )
+    if args.command == "run-local" and settings.beam_runner.lower() not in ("directrunner", "direct"):
+        raise cfg.ConfigError(
+            f"kubeflow.beam_pipeline_args names --runner={settings.beam_runner}: run-local runs each task's Beam "
+            "stages in the task (the DirectRunner); it would start real jobs on that runner from this machine. "
+            "Leave the runner out of the config you try here"
+        )
+    if getattr(args, "engine", "process") == "docker" and config.weights and os.path.exists(config.weights):
+        found = [*found, f"weights {config.weights!r}"]
     if getattr(args, "engine", "process") == "docker" and found:
         raise cfg.ConfigError(
             f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "
@@ -213,7 +221,7 @@ def _run_local(config, settings, args) -> int:
         backend = run_local.run_compiled(
             spec_path, root, work_dir, settings.target, say=_say(started), engine=args.engine
         )
-    except run_local.TaskFailed as err:
+    except (run_local.TaskFailed, run_local.kfp_driver.WorkFolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     summary = {

@@ -20,9 +20,11 @@ are the same in all of them):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 
 
 class MetadataError(ValueError):
@@ -66,15 +68,21 @@ def runtime_metadata(custom_properties: dict) -> dict:
     return {key: from_mlmd(value) for key, value in custom_properties.items()}
 
 
-def cache_key(input_names: dict, parameters: dict, outputs: dict, image: str, command_and_args: list) -> dict:
+def cache_key(
+    input_names: dict, parameters: dict, outputs: dict, image: str, command_and_args: list, output_parameters=None
+) -> dict:
     """GenerateCacheKey's fields: {input key: [artifact names]}, {parameter: value},
-    {output key: {type, metadata}} (URI and name wiped), the image and the raw command + args."""
-    return {
-        "inputArtifactNames": {key: list(names) for key, names in sorted(input_names.items())},
-        "inputParameterValues": dict(sorted(parameters.items())),
-        "outputArtifactsSpec": dict(sorted(outputs.items())),
-        "containerSpec": {"image": image, "cmdArgs": list(command_and_args)},
-    }
+    {output key: {type, metadata}} (URI and name wiped), {output parameter: type}, the image and
+    the raw command + args. A copy: the provisioned outputs change once the task ran."""
+    return copy.deepcopy(
+        {
+            "inputArtifactNames": {key: list(names) for key, names in sorted(input_names.items())},
+            "inputParameterValues": dict(sorted(parameters.items())),
+            "outputArtifactsSpec": dict(sorted(outputs.items())),
+            "outputParametersSpec": dict(sorted((output_parameters or {}).items())),
+            "containerSpec": {"image": image, "cmdArgs": list(command_and_args)},
+        }
+    )
 
 
 def fingerprint(key: dict) -> str:
@@ -101,35 +109,66 @@ def what_changed(before: dict | None, now: dict) -> str:
     return "; ".join(changed) or "no cache entry has this key (its last execution ran with caching off)"
 
 
+class WorkFolderBusy(RuntimeError):
+    """Another run-local holds the work folder (its metadata ids and cache would collide)."""
+
+
 class LocalMetadataStore:
     """What run-local keeps between runs in its work folder, as ML Metadata and KFP's cache table
     keep it on a cluster: artifact ids (so a new artifact has a new name in cache keys) and, per
-    fingerprint, the completed execution's output artifacts."""
+    fingerprint, the completed execution's output artifacts. Cache entries are scoped as KFP
+    scopes them (per pipeline; here also per target, whose backends do not share a cache). One
+    run at a time holds the folder (`opened`)."""
 
-    def __init__(self, path: str):
-        self.path = path
-        self.state = {"next_id": 1, "executions": {}, "last_key": {}}
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                self.state.update(json.load(f))
+    def __init__(self, path: str, scope: str):
+        self.path, self.scope = path, scope
+        self.state = {"next_id": 1, "scopes": {}}
+        self._lock = None
+
+    @contextmanager
+    def opened(self):
+        """Holds the folder for a run: reads the store, refuses a second run-local beside it."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._lock = open(self.path + ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise WorkFolderBusy(
+                f"another graft kfp run-local is running with the work folder {os.path.dirname(self.path)}: "
+                "wait for it, or give this one its own --work-dir"
+            ) from None
+        try:
+            if os.path.exists(self.path):
+                with open(self.path, encoding="utf-8") as f:
+                    self.state.update(json.load(f))
+            yield self
+        finally:
+            self._lock.close()  # releases the lock
+
+    @property
+    def _scoped(self) -> dict:
+        return self.state["scopes"].setdefault(self.scope, {"executions": {}, "last": {}})
 
     def new_id(self) -> int:
         self.state["next_id"] += 1
         return self.state["next_id"] - 1
 
     def cached(self, fingerprint_: str) -> dict | None:
-        return self.state["executions"].get(fingerprint_)
+        return self._scoped["executions"].get(fingerprint_)
 
     def last_execution(self, task: str) -> dict | None:
         """{"run_id", "key"} of the task's latest completed execution."""
-        return self.state["last_key"].get(task)
+        return self._scoped["last"].get(task)
 
     def completed(self, task: str, run_id: str, key: dict, outputs: dict, cache: bool) -> None:
         """Records a completed execution and saves; with caching on, as a cache entry (the
         launcher's CreateExecutionCache: the driver computes no fingerprint otherwise)."""
         if cache:
-            self.state["executions"][fingerprint(key)] = {"task": task, "run_id": run_id, "outputs": outputs}
-        self.state["last_key"][task] = {"run_id": run_id, "key": key}
+            self._scoped["executions"][fingerprint(key)] = {"task": task, "run_id": run_id, "outputs": outputs}
+        self._scoped["last"][task] = {"run_id": run_id, "key": key}
         self.save()
 
     def save(self) -> None:

@@ -37,9 +37,13 @@ names, and the ExampleGen driver hook (`lifecycle.preCacheCheck`) runs before th
   and the credentials secret of the platform section, whose keys are taken from this shell's
   variables of the same names: nothing else of this shell reaches a task.
 
-Not emulated: the cluster (images, pods, resources, GPUs, node selectors, tolerations are
-ignored: the tasks run with this checkout's code and Python) and object-store uploads
-(artifacts are written where their URI points).
+- `--engine docker`: each task is a container of the compiled image (nothing of this machine
+  mounted but the launcher's output-metadata folder), instead of a process of this checkout.
+
+Not emulated: the cluster's scheduling (resources, GPUs, node selectors, tolerations are
+ignored), Beam runners beyond the pod (refused by `graft kfp run-local`), and the launcher's
+upload of outputs from a local mount path (`/s3/<bucket>/...`): TFX writes each artifact at its
+URI itself, so that upload finds nothing (KFP lets a task produce no local files).
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ _PLACEHOLDER = "{{$}}"
 _OUTPUT_METADATA = "output_metadata.json"
 _POD_OUTPUTS = "/tmp/kfp_outputs"  # where KFP's launcher has a task write its output metadata
 ENGINES = ("process", "docker")
+# What a task process takes from this machine, as a pod takes it from its node, its runtime or
+# workload identity; nothing else of this shell reaches a task.
+_FROM_THE_NODE = (
+    "PATH", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS",
+)  # fmt: skip
 METADATA_FILE = "kfp-metadata.json"  # in the work folder: artifact ids and the cache, kept between runs
 _DOCKERFILE = os.path.join(_REPO_DIR, "kubeflow", "Dockerfile")
 
@@ -169,7 +180,10 @@ class LocalBackend:
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
         self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
-        self.store = kfp_driver.LocalMetadataStore(os.path.join(os.path.abspath(work_dir), METADATA_FILE))
+        self.store = kfp_driver.LocalMetadataStore(
+            os.path.join(os.path.abspath(work_dir), METADATA_FILE),
+            f"{target}:{spec.get('pipelineInfo', {}).get('name', '')}",
+        )
         self.tasks: dict[str, Task] = {}
         self.skipped: dict[str, str] = {}  # task -> why it did not run
         self.cache: dict[str, dict] = {}  # task -> {"reused_from": run id} or {"ran": why}
@@ -294,17 +308,17 @@ class LocalBackend:
         loopback), nothing of this machine mounted but the output-metadata folder."""
         os.makedirs(self._outputs(name), exist_ok=True)
         run = ["docker", "run", "--rm", "--network", "host", "-v", f"{self._outputs(name)}:{_POD_OUTPUTS}"]
-        for key, value in env.items():
-            run += ["-e", f"{key}={value}"]
+        for key in env:  # by name: the values (credentials among them) reach docker in its env, not in `ps`
+            run += ["-e", key]
         return run + ["--entrypoint", command[0], image] + command[1:]
 
     def _task_env(self, label: str, container_env) -> dict:
         """What a pod of the image gets: the image's ENV, the compiled env, the platform
-        section's secrets; in a process also PATH and HOME, which a container runtime sets (in a
-        container the image has its own)."""
+        section's secrets; in a process also what a pod gets from its node and runtime (PATH,
+        HOME, proxies, CA bundles, cloud credentials, the GPUs: _FROM_THE_NODE)."""
         env = {}
         if self.engine == "process":
-            env = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR") if name in os.environ}
+            env = {name: os.environ[name] for name in _FROM_THE_NODE if name in os.environ}
             env.update(image_environment())
             env["PYTHONPATH"] = _REPO_DIR  # the image's /graft, here this checkout
         for secret in self.platform.get("executors", {}).get(label, {}).get("secretAsEnv", []):
@@ -325,7 +339,7 @@ class LocalBackend:
             # training step runs on what this machine has.
             self.say(f"    {name}: its GPU request is not enforced by run-local (on the cluster it fails without one)")
         if self.engine == "docker":
-            command, env = self._in_container(name, container["image"], command, env), dict(os.environ)
+            command, env = self._in_container(name, container["image"], command, env), {**os.environ, **env}
         with open(log_file, "a", encoding="utf-8") as log:
             log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
             log.flush()
@@ -349,18 +363,24 @@ class LocalBackend:
                     ) from error
 
     def _cache_key(self, task_spec: dict, container: dict, executor_input: dict) -> dict:
-        """KFP's cache key for this task (driver.getFingerPrint): parameters as compiled, inputs by
-        name, outputs by type, the raw command (placeholders unfilled) and the image."""
-        parameters = {
-            key: source.get("runtimeValue", {}).get("constant")
-            for key, source in task_spec.get("inputs", {}).get("parameters", {}).items()
-        }
+        """KFP's cache key for this task (driver.getFingerPrint): parameters as resolved (the
+        image's paths), inputs by name, outputs by type and metadata (after a driver hook),
+        output parameters by type, the raw command (placeholders unfilled) and the image."""
+        component = self.spec["components"][task_spec["componentRef"]["name"]]
+        outputs = executor_input["outputs"]["artifacts"]
         return kfp_driver.cache_key(
             {key: [a["name"] for a in v["artifacts"]] for key, v in executor_input["inputs"]["artifacts"].items()},
-            parameters,
-            {key: {"type": v["artifacts"][0]["type"]} for key, v in executor_input["outputs"]["artifacts"].items()},
+            _parameter_values(task_spec, self.spec, in_image=True),
+            {
+                key: {"type": v["artifacts"][0]["type"], "metadata": v["artifacts"][0]["metadata"]}
+                for key, v in outputs.items()
+            },
             container.get("image", ""),
             container["command"] + container.get("args", []),
+            {
+                key: value.get("parameterType")
+                for key, value in component.get("outputDefinitions", {}).get("parameters", {}).items()
+            },
         )
 
     def run_task(self, name: str, task_spec: dict, dag_inputs: dict) -> Task:
@@ -375,7 +395,8 @@ class LocalBackend:
             # Vertex runs the driver hook first, then updates the task's parameters and output
             # artifacts from the ExecutorOutput it wrote (TFX's run_executor reads the same file).
             env = self._task_env(label, hook.get("env", ()))
-            self._launch(name, "driver hook", hook, self._command(hook, executor_input), task.log_file, env)
+            hook_container = {**hook, "image": container["image"]}  # the hook runs in the executor's image
+            self._launch(name, "driver hook", hook_container, self._command(hook, executor_input), task.log_file, env)
             hooked = self._output_metadata(name)
             for key, artifacts in hooked.get("artifacts", {}).items():
                 provisioned = executor_input["outputs"]["artifacts"][key]["artifacts"][0]
@@ -414,8 +435,10 @@ class LocalBackend:
         return task
 
     def run(self) -> dict:
-        """Runs every task; returns {task: Task}."""
-        self._run_dag(self.spec["root"]["dag"]["tasks"], {})
+        """Runs every task; returns {task: Task}. kfp_driver.WorkFolderBusy when another run-local
+        holds the work folder."""
+        with self.store.opened():
+            self._run_dag(self.spec["root"]["dag"]["tasks"], {})
         return self.tasks
 
     def _run_dag(self, tasks: dict, dag_inputs: dict, prefix: str = "") -> None:
@@ -509,7 +532,7 @@ def summarize(backend: LocalBackend, num_classes: int) -> dict:
         "retrain": {"retrain": retrain, "reason": decision.get("reason")} if decision else None,
         "run_skipped_reason": decision.get("reason") if retrain is False else None,
         "drift": json.loads(decision["drift"]) if decision.get("drift") else None,  # the gate's drift checks
-        "task_logs": {name: task.log_file for name, task in tasks.items()},
+        "task_logs": {name: task.log_file for name, task in tasks.items() if not task.cached_from},
         # A push needs the golden set's blessing too, when there is one (as pipeline/summary.py says).
         "blessed": bool(blessing.get("metadata", {}).get("blessed"))
         and (

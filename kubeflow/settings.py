@@ -71,6 +71,11 @@ class KubeflowSettings:
         return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.target]
 
     @property
+    def beam_runner(self) -> str:
+        """The Beam runner the compiled flags name (DirectRunner unless given)."""
+        return _flag_value(list(self.beam_pipeline_args or []), "--runner") or "DirectRunner"
+
+    @property
     def beam_args(self) -> list:
         """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
         components' pods request (`component_cpu`, at least 1). A runner beyond the pod (Dataflow,
@@ -81,9 +86,8 @@ class KubeflowSettings:
             args = [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
         else:
             args = list(self.beam_pipeline_args)
-            runner = _flag_value(args, "--runner") or "DirectRunner"
             named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
-            if runner.lower() not in ("directrunner", "direct") and not named:
+            if self.beam_runner.lower() not in ("directrunner", "direct") and not named:
                 args.append(f"--sdk_container_image={self.image}")
         if self.s3_endpoint:
             for flag in (

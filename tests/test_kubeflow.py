@@ -815,3 +815,32 @@ def test_vertex_refuses_s3_paths_by_name(tmp_path):
             in result.stderr
         ), result.stderr
     assert not (tmp_path / "never.yaml").exists()
+
+
+def test_run_local_refuses_a_beam_runner_beyond_the_task_and_docker_refuses_this_machines_files(tmp_path):
+    """run-local runs the compiled Beam flags in each task: a Dataflow (or Flink, Spark) runner
+    would start real jobs from this machine, so it is refused by name. In containers, nothing of
+    this machine is mounted: a local weights file is refused like a local data path."""
+    weights = tmp_path / "backbone.h5"
+    weights.write_bytes(b"not read")
+    settings = {"data_dir": "s3://b/images", "pipeline_root": "s3://b/root", "serving_dir": "s3://b/serving"}
+    graft = os.path.join(os.path.dirname(sys.executable), "graft")
+    for name, extra, flags, expected in (
+        (
+            "dataflow",
+            {"kubeflow": {"beam_pipeline_args": ["--runner=DataflowRunner", "--project=p"]}},
+            [],
+            "kubeflow.beam_pipeline_args names --runner=DataflowRunner: run-local runs each task's Beam stages",
+        ),
+        ("weights", {"weights": str(weights)}, ["--engine", "docker"], f"--engine docker: weights '{weights}' cannot"),
+    ):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({**settings, "class_names": ["a", "b"], **extra}))
+        result = subprocess.run(
+            [graft, "kfp", "run-local", "--config", str(config), *flags],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+        assert result.returncode == 2 and expected in result.stderr, (name, result.stderr[-2000:])

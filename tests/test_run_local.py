@@ -159,7 +159,7 @@ def test_kfps_cache_reuses_a_task_whose_key_matches_and_says_why_the_others_ran(
         "Consumer": {"ran": f"input data is a new artifact ({new_id})"},
     }
     with open(os.path.join(tmp_path, "work", run_local.METADATA_FILE)) as f:
-        assert len(json.load(f)["executions"]) == 4  # two keys per task
+        assert len(json.load(f)["scopes"]["kfp:"]["executions"]) == 4  # two keys per task
 
 
 def test_a_task_with_caching_off_always_runs_and_says_when_the_cluster_would_have_replayed_it(tmp_path):
@@ -172,35 +172,36 @@ def test_a_task_with_caching_off_always_runs_and_says_when_the_cluster_would_hav
     assert second.cache["Consumer"]["ran"].startswith("input data is a new artifact")
 
 
+def test_the_cache_is_kept_per_target_and_one_run_holds_the_work_folder(tmp_path):
+    """KFP scopes its cache per pipeline, and the two backends share none: a vertex run does not
+    replay a kfp run's outputs. Two run-locals on one work folder would hand out the same ids."""
+    spec = _spec(3, {"count": 3})
+    _run(tmp_path, spec)
+    vertex = run_local.LocalBackend(spec, str(tmp_path / "root"), str(tmp_path / "work"), "vertex", say=lambda _: None)
+    vertex.run()
+    assert vertex.cache["Producer"] == {"ran": "no earlier execution of this task"}
+    with vertex.store.opened():
+        with pytest.raises(kfp_driver.WorkFolderBusy, match="another graft kfp run-local is running with the work"):
+            _run(tmp_path, spec)
+
+
 def test_cache_keys_are_the_fields_kfps_driver_hashes():
-    key = kfp_driver.cache_key(
-        {"data": ["7"]}, {"size": 3}, {"result": {"type": {"schemaTitle": "tfx.Model"}}}, "img:1", ["python", "{{$}}"]
-    )
-    assert kfp_driver.fingerprint(key) == kfp_driver.fingerprint(dict(reversed(list(key.items()))))  # order-free
-    for changed in (
-        kfp_driver.cache_key(
-            {"data": ["8"]},
-            {"size": 3},
-            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
-            "img:1",
-            ["python", "{{$}}"],
-        ),
-        kfp_driver.cache_key(
-            {"data": ["7"]},
-            {"size": 4},
-            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
-            "img:1",
-            ["python", "{{$}}"],
-        ),
-        kfp_driver.cache_key(
-            {"data": ["7"]},
-            {"size": 3},
-            {"result": {"type": {"schemaTitle": "tfx.Model"}}},
-            "img:2",
-            ["python", "{{$}}"],
-        ),
+    model = {"type": {"schemaTitle": "tfx.Model"}, "metadata": {}}
+    base = ({"data": ["7"]}, {"size": 3}, {"result": model}, "img:1", ["python", "{{$}}"])
+    key = kfp_driver.cache_key(*base)
+    assert kfp_driver.fingerprint(kfp_driver.cache_key(*base)) == kfp_driver.fingerprint(key)
+    for position, other in (
+        (0, {"data": ["8"]}),  # a new input artifact
+        (1, {"size": 4}),  # a parameter
+        (2, {"result": {**model, "type": {"schemaTitle": "tfx.Examples"}}}),  # an output's type
+        (2, {"result": {**model, "metadata": {"span": 2.0}}}),  # its metadata (a driver hook's)
+        (3, "img:2"),  # the image
+        (4, ["python", "-m", "x", "{{$}}"]),  # the command
     ):
-        assert kfp_driver.fingerprint(changed) != kfp_driver.fingerprint(key)
+        changed = kfp_driver.cache_key(*base[:position], other, *base[position + 1 :])
+        assert kfp_driver.fingerprint(changed) != kfp_driver.fingerprint(key), position
+    with_parameter = kfp_driver.cache_key(*base, {"accuracy": "NUMBER_DOUBLE"})  # an output parameter
+    assert kfp_driver.fingerprint(with_parameter) != kfp_driver.fingerprint(key)
 
 
 def test_a_docker_task_runs_the_image_with_its_command_and_nothing_of_this_machine_but_its_outputs(tmp_path):
@@ -223,7 +224,7 @@ def test_a_docker_task_runs_the_image_with_its_command_and_nothing_of_this_machi
     assert [run[i + 1] for i, part in enumerate(run) if part == "-v"] == [
         f"{backend._outputs('Producer')}:/tmp/kfp_outputs"
     ]
-    assert run[run.index("-e") + 1] == "PRODUCE={}"
+    assert run[run.index("-e") + 1] == "PRODUCE"  # by name: its value (a credential, say) stays out of `ps`
     image_at = run.index("registry.test/graft:1")
     assert run[image_at - 2 : image_at] == ["--entrypoint", "python"] and run[image_at + 1 :] == command[1:]
     # In a process, the same parameter is this checkout's file.
