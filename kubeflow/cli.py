@@ -107,10 +107,15 @@ def _parser() -> argparse.ArgumentParser:
 CLUSTER_PATHS = ("pipeline_root", "serving_dir", "data_dir", "tfrecord_dir", "text_data", "eval_data")
 
 
+def _paths(config, which) -> list[str]:
+    """`name 'value'` of each of the config's cluster paths that is set and `which(value)`."""
+    return [f"{name} {value!r}" for name in CLUSTER_PATHS if (value := getattr(config, name)) and which(value)]
+
+
 def local_paths(config) -> list[str]:
     """The config's paths a Kubeflow pod cannot see: local ones, where an object store
     (gs://, s3://) is needed."""
-    return [f"{name} {value!r}" for name in CLUSTER_PATHS if (value := getattr(config, name)) and "://" not in value]
+    return _paths(config, lambda value: "://" not in value)
 
 
 def _force_flag(parser) -> None:
@@ -144,28 +149,27 @@ def _load(args):
             "use gs:// or s3:// URIs"
             + (" (or --local-paths to run this machine's paths here)" if args.command == "run-local" else "")
         )
-    on_s3 = [
-        f"{name} {value!r}" for name in CLUSTER_PATHS if (value := str(getattr(config, name) or "")).startswith("s3://")
-    ]
+    on_s3 = _paths(config, lambda value: value.startswith("s3://"))
     if settings.target == "vertex" and on_s3:
         raise cfg.ConfigError(
             f"kubeflow.target vertex: {', '.join(on_s3)} on S3: Vertex AI Pipelines keeps artifacts on Cloud "
             "Storage and has no way to give its pods S3 credentials (no Kubernetes secrets): use gs:// paths, or "
             "target kfp for a cluster whose store is MinIO or S3"
         )
-    if args.command == "run-local" and settings.beam_runner.lower() not in ("directrunner", "direct"):
+    if args.command == "run-local" and settings.beam_beyond_the_pod:
         raise cfg.ConfigError(
             f"kubeflow.beam_pipeline_args names --runner={settings.beam_runner}: run-local runs each task's Beam "
             "stages in the task (the DirectRunner); it would start real jobs on that runner from this machine. "
             "Leave the runner out of the config you try here"
         )
-    if getattr(args, "engine", "process") == "docker" and config.weights and os.path.exists(config.weights):
-        found = [*found, f"weights {config.weights!r}"]
-    if getattr(args, "engine", "process") == "docker" and found:
-        raise cfg.ConfigError(
-            f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "
-            "mounted, as in a pod): put every path on an object store (s3://, minio://), or use --engine process"
-        )
+    if getattr(args, "engine", "process") == "docker":
+        if config.weights and os.path.exists(config.weights):
+            found = [*found, f"weights {config.weights!r}"]
+        if found:
+            raise cfg.ConfigError(
+                f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "
+                "mounted, as in a pod): put every path on an object store (s3://, minio://), or use --engine process"
+            )
     if config.span_window > 1:
         raise cfg.ConfigError(
             f"span_window {config.span_window}: TFX's Kubeflow compiler resolves no span range (its only "

@@ -176,6 +176,7 @@ class LocalBackend:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
         self.spec, self.target, self.say, self.engine = spec, target, say, engine
+        self.image_env = image_environment() if engine == "process" else {}  # a container has the image's own
         self.platform = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
@@ -319,7 +320,7 @@ class LocalBackend:
         env = {}
         if self.engine == "process":
             env = {name: os.environ[name] for name in _FROM_THE_NODE if name in os.environ}
-            env.update(image_environment())
+            env.update(self.image_env)
             env["PYTHONPATH"] = _REPO_DIR  # the image's /graft, here this checkout
         for secret in self.platform.get("executors", {}).get(label, {}).get("secretAsEnv", []):
             for item in secret.get("keyToEnv", []):

@@ -76,6 +76,11 @@ class KubeflowSettings:
         return _flag_value(list(self.beam_pipeline_args or []), "--runner") or "DirectRunner"
 
     @property
+    def beam_beyond_the_pod(self) -> bool:
+        """Whether the Beam stages run on a runner outside the task's pod (Dataflow, Flink, Spark)."""
+        return self.beam_runner.lower() not in ("directrunner", "direct")
+
+    @property
     def beam_args(self) -> list:
         """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
         components' pods request (`component_cpu`, at least 1). A runner beyond the pod (Dataflow,
@@ -87,7 +92,7 @@ class KubeflowSettings:
         else:
             args = list(self.beam_pipeline_args)
             named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
-            if self.beam_runner.lower() not in ("directrunner", "direct") and not named:
+            if self.beam_beyond_the_pod and not named:
                 args.append(f"--sdk_container_image={self.image}")
         if self.s3_endpoint:
             for flag in (

@@ -3,6 +3,8 @@ loopback port (standing in for S3, and for MinIO, the store open-source Kubeflow
 
 from __future__ import annotations
 
+import glob
+import io
 import logging
 import os
 import socket
@@ -41,3 +43,20 @@ def local_s3(bucket: str):
         yield env, client
     finally:
         server.stop()
+
+
+def upload_images(client, bucket: str, folder: str, prefix: str, files=None, change=None) -> str:
+    """Copies class folders of PNGs (or `files` of them) under `prefix`, each image's pixels
+    through `change` when given; returns the prefix's s3:// URI."""
+    import numpy as np
+    from PIL import Image
+
+    for path in files or sorted(glob.glob(os.path.join(folder, "*", "*.png"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        if change:
+            buffer = io.BytesIO()
+            Image.fromarray(change(np.asarray(Image.open(path)))).save(buffer, format="PNG")
+            data = buffer.getvalue()
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{os.path.relpath(path, folder)}", Body=data)
+    return f"s3://{bucket}/{prefix}"

@@ -3,18 +3,15 @@ kfp.Client against a recording fake of the server's REST API, cron, and the TFX 
 
 import datetime as dt
 import glob
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 from google.protobuf import json_format
-from PIL import Image
 
 from components.contract import PROVENANCE_FILE, ConfigError
 from kubeflow import client, compiler, cron
@@ -22,6 +19,7 @@ from kubeflow.settings import KubeflowSettings
 from pipeline.config import GraftConfig
 from tests.conftest import REPO, S3_BUCKET
 from tests.fake_kfp_server import FakeKfpServer
+from tests.s3_server import upload_images
 
 SECRET = "graft-kfp-secret-31415"
 TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -443,15 +441,7 @@ def test_first_run_serving_baseline_passes_tfx_kubeflow_entrypoint(tmp_path, mon
 
 
 def _upload(client, folder: str, prefix: str, files=None, change=None) -> str:
-    """Copies class folders (or `files` of them) to the S3 server under `prefix`; returns its URI."""
-    for path in files or sorted(glob.glob(os.path.join(folder, "*", "*.png"))):
-        data = open(path, "rb").read()
-        if change:
-            buffer = io.BytesIO()
-            Image.fromarray(change(np.asarray(Image.open(path)))).save(buffer, format="PNG")
-            data = buffer.getvalue()
-        client.put_object(Bucket=S3_BUCKET, Key=f"{prefix}/{os.path.relpath(path, folder)}", Body=data)
-    return f"s3://{S3_BUCKET}/{prefix}"
+    return upload_images(client, S3_BUCKET, folder, prefix, files, change)
 
 
 def _download(client, uri: str, target: str) -> str:

@@ -19,19 +19,11 @@ import tempfile
 import yaml
 
 from pipeline import sample_data
-from tests.s3_server import local_s3
+from tests.s3_server import local_s3, upload_images
 
 BUCKET = "mlpipeline"
 GRAFT = os.path.join(os.path.dirname(sys.executable), "graft")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _upload(client, folder: str, prefix: str) -> str:
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            client.upload_file(path, BUCKET, f"{prefix}/{os.path.relpath(path, folder)}")
-    return f"s3://{BUCKET}/{prefix}"
 
 
 def _run_local(config_path: str, engine: str, work: str, env: dict) -> dict:
@@ -69,7 +61,7 @@ def _run_both(args, work: str, env: dict, client) -> dict:
     for engine in args.engines.split(","):
         prefix = f"graft-{engine}"
         config.update(
-            data_dir=_upload(client, local, f"{prefix}/data"),
+            data_dir=upload_images(client, BUCKET, local, f"{prefix}/data"),
             pipeline_root=f"s3://{BUCKET}/{prefix}/root",
             serving_dir=f"s3://{BUCKET}/{prefix}/serving",
             metadata_path=os.path.join(work, engine, "metadata.db"),
