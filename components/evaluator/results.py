@@ -100,17 +100,32 @@ def slice_values(metric_keys_and_values, one_class: bool) -> dict:
     return values
 
 
+# Metrics that are fractions of examples: a value, and so a bound, outside [0, 1] cannot be.
+FRACTION_METRICS = ("sparse_categorical_accuracy", "top_k_accuracy", "auc", "precision", "recall", "f1_score")
+
+
+def _possible_range(key) -> tuple[float, float]:
+    """What `key`'s metric can be: [0, 1] for a fraction, [-1, 1] for its change against the
+    baseline, unbounded otherwise (a count, a loss)."""
+    if key.name not in FRACTION_METRICS:
+        return -math.inf, math.inf
+    return (-1.0, 1.0) if key.is_diff else (0.0, 1.0)
+
+
 def slice_intervals(metric_keys_and_values) -> dict:
     """{metric name: {"value", "lower", "upper"}} of one slice: TFMA's 95 % confidence intervals
-    (with compute_confidence_intervals), for the metrics it computed one for."""
+    (with compute_confidence_intervals), for the metrics it computed one for. TFMA's jackknife
+    interval is the value plus or minus a multiple of its standard error, which on a small eval
+    split runs past what the metric can be (an accuracy's upper bound of 1.05): clipped to it."""
     intervals = {}
     for item in metric_keys_and_values:
         if item.value.HasField("double_value") and item.HasField("confidence_interval"):
             bounds = item.confidence_interval
+            low, high = _possible_range(item.key)
             intervals[_metric_name(item.key)] = {
                 "value": round(item.value.double_value.value, 6),
-                "lower": round(bounds.lower_bound.double_value.value, 6),
-                "upper": round(bounds.upper_bound.double_value.value, 6),
+                "lower": round(max(low, bounds.lower_bound.double_value.value), 6),
+                "upper": round(min(high, bounds.upper_bound.double_value.value), 6),
             }
     return intervals
 
