@@ -83,17 +83,19 @@ class KubeflowSettings:
     @property
     def beam_args(self) -> list:
         """The compiled Beam flags: as given, else the DirectRunner with a worker per CPU the
-        components' pods request (`component_cpu`, at least 1). A runner beyond the pod (Dataflow,
-        Flink, Spark) runs its workers in the image, which holds Graft's code and Beam's boot
-        (kubeflow/Dockerfile), unless the flags already name a worker environment. With an S3
-        endpoint, Beam's own S3 filesystem is pointed at it too, unless the flags already do."""
+        components' pods request (`component_cpu`, at least 1). Beam's workers run the image,
+        which holds Graft's code and Beam's boot (kubeflow/Dockerfile), unless the flags already
+        name a worker environment: a runner beyond the pod (Dataflow, Flink, Spark) starts them
+        from it, and the DirectRunner ignores the flag, which tells TFX that the code is there
+        (without one, every Beam task's pod built an sdist of TFX to ship to workers that are
+        the pod's own Python: seconds of each task). With an S3 endpoint, Beam's own S3
+        filesystem is pointed at it too, unless the flags already do."""
         if self.beam_pipeline_args is None:
             args = [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
         else:
             args = list(self.beam_pipeline_args)
-            named = any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS)
-            if self.beam_beyond_the_pod and not named:
-                args.append(f"--sdk_container_image={self.image}")
+        if not any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS):
+            args.append(f"--sdk_container_image={self.image}")
         if self.s3_endpoint:
             for flag in (
                 f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",

@@ -316,9 +316,13 @@ def test_a_span_window_is_refused_for_kubeflow_with_what_to_do(tmp_path):
 
 
 def test_compiled_beam_workers_follow_the_pods_cpu_request_and_env_names_the_target(tmp_path):
-    settings = KubeflowSettings.from_dict({"component_cpu": 3, "target": "vertex"})
-    assert settings.beam_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=3"]
-    assert KubeflowSettings.from_dict({"component_cpu": 0.5}).beam_args[-1] == "--direct_num_workers=1"
+    settings = KubeflowSettings.from_dict({"component_cpu": 3, "target": "vertex", "image": "r.test/graft:2"})
+    assert settings.beam_args == [
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=3",
+        "--sdk_container_image=r.test/graft:2",  # the code is in the image: TFX packages nothing
+    ]
+    assert KubeflowSettings.from_dict({"component_cpu": 0.5}).beam_args[1] == "--direct_num_workers=1"
     spec, _ = compiler.load_compiled(compiler.compile_pipeline(_config(), settings, str(tmp_path / "v.yaml")))
     for label, executor in spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
@@ -461,7 +465,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     image's command, its inputs downloaded as KFP's launcher does, artifacts handed over as KFP's
     driver does; the pushed model serves. The backbone is a TF Hub feature vector exported here:
     the 'unit' preprocessing family runs through a pipeline in this test (caffe in the
-    messy-folder test, none in the tuner test, tf in the main one)."""
+    messy-folder test, tf in the main one; every family's function against Keras' in test_preprocessing)."""
     from tests.conftest import (
         assert_signatures_agree,
         assert_transform_matches_keras,
@@ -485,6 +489,8 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
         backbone_kwargs={},
         stages="frozen",
         epochs=2,
+        min_head_steps=0,  # 2 epochs, as said (small data's 300-step minimum: 100 epochs, a checkpoint each)
+        learning_rate=0.01,  # and no range test
         min_accuracy=0.0,
         train_batchnorm=False,
         batchnorm_momentum=None,
@@ -700,7 +706,7 @@ def test_example_gen_tasks_always_read_their_data_even_with_caching_on(tmp_path)
         (["--runner", "FlinkRunner", "--flink_master=flink:8081"], True),
         (["--runner=FlinkRunner", "--environment_type=EXTERNAL", "--environment_config=localhost:50000"], False),
         (["--runner=DataflowRunner", "--sdk_container_image=other/image:1"], False),
-        (["--direct_running_mode=multi_processing"], False),
+        (["--direct_running_mode=multi_processing"], True),  # in the pod too (no TFX sdist: see below)
     ],
 )
 def test_a_runner_beyond_the_pod_runs_its_workers_in_the_image(tmp_path, given, added):
@@ -759,6 +765,20 @@ def test_every_executor_reaches_kubeflows_minio_with_the_credentials_secret(tmp_
         KubeflowSettings.from_dict({"target": "vertex", "s3_credentials_secret": "s"})
 
 
+def test_a_beam_task_in_its_pod_builds_no_package_of_tfx():
+    """TFX's Beam executors build an sdist of TFX for Beam's workers unless a flag says where the
+    code is (seconds of every Beam task, measured 1.6 s in each of run-local's, for workers that
+    are the pod's own Python). The compiled flags, default or given, always say: the image."""
+    from tfx.utils import dependency_utils
+
+    for given in (None, ["--direct_running_mode=in_memory"]):
+        args = KubeflowSettings.from_dict({"image": "r.test/graft:2", "beam_pipeline_args": given}).beam_args
+        assert "--sdk_container_image=r.test/graft:2" in args, args
+        assert dependency_utils.make_beam_dependency_flags(args) == args  # TFX's own check: nothing added
+    named = ["--environment_type=LOOPBACK"]  # a worker environment the flags name is kept, alone
+    assert KubeflowSettings.from_dict({"beam_pipeline_args": named}).beam_args == named
+
+
 def test_beam_flags_given_in_the_config_still_reach_the_s3_endpoint():
     """Beam's own S3 filesystem needs the endpoint whatever runner the flags name (it had it only
     with the default flags: given flags lost it, and every Beam stage would look for AWS S3)."""
@@ -767,12 +787,14 @@ def test_beam_flags_given_in_the_config_still_reach_the_s3_endpoint():
         {"s3_endpoint": "minio-service.kubeflow:9000", "s3_use_https": False, "beam_pipeline_args": given}
     )
     assert settings.beam_args == given + [
+        "--sdk_container_image=graft:latest",
         "--s3_endpoint_url=http://minio-service.kubeflow:9000",
         "--s3_region_name=us-east-1",
         "--beam_plugins=components.beam_s3",
     ]
     mine = given + ["--s3_endpoint_url=https://s3.example:443"]
     assert KubeflowSettings.from_dict({"s3_endpoint": "x:1", "beam_pipeline_args": mine}).beam_args == mine + [
+        "--sdk_container_image=graft:latest",
         "--s3_region_name=us-east-1",
         "--beam_plugins=components.beam_s3",
     ]
