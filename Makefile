@@ -3,7 +3,6 @@ SHELL := /bin/bash
 # Keras 2 (tf_keras) everywhere, decided before any Python process starts: TFT/TFMA set this
 # on import, which would otherwise split Keras 2 and 3 between the driver and Beam workers.
 export TF_USE_LEGACY_KERAS := 1
-export PYTHONDONTWRITEBYTECODE := 1
 
 VENV := .venv
 PY := $(VENV)/bin/python

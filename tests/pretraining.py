@@ -37,7 +37,9 @@ def pretrain_backbone(path: str, indices, image_size: int = 32, epochs: int = 10
     cut = int(0.85 * len(indices))
     train = tf.data.Dataset.from_tensor_slices((images[:cut], labels[:cut])).shuffle(cut, seed=0).batch(32)
     held_out = tf.data.Dataset.from_tensor_slices((images[cut:], labels[cut:])).batch(64)
-    settings = tiny_trainer_settings(image_size=image_size, train_batchnorm=True, batchnorm_momentum=0.9)
+    settings = tiny_trainer_settings(
+        backbone="mobilenet_v2", image_size=image_size, train_batchnorm=True, batchnorm_momentum=0.9
+    )
     model = build_model(settings, len(classes))
     steps = -(-cut // 32)
     history = train_stages(

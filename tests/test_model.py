@@ -137,7 +137,7 @@ def test_interrupted_training_resumes_from_last_completed_epoch(tmp_path):
 def test_batchnorm_recalibration_makes_moving_statistics_the_training_average():
     from components.trainer.training import recalibrate_batchnorm
 
-    model = _tiny_model(train_batchnorm=True)
+    model = _tiny_model(backbone="mobilenet_v2", train_batchnorm=True)  # its first layers by name
     base = backbone_of(model)
     first_bn = base.get_layer("bn_Conv1")
     data = _data(64)
@@ -277,14 +277,14 @@ def test_a_served_model_of_another_architecture_is_refused_in_words(tmp_path, wi
 
     from components.trainer import warm_start
 
-    served_settings = tiny_trainer_settings()  # alpha 0.35
+    served_settings = tiny_trainer_settings(backbone="mobilenet_v2")  # alpha 0.35
     version = tmp_path / "serving" / "1"
     build_model(served_settings, 3).save_weights(str(version / "variables" / "variables"))
     (version / "assets.extra").mkdir()
     (version / "assets.extra" / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
     if with_provenance:
         (version / "provenance.json").write_text(json.dumps({"config": {"backbone_kwargs": {"alpha": 0.35}}}))
-    settings = tiny_trainer_settings(backbone_kwargs={"alpha": 0.5})
+    settings = tiny_trainer_settings(backbone="mobilenet_v2", backbone_kwargs={"alpha": 0.5})
     expected = "backbone_kwargs: {'alpha': 0.35} there, {'alpha': 0.5} here" if with_provenance else "do not fit"
     with pytest.raises(warm_start.WarmStartError, match=re.escape(expected)):
         warm_start.load_serving_weights(build_model(settings, 3), str(version), ["a", "b", "c"], settings)

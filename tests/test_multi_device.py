@@ -30,7 +30,7 @@ stage = Stage("all", 1, "all", 0.5, optimizer="sgd")
 steps, initial = {}, None
 for lowest in (0.0, 0.1):  # 0: discriminative rates off
     with strategy.scope():
-        model = build_model(tiny_trainer_settings(), 3)
+        model = build_model(tiny_trainer_settings(backbone="mobilenet_v2"), 3)
         if initial is None:
             initial = model.get_weights()
         model.set_weights(initial)

@@ -242,7 +242,9 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
         target = shuffled / "eval" / true_class if i % 5 == 0 else shuffled / "train" / rng.choice(classes)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target / os.path.basename(path))
-    third, _ = run_graft(tmp_path, {**config, "data_dir": str(shuffled)}, "third")
+    # Two epochs: labels at random teach nothing in six either.
+    worse = {**config, "data_dir": str(shuffled), "stages": [{**config["stages"][0], "epochs": 2}]}
+    third, _ = run_graft(tmp_path, worse, "third")
     assert third["blessed"] is False
     assert third["pushed_model_dir"] is None
     assert serving_dir.versions(config["serving_dir"]) == [int(os.path.basename(pushed))]
@@ -264,7 +266,7 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
 
     # The refused candidate's data, config and code again (tomorrow's scheduled run, no new data):
     # not trained again while the model it was judged against still serves.
-    fourth, _ = run_graft(tmp_path, {**config, "data_dir": str(shuffled)}, "fourth")
+    fourth, _ = run_graft(tmp_path, worse, "fourth")
     assert "Trainer" not in fourth["component_seconds"], fourth["component_seconds"]
     assert fourth["run_skipped_reason"].startswith(
         f"nothing new: the same data, config and code were trained in run {third['run_id']} "

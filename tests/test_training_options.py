@@ -19,8 +19,8 @@ from tests.conftest import tiny_trainer_settings
 MOBILENET = backbones.get("mobilenet_v2")
 
 
-def _model():
-    return build_model(tiny_trainer_settings(), 3)
+def _model(backbone: str = "mobilenet"):
+    return build_model(tiny_trainer_settings(backbone=backbone), 3)
 
 
 def _data(n=64, seed=0):
@@ -41,7 +41,7 @@ def test_presets():
 
 
 def test_trainable_fraction_and_block():
-    model = _model()
+    model = _model("mobilenet_v2")  # MobileNetV2's named blocks
     base = backbone_of(model)
     apply_stage(model, Stage("q", 1, "top:0.25", 1e-3))
     assert sum(layer.trainable for layer in base.layers) == round(0.25 * len(base.layers))
@@ -90,7 +90,7 @@ def test_learning_rate_follows_the_schedule_during_training():
 
 
 def test_feature_cached_head_is_the_grafted_models_head():
-    model = _model()
+    model = _model("mobilenet_v2")  # untrained v1 at 0.25 and 32 px: the same features for every image
     before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
     before_head = model.get_layer("probabilities").kernel.numpy().copy()
     history = train_stages(
@@ -98,7 +98,7 @@ def test_feature_cached_head_is_the_grafted_models_head():
         [Stage("head", 3, "none", 0.01)],
         _data(),
         _data(seed=1),
-        options=TrainingOptions(tiny_trainer_settings(feature_caching=True)),
+        options=TrainingOptions(tiny_trainer_settings(backbone="mobilenet_v2", feature_caching=True)),
     )
     assert len(history) == 3
     assert not np.allclose(before_head, model.get_layer("probabilities").kernel.numpy())
@@ -366,7 +366,7 @@ def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(mon
         [Stage("head", 1, "none", 0.01)],
         _data(),
         _data(seed=1),
-        options=TrainingOptions(tiny_trainer_settings(feature_caching=True)),
+        options=TrainingOptions(tiny_trainer_settings(backbone="mobilenet_v2", feature_caching=True)),
     )
     assert graphs and not [g for g in graphs if "Dataset" in g], graphs
 
@@ -375,7 +375,7 @@ def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(mon
 def test_feature_cache_beyond_its_memory_bound_trains_through_the_backbone(caplog):
     import logging
 
-    model = _model()
+    model = _model("mobilenet_v2")  # as above
     before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
     before_head = model.get_layer("probabilities").kernel.numpy().copy()
     with caplog.at_level(logging.INFO, logger="graft.trainer"):
@@ -384,7 +384,9 @@ def test_feature_cache_beyond_its_memory_bound_trains_through_the_backbone(caplo
             [Stage("head", 2, "none", 0.01)],
             _data(),
             _data(seed=1),
-            options=TrainingOptions(tiny_trainer_settings(feature_caching=True, feature_cache_mb=0)),
+            options=TrainingOptions(
+                tiny_trainer_settings(backbone="mobilenet_v2", feature_caching=True, feature_cache_mb=0)
+            ),
         )
     assert "would exceed feature_cache_mb=0; training through the frozen backbone" in caplog.text
     assert len(history) == 2

@@ -101,9 +101,7 @@ def test_the_tuner_compiles_for_kubeflow_with_the_trainers_resources(tmp_path):
 @pytest.mark.e2e
 def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_with_its_best(tmp_path):
     """New data lands as a new span folder; the run (scheduled on Kubeflow, or local) takes the
-    newest through TFX's {SPAN} input pattern, tunes, trains with the best values and pushes.
-    efficientnet_b0 (preprocessing 'none': the model rescales inside): its Transform graph must
-    equal Keras' preprocess_input and serving must use it."""
+    newest through TFX's {SPAN} input pattern, tunes, trains with the best values and pushes."""
     data = tmp_path / "data"
     write_digit_pngs(str(data / "span-1"), {"a": 0, "b": 1, "c": 7}, 10)
     newest = write_digit_pngs(str(data / "span-2"), {"a": 0, "b": 1, "c": 7}, 40)
@@ -111,8 +109,6 @@ def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_wit
         tmp_path,
         data_dir=str(data),
         spans=True,
-        backbone="efficientnet_b0",
-        backbone_kwargs={},
         train_batchnorm=False,
         batchnorm_momentum=None,
         stages="two_stage",
@@ -129,8 +125,8 @@ def test_the_tuner_runs_in_the_dag_on_the_newest_span_and_the_trainer_trains_wit
     summary, output = run_graft(tmp_path, config, env={"GRAFT_TRAINER_GPUS": "1", "CUDA_VISIBLE_DEVICES": ""})
     assert summary["ingest"]["total"] == summary["ingest"]["accepted"] == len(newest)
     assert examples_span(config["metadata_path"]) == 2  # resolved by TFX's driver
-    assert "training efficientnet_b0" in output
-    assert_transform_matches_keras(transform_graph_dir(tmp_path / "root"), "efficientnet_b0", newest[::10], 32)
+    assert "training mobilenet_v2" in output
+    assert_transform_matches_keras(transform_graph_dir(tmp_path / "root"), "mobilenet_v2", newest[::10], 32)
     assert_signatures_agree(summary["pushed_model_dir"], newest[::10], 3)
     root = tmp_path / "root"
     [best_file] = glob.glob(str(root / "Tuner" / "best_hyperparameters" / "*" / "best_hyperparameters.txt"))
