@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from components import files
+from components import beam_flags, files
 from components.contract import ConfigError
 from components.settings import unknown_options
 
@@ -16,23 +16,6 @@ DEFAULT_ACCELERATOR = {"kfp": "nvidia.com/gpu", "vertex": "NVIDIA_TESLA_T4"}
 # (one per core) a worker started per core of the node: dozens of TensorFlow-loading processes in
 # an 8 GB pod on a large node.
 DEFAULT_DIRECT_RUNNING_MODE = "--direct_running_mode=multi_processing"
-# The flags by which Beam is told what its workers run in (a runner beyond the pod needs one).
-WORKER_ENVIRONMENT_FLAGS = (
-    "--sdk_container_image",
-    "--worker_harness_container_image",
-    "--environment_type",
-    "--environment_config",
-)
-
-
-def _flag_value(args: list, flag: str):
-    """The value of `flag` in Beam's argument list (`--flag=value` or `--flag value`), else None."""
-    for i, arg in enumerate(args):
-        if arg.startswith(f"{flag}="):
-            return arg.split("=", 1)[1]
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-    return None
 
 
 @dataclass
@@ -73,12 +56,12 @@ class KubeflowSettings:
     @property
     def beam_runner(self) -> str:
         """The Beam runner the compiled flags name (DirectRunner unless given)."""
-        return _flag_value(list(self.beam_pipeline_args or []), "--runner") or "DirectRunner"
+        return beam_flags.runner(list(self.beam_pipeline_args or []))
 
     @property
     def beam_beyond_the_pod(self) -> bool:
         """Whether the Beam stages run on a runner outside the task's pod (Dataflow, Flink, Spark)."""
-        return self.beam_runner.lower() not in ("directrunner", "direct")
+        return not beam_flags.is_direct(list(self.beam_pipeline_args or []))
 
     @property
     def beam_args(self) -> list:
@@ -94,17 +77,16 @@ class KubeflowSettings:
             args = [DEFAULT_DIRECT_RUNNING_MODE, f"--direct_num_workers={max(1, int(self.component_cpu))}"]
         else:
             args = list(self.beam_pipeline_args)
-        if not any(_flag_value(args, flag) for flag in WORKER_ENVIRONMENT_FLAGS):
-            args.append(f"--sdk_container_image={self.image}")
+        args = beam_flags.with_worker_environment(args, self.image)
         if self.s3_endpoint:
-            for flag in (
-                f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",
-                f"--s3_region_name={self.s3_region}",
-                "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
-            ):
-                name = flag.split("=")[0]  # --beam_plugins may be given more than once: one per plugin
-                if flag not in args and (name == "--beam_plugins" or not _flag_value(args, name)):
-                    args.append(flag)
+            args = beam_flags.with_missing(
+                args,
+                [
+                    f"--s3_endpoint_url={files.s3_endpoint_url(self.s3_endpoint, self.s3_use_https)}",
+                    f"--s3_region_name={self.s3_region}",
+                    "--beam_plugins=components.beam_s3",  # empty files on S3 (components/beam_s3.py)
+                ],
+            )
         return args
 
     @property

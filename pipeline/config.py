@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from components import files
+from components import beam_flags, files
 from components.backbones import registry
 from components.contract import ConfigError
 from components.drift.settings import DriftSection
@@ -690,26 +690,24 @@ def pusher_settings(config: GraftConfig) -> PusherSettings:
 
 
 def beam_args(config: GraftConfig) -> list[str]:
+    """The Beam flags of a local run: as given, else the DirectRunner sized for this machine; S3's
+    flags (with s3:// paths) and, on the DirectRunner, the workers' environment added unless the
+    flags already set them (one rule with the compiled spec's: components/beam_flags.py)."""
     if config.beam_pipeline_args is not None:
-        return list(config.beam_pipeline_args)
-    return direct_runner_args(config)
+        args = list(config.beam_pipeline_args)
+    else:
+        workers = config.beam_num_workers or os.cpu_count() or 1
+        args = [f"--direct_running_mode={config.beam_direct_running_mode}", f"--direct_num_workers={workers}"]
+    if beam_flags.is_direct(args):
+        # The DirectRunner's workers are this Python, so there is nothing to ship them. Without a
+        # dependency flag TFX builds an sdist of itself before every Beam component (~3 s each,
+        # four per run); the DirectRunner ignores the image, the flag only tells TFX not to. (A
+        # runner of its own, Dataflow say, needs that package or the user's image: left to TFX.)
+        args = beam_flags.with_worker_environment(args, LOCAL_BEAM_ENVIRONMENT)
+    return beam_flags.with_missing(args, beam_s3_args(config))
 
 
 LOCAL_BEAM_ENVIRONMENT = "graft-local-python"
-
-
-def direct_runner_args(config: GraftConfig) -> list[str]:
-    """Beam's DirectRunner sized for this machine."""
-    workers = config.beam_num_workers or os.cpu_count() or 1
-    return [
-        f"--direct_running_mode={config.beam_direct_running_mode}",
-        f"--direct_num_workers={workers}",
-        # The DirectRunner's workers are this Python, so there is nothing to ship them. Without a
-        # dependency flag TFX builds an sdist of itself before every Beam component (~3 s each,
-        # four per run); the DirectRunner ignores the image, the flag only tells TFX not to.
-        f"--sdk_container_image={LOCAL_BEAM_ENVIRONMENT}",
-        *beam_s3_args(config),
-    ]
 
 
 BEAM_S3_PLUGIN = "components.beam_s3"  # imported by every Beam worker: empty files on S3

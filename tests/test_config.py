@@ -234,6 +234,26 @@ def test_local_beam_components_start_without_packaging_tfx(digits_dir):
     assert dependency_utils.make_beam_dependency_flags(args) == args
 
 
+def test_local_beam_flags_given_keep_the_rules_of_the_default_ones(digits_dir, monkeypatch):
+    """Flags given in the config (beam_pipeline_args) got neither the workers' environment (TFX then
+    packaged itself before each Beam component) nor, with s3:// paths, Beam's S3 endpoint (each Beam
+    stage would have looked for AWS S3): the rule of the compiled spec, now the local runner's too.
+    A runner of its own (Dataflow) is left to TFX, which ships its package to that runner's workers."""
+    from tfx.utils import dependency_utils
+
+    from pipeline.config import LOCAL_BEAM_ENVIRONMENT, beam_args
+
+    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")
+    given = ["--direct_running_mode=in_memory"]
+    config = GraftConfig(data_dir=digits_dir, pipeline_root="s3://bucket/root", beam_pipeline_args=given)
+    args = beam_args(config)
+    assert args[:2] == [*given, f"--sdk_container_image={LOCAL_BEAM_ENVIRONMENT}"]
+    assert {"--beam_plugins=components.beam_s3", "--s3_endpoint_url=http://127.0.0.1:9"} <= set(args)
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    dataflow = ["--runner=DataflowRunner", "--project=p"]
+    assert beam_args(GraftConfig(data_dir=digits_dir, beam_pipeline_args=dataflow)) == dataflow
+
+
 def test_a_golden_set_must_stand_apart_from_the_training_data(tmp_path, digits_dir):
     inside = os.path.join(digits_dir, "digit_0")
     with pytest.raises(ConfigError, match=f"--eval-data {inside} overlaps the training data {digits_dir}"):
