@@ -160,8 +160,7 @@ def test_batchnorm_reestimation_leaves_frozen_layers_and_reads_unaugmented_batch
     from components.trainer.training import recalibrate_batchnorm
 
     keras.utils.set_random_seed(1)
-    # MobileNetV2: v1 at 0.25 and 32 px, untrained, gives its top layers the same features for
-    # every image (variances 0, ratios 0/0)
+    # MobileNetV2: its top layers' variances are not 0 (conftest.SLIM_KWARGS)
     model = _tiny_model(backbone="mobilenet_v2", train_batchnorm=True, batchnorm_momentum=0.9)
     base = backbone_of(model)
     plain = _data(64)

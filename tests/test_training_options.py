@@ -90,7 +90,7 @@ def test_learning_rate_follows_the_schedule_during_training():
 
 
 def test_feature_cached_head_is_the_grafted_models_head():
-    model = _model("mobilenet_v2")  # untrained v1 at 0.25 and 32 px: the same features for every image
+    model = _model("mobilenet_v2")  # features that differ between images (conftest.SLIM_KWARGS)
     before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
     before_head = model.get_layer("probabilities").kernel.numpy().copy()
     history = train_stages(
@@ -375,7 +375,7 @@ def test_frozen_stage_features_come_from_the_training_loop_not_a_tf_data_map(mon
 def test_feature_cache_beyond_its_memory_bound_trains_through_the_backbone(caplog):
     import logging
 
-    model = _model("mobilenet_v2")  # as above
+    model = _model("mobilenet_v2")  # features that differ between images (conftest.SLIM_KWARGS)
     before_backbone = [w.numpy().copy() for w in backbone_of(model).weights]
     before_head = model.get_layer("probabilities").kernel.numpy().copy()
     with caplog.at_level(logging.INFO, logger="graft.trainer"):
