@@ -77,7 +77,7 @@ fi
 wheelhouse="$work/wheelhouse"
 step "wheelhouse: requirements.lock (pip download, kept in $wheelhouse)"
 mkdir -p "$wheelhouse"
-.venv/bin/python -m pip download -q --no-deps -r requirements.lock "pip>=23" -d "$wheelhouse" >"$work/download.log" 2>&1 \
+.venv/bin/python -m pip download -q --no-deps -r requirements.lock -d "$wheelhouse" >"$work/download.log" 2>&1 \
   || { tail -20 "$work/download.log" >&2; echo "error: pip download failed; its log: $work/download.log" >&2; exit 1; }
 # Packages PyPI has only as source (pyfarmhash, crcmod, ...) are built into wheels here: the base
 # has no compiler, and this machine's Python and glibc are the image's.
