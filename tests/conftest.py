@@ -78,34 +78,24 @@ def write_digit_pngs(root, classes: dict, per_class: int) -> list:
 
 
 def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0, env: dict | None = None):
-    """Runs local_runner.py with `config` in a subprocess (the real CLI); returns
-    (summary dict or None, stdout + stderr)."""
+    """Runs local_runner.py with `config` in a process of its own (the real CLI, forked from one
+    that imported the stack once: tests/forked_cli.py); returns (summary dict or None, its
+    stdout and stderr)."""
     import json
-    import subprocess
-    import sys
 
     import yaml
+
+    from tests import forked_cli
 
     config_path = tmp_path / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     summary_path = tmp_path / f"{name}.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "local_runner.py"),
-            "--config",
-            str(config_path),
-            "--summary-json",
-            str(summary_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-        env={**os.environ, **(env or {})},
+    output_path = tmp_path / f"{name}.out"
+    rc = forked_cli.run(
+        ["--config", config_path, "--summary-json", summary_path], str(output_path), {**os.environ, **(env or {})}
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == expect_rc, output
+    output = output_path.read_text(encoding="utf-8", errors="replace")
+    assert rc == expect_rc, output
     if not summary_path.exists():
         return None, output
     with open(summary_path) as f:

@@ -2,18 +2,43 @@
 task (which of ten digits), its weights file given to the pipeline with nothing else changed
 (stages auto = two_stage, BatchNorm frozen, the top layers unfrozen), on a second task with
 other images (even or odd, 360 images): far above the same pipeline from scratch, and
-fine-tuning no worse than the frozen stage."""
+fine-tuning no worse than the frozen stage.
+
+The transferred run also carries a golden set (eval_data) that refuses it: a fixed labelled set
+on which every candidate is scored besides the span's eval split, its images dropped from
+training, a push needing its blessing too. (One run for both: each pipeline run costs the suite
+about a minute. The golden set blessing and being recorded in the pushed version: the run-local
+test in test_kubeflow.py.)"""
+
+import os
+import shutil
 
 import pytest
 from sklearn.datasets import load_digits
 
+from components.serving import serving_dir
 from tests.conftest import run_graft
 from tests.pretraining import pretrain_backbone, write_digit_folders
+
+GOLDEN_PER_CLASS = 6  # golden images per class, copied out of the training folders
 
 
 def write_parity_task(root: str) -> int:
     """The images the pretraining never saw (every fifth), as class folders even/ and odd/."""
     return write_digit_folders(root, range(0, len(load_digits().target), 5), lambda d: "odd" if d % 2 else "even")
+
+
+def golden_set_from(data_dir: str, golden: str, relabel: dict) -> list:
+    """Copies the first GOLDEN_PER_CLASS images of each class folder of `data_dir` into `golden`,
+    filed under the class `relabel` names; returns the copied training paths."""
+    copied = []
+    for class_name in sorted(os.listdir(data_dir)):
+        target = os.path.join(golden, relabel[class_name])
+        os.makedirs(target, exist_ok=True)
+        for name in sorted(os.listdir(os.path.join(data_dir, class_name)))[:GOLDEN_PER_CLASS]:
+            shutil.copy(os.path.join(data_dir, class_name, name), os.path.join(target, name))
+            copied.append(f"{class_name}/{name}")
+    return copied
 
 
 def _config(tmp_path, name: str, data: str, weights: str) -> dict:
@@ -41,7 +66,13 @@ def test_a_pretrained_backbone_transfers_through_the_default_path(tmp_path):
     data = str(tmp_path / "parity")
     count = write_parity_task(data)
 
-    transfer, output = run_graft(tmp_path, _config(tmp_path, "transfer", data, weights), "transfer")
+    # The golden set: even images filed as odd and odd as even, so the candidate that the eval
+    # split blesses (min_accuracy 0.5) fails it. Its 12 images leave this run's data alone: the
+    # transferred model learns from a few fewer images than its scratch twin, not more.
+    golden = str(tmp_path / "golden")
+    copied = golden_set_from(data, golden, relabel={"even": "odd", "odd": "even"})
+    config = {**_config(tmp_path, "transfer", data, weights), "eval_data": golden, "min_accuracy": 0.5}
+    transfer, output = run_graft(tmp_path, config, "transfer")
     scratch, scratch_output = run_graft(tmp_path, _config(tmp_path, "scratch", data, "none"), "scratch")
     transfer_accuracy = transfer["metrics"]["sparse_categorical_accuracy"]
     scratch_accuracy = scratch["metrics"]["sparse_categorical_accuracy"]
@@ -60,3 +91,20 @@ def test_a_pretrained_backbone_transfers_through_the_default_path(tmp_path):
     # Fine-tuning the whole backbone does not wreck what the frozen stage reached: measured 0.987 ->
     # 0.947 (3 of 76 validation images) with the default budget; with a third of it, 0.961 -> 0.882.
     assert fine_tuned >= frozen - 5 * one_example - 1e-6, (frozen, fine_tuned)
+
+    # The golden set. Every golden image was also in the training folders: dropped from
+    # training, each reported; scored on every golden image under the training classes' label ids.
+    golden_skips = [s for s in transfer["ingest"]["skipped_files"] if "golden set" in s["reason"]]
+    assert sorted(s["path"] for s in golden_skips) == sorted(copied), golden_skips
+    assert all("never trained on" in s["reason"] for s in golden_skips)
+    assert transfer["golden"]["ingest"]["accepted"] == len(copied)
+    assert transfer["golden"]["metrics"]["example_count"] == len(copied)
+    assert "sparse_categorical_accuracy" in transfer["golden"]["metric_intervals"]
+    assert f"golden set ({len(copied)} examples): accuracy" in output
+    # The eval split blesses the candidate; the golden set does not, so nothing is pushed.
+    assert transfer["golden"]["metrics"]["sparse_categorical_accuracy"] < 0.5
+    assert not transfer["golden"]["blessed"] and not transfer["blessed"] and not transfer["pushed"]
+    assert transfer["push_skipped_reason"].startswith("the golden set (eval_data) did not bless it:"), transfer
+    reasons = transfer["not_blessed_because"]
+    assert reasons and all(reason.startswith("golden set:") for reason in reasons), reasons
+    assert serving_dir.versions(config["serving_dir"]) == []
