@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -248,15 +249,34 @@ def write_order(files: list) -> list:
     return sorted(files, key=lambda item: hashlib.sha256(item[0].encode("utf-8")).digest())
 
 
+READ_THREADS = 16  # files read at once for their digests: on an object store each read is a request
+
+
+def _digest(path: str) -> Optional[str]:
+    try:
+        return hashlib.sha256(files.read(path)).hexdigest()
+    except OSError:
+        return None
+
+
+def digests(data_root: str, rel_paths: list) -> list:
+    """The sha256 of each file's bytes, None where it cannot be read; read READ_THREADS at a
+    time (a read is I/O, hashing releases the GIL): one at a time, every image of a bucket
+    was a request in series before Beam even started."""
+    if len(rel_paths) < 2:
+        return [_digest(os.path.join(data_root, p)) for p in rel_paths]
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return list(pool.map(_digest, [os.path.join(data_root, p) for p in rel_paths]))
+
+
 def file_digests(data_root: str, listing: Listing) -> dict:
     """{sha256 of the bytes: relative path} of the files in `listing` (unreadable ones left out)."""
-    digests = {}
-    for rel_path, _ in listing.files:
-        try:
-            digests.setdefault(hashlib.sha256(files.read(os.path.join(data_root, rel_path))).hexdigest(), rel_path)
-        except OSError:
-            continue
-    return digests
+    found = {}
+    paths = [rel_path for rel_path, _ in listing.files]
+    for rel_path, digest in zip(paths, digests(data_root, paths)):
+        if digest is not None:
+            found.setdefault(digest, rel_path)
+    return found
 
 
 def drop_duplicates(data_root: str, listings: list, golden: Optional[dict] = None) -> None:
@@ -267,10 +287,8 @@ def drop_duplicates(data_root: str, listings: list, golden: Optional[dict] = Non
     seen = dict(golden or {})
     for listing in listings:
         kept = []
-        for rel_path, class_name in listing.files:
-            try:
-                digest = hashlib.sha256(files.read(os.path.join(data_root, rel_path))).hexdigest()
-            except OSError:
+        for (rel_path, class_name), digest in zip(listing.files, digests(data_root, [p for p, _ in listing.files])):
+            if digest is None:
                 kept.append((rel_path, class_name))  # unreadable: the reader quarantines it with the reason
                 continue
             if golden and digest in golden:
