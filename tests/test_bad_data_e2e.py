@@ -96,6 +96,9 @@ def _serving_decoder_accepts(path):
 
 @pytest.mark.e2e
 def test_messy_folder_every_file_accounted_for(tmp_path):
+    """Every file of a messy folder accepted, quarantined or skipped, with its reason; the model
+    trained on it serves. The run also trains under mixed precision (float16 compute on this CPU)
+    and serves in float32 all through (one pipeline run for both: each costs the suite a minute)."""
     root = tmp_path / "messy"
     cases, good = make_messy_dataset(str(root), str(tmp_path / "outside.png"))
     # resnet50: the caffe preprocessing family runs through the pipeline here (unit: the run-local test in test_kubeflow).
@@ -112,6 +115,7 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
         backbone_kwargs={},
         train_batchnorm=False,
         batchnorm_momentum=None,
+        mixed_precision="mixed_float16",  # float16 compute on this CPU: the served model must not be
     )
     summary, output = run_graft(tmp_path, config, env={"AWS_SECRET_ACCESS_KEY": SECRET, "GRAFT_TEST_TOKEN": SECRET})
     ingest = summary["ingest"]
@@ -187,8 +191,17 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
         if path.endswith((".log", ".json", ".html")):
             assert SECRET not in open(path, encoding="utf-8", errors="replace").read(), path
 
-    # Serving: malformed bytes fail that request with a clear error; the process serves on.
+    # Trained under mixed precision, served in float32 all through (it passed the fresh-process
+    # serving check before the push).
+    assert "precision mixed_float16" in open(summary["log_file"]).read()
     model = tf.saved_model.load(summary["pushed_model_dir"])
+    for name, signature in model.signatures.items():
+        assert {o.dtype for o in signature.structured_outputs.values() if o.dtype.is_floating} == {tf.float32}, name
+        graph = signature.graph.as_graph_def()
+        ops = [n for f in graph.library.function for n in f.node_def] + list(graph.node)
+        assert not [n.name for n in ops if n.attr["T"].type == tf.float16.as_datatype_enum], name
+
+    # Serving: malformed bytes fail that request with a clear error; the process serves on.
     image = open(good[0], "rb").read()
     with pytest.raises(tf.errors.InvalidArgumentError, match="not an image serving decodes"):
         model.signatures["serving_image_bytes"](image_bytes=tf.constant([image, b"not an image"]))
