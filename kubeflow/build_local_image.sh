@@ -9,8 +9,8 @@
 #    apt sources name) with the Python 3.10 build `make setup` uses copied in (bookworm ships
 #    3.11; TFX 1.16 needs 3.10) and the shared libraries it links;
 # 2. a wheelhouse of requirements.lock (pip download on this machine, which reaches PyPI), served
-#    to the build over HTTP from this machine (pip inside a container cannot verify PyPI here);
-# 3. kubeflow/Dockerfile on that base (BASE), CPU only (GPU=0), the wheelhouse as pip's only
+#    to the build over HTTP from this machine (an installer inside a container cannot verify PyPI here);
+# 3. kubeflow/Dockerfile on that base (BASE), CPU only (GPU=0), the wheelhouse as the installers' only
 #    source (WHEELHOUSE, read by kubeflow/install.sh); Beam's SDK image cannot be pulled either, so BEAM_SDK_IMAGE is a stand-in whose
 #    /opt/apache/beam/boot says so: the DirectRunner, which Kubeflow's pods run, never uses it.
 #
@@ -81,7 +81,7 @@ mkdir -p "$wheelhouse"
   || { tail -20 "$work/download.log" >&2; echo "error: pip download failed; its log: $work/download.log" >&2; exit 1; }
 # Packages PyPI has only as source (pyfarmhash, crcmod, ...) are built into wheels here: the base
 # has no compiler, and this machine's Python and glibc are the image's.
-# (pip prefers the wheel; the source stays, so that pip download finds it and fetches nothing.)
+# (installers prefer the wheel; the source stays, so that pip download finds it and fetches nothing.)
 for sdist in "$wheelhouse"/*.tar.gz "$wheelhouse"/*.zip; do
   [ -e "$sdist" ] || continue
   name=$(basename "$sdist") && name=${name%.tar.gz} && name=${name%.zip}

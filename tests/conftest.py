@@ -79,21 +79,40 @@ def write_digit_pngs(root, classes: dict, per_class: int) -> list:
 
 def run_graft(tmp_path, config: dict, name: str = "run", expect_rc: int = 0, env: dict | None = None):
     """Runs local_runner.py with `config` in a process of its own (the real CLI, forked from one
-    that imported the stack once: tests/forked_cli.py); returns (summary dict or None, its
-    stdout and stderr)."""
+    that imported the stack once: tests/forked_cli.py; a fresh interpreter where the config's
+    runtime environment must be set before TensorFlow loads); returns (summary dict or None,
+    its stdout and stderr)."""
     import json
+    import subprocess
+    import sys
 
     import yaml
 
+    from pipeline.config import ConfigError, load_config
     from tests import forked_cli
 
     config_path = tmp_path / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     summary_path = tmp_path / f"{name}.json"
     output_path = tmp_path / f"{name}.out"
-    rc = forked_cli.run(
-        ["--config", config_path, "--summary-json", summary_path], str(output_path), {**os.environ, **(env or {})}
-    )
+    args = ["--config", str(config_path), "--summary-json", str(summary_path)]
+    run_env = {**os.environ, **(env or {})}
+    try:
+        fresh = bool(load_config(str(config_path), {}).runtime_env)
+    except ConfigError:  # refused by the CLI before TensorFlow loads: either way does
+        fresh = False
+    if fresh:
+        with open(output_path, "w") as out:
+            rc = subprocess.run(
+                [sys.executable, forked_cli.LOCAL_RUNNER, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=run_env,
+                timeout=900,
+            ).returncode
+    else:
+        rc = forked_cli.run(args, str(output_path), run_env)
     output = output_path.read_text(encoding="utf-8", errors="replace")
     assert rc == expect_rc, output
     if not summary_path.exists():

@@ -6,9 +6,10 @@ output are its own), without the ~7 s a fresh interpreter spends importing the s
 first component: measured on the same run, 49.8 s as `python local_runner.py`, 42.0 s forked.
 The server never runs a TensorFlow op, so each child starts TensorFlow's runtime itself.
 
-A fresh interpreter stays tested where that is the point: `make run`, `graft_cli`'s checks, the
-run killed and resumed in test_pipeline_e2e, the overlapping runs of test_concurrent_runs and
-every task of `graft kfp run-local`.
+A fresh interpreter stays where that is the point: a config whose runtime environment must be
+set before TensorFlow loads (hub_bert's oneDNN switch: conftest.run_graft runs those as
+`python local_runner.py`, a whole run through the interpreter's exit), `graft_cli`'s checks, the
+run killed mid-training in test_pipeline_e2e and every task of `graft kfp run-local`.
 
     python -m tests.forked_cli      (reads one JSON request a line, answers {"rc": N} a line)
 """
@@ -48,6 +49,7 @@ def _child(request: dict) -> None:
     and folder, then local_runner as `python local_runner.py ARGS` runs it. Never returns."""
     code = 1
     try:
+        os.setsid()  # its own process group: a timeout ends its Beam workers and checks with it
         output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(output, 1)
         os.dup2(output, 2)
@@ -81,14 +83,20 @@ def _run(request: dict) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _child(request)
+        try:
+            _child(request)
+        finally:
+            os._exit(1)  # never back into the server's loop, whatever _child raised
     deadline = time.monotonic() + request["timeout"]
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
-            os.kill(pid, 9)
+            try:
+                os.killpg(pid, 9)
+            except ProcessLookupError:
+                pass
             os.waitpid(pid, 0)
             return -9
         time.sleep(0.05)
@@ -119,12 +127,17 @@ def run(args: list, output: str, env: dict, timeout: float = 900) -> int:
                 cwd=REPO,
             )
         request = {"args": [str(a) for a in args], "output": output, "env": env, "cwd": REPO, "timeout": timeout}
-        _server.stdin.write(json.dumps(request) + "\n")
-        _server.stdin.flush()
-        reply = _server.stdout.readline()
-        if not reply:
-            raise RuntimeError(f"the forking server of tests/forked_cli.py ended (status {_server.wait()})")
-        return json.loads(reply)["rc"]
+        try:
+            _server.stdin.write(json.dumps(request) + "\n")
+            _server.stdin.flush()
+            reply = _server.stdout.readline()
+            if not reply:
+                raise RuntimeError(f"the forking server of tests/forked_cli.py ended (status {_server.wait()})")
+            return json.loads(reply)["rc"]
+        except BaseException:  # interrupted mid-request: its reply would answer the next one
+            _server.kill()
+            _server = None
+            raise
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Spans in ML Metadata and on disk: which span a run's examples artifact records, and which
-split each text landed in (the spans tests: test_tuner's image run, test_text_e2e's text runs)."""
+split each text landed in (the spans tests: test_retraining_on_spans_e2e's image runs, test_text_e2e's text runs)."""
 
 
 def examples_span(metadata_path: str) -> int:

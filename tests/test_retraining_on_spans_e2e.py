@@ -28,6 +28,7 @@ from components.serving import provenance, serving_dir
 from pipeline.config import GraftConfig
 from pipeline.local_dag import training_window
 from tests.conftest import graft_cli, run_graft, serving_version_of_classes, small_training_config, write_digit_pngs
+from tests.spans import examples_artifacts
 
 CLASSES = list(range(10))
 SPAN_SIZE = 300  # 30 of each class in a fresh sample
@@ -243,6 +244,9 @@ def test_a_drifted_span_is_blocked_before_training_and_nothing_is_pushed(served)
     span = span_images(draw(second, digits, np.random.default_rng(2)), digits, invert)
     write_span_folder(str(tmp_path / "digits" / "span-2"), span)
     summary, output = run_graft(tmp_path, config, "span2")
+    # TFX's driver took the newest span alone: its examples record span 2, all of its images, no others.
+    assert examples_artifacts(config["metadata_path"])[-1].custom_properties["span"].int_value == 2
+    assert summary["ingest"]["total"] == len(span)
     drift = summary["drift"]
     assert drift["blocked"] and drift["reference"]["version"] == os.path.basename(version)
     assert "image_brightness" in fired(drift) and "FIRED image: image_brightness" in output

@@ -67,8 +67,10 @@ def test_a_pretrained_backbone_transfers_through_the_default_path(tmp_path):
     count = write_parity_task(data)
 
     # The golden set: even images filed as odd and odd as even, so the candidate that the eval
-    # split blesses (min_accuracy 0.5) fails it. Its 12 images leave this run's data alone: the
-    # transferred model learns from a few fewer images than its scratch twin, not more.
+    # split blesses (min_accuracy 0.5) fails it. Its 12 images leave this run's data alone, from
+    # training and from the eval split (the split is by path): the transferred model learns from
+    # a few fewer images than its scratch twin, not more, and is scored on an eval split short of
+    # the few of them that fell there.
     golden = str(tmp_path / "golden")
     copied = golden_set_from(data, golden, relabel={"even": "odd", "odd": "even"})
     config = {**_config(tmp_path, "transfer", data, weights), "eval_data": golden, "min_accuracy": 0.5}
