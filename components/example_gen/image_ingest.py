@@ -260,10 +260,11 @@ def _digest(path: str) -> Optional[str]:
 
 
 def digests(data_root: str, rel_paths: list) -> list:
-    """The sha256 of each file's bytes, None where it cannot be read; read READ_THREADS at a
-    time (a read is I/O, hashing releases the GIL): one at a time, every image of a bucket
-    was a request in series before Beam even started."""
-    if len(rel_paths) < 2:
+    """The sha256 of each file's bytes, None where it cannot be read. On an object store read
+    READ_THREADS at a time (a read is a request, hashing releases the GIL): one at a time, every
+    image of a bucket was a request in series before Beam even started. A local disk, one at a
+    time: 1,797 sample PNGs took 0.11 s so, 0.16-0.20 s through the threads."""
+    if len(rel_paths) < 2 or "://" not in data_root:
         return [_digest(os.path.join(data_root, p)) for p in rel_paths]
     with ThreadPoolExecutor(READ_THREADS) as pool:
         return list(pool.map(_digest, [os.path.join(data_root, p) for p in rel_paths]))
