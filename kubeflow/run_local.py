@@ -7,8 +7,11 @@ kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
 
 - tasks run in dependency order (`dependentTasks`), each as its own container command from
   `deploymentSpec` (`python -m kubeflow.kfp_entrypoint ...`, the image's entrypoint, with the
-  compiled Beam flags: workers from the pod's CPU request) in a subprocess, with `{{$}}`
-  replaced by the task's ExecutorInput JSON;
+  compiled Beam flags: workers from the pod's CPU request) in a process of its own, with `{{$}}`
+  replaced by the task's ExecutorInput JSON. By default (`--engine fork`, Linux) that process is
+  forked from one that imported the command's module under the task's exact environment and
+  nothing else (kubeflow/fork_server.py): TFX's ~6 s of imports once a run, not once a task;
+  `--engine process` starts a fresh interpreter for each;
 - the ExecutorInput holds the task's parameters (the spec's constants), its input artifacts
   (what upstream tasks produced) and its output artifacts, provisioned at
   `<pipeline root>/<run id>/<task>/<output key>`, with an output metadata file per task;
@@ -61,7 +64,7 @@ from dataclasses import dataclass, field
 from components import files
 from components.contract import EXPECTED_GPUS_ENV, INGEST_DIR, INGEST_REPORT_FILE, SERVING_VERSION_PROPERTY
 from components.evaluator.results import judgement, read_evaluation
-from kubeflow import kfp_driver, launcher
+from kubeflow import fork_server, kfp_driver, launcher
 from kubeflow.compiler import IMAGE_REPO_DIR, load_compiled
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +72,8 @@ TARGETS = ("kfp", "vertex")
 _PLACEHOLDER = "{{$}}"
 _OUTPUT_METADATA = "output_metadata.json"
 _POD_OUTPUTS = "/tmp/kfp_outputs"  # where KFP's launcher has a task write its output metadata
-ENGINES = ("process", "docker")
+ENGINES = ("fork", "process", "docker")
+DEFAULT_ENGINE = "fork" if fork_server.AVAILABLE else "process"
 # What a task process takes from this machine, as a pod takes it from its node, its runtime or
 # workload identity; nothing else of this shell reaches a task.
 _FROM_THE_NODE = (
@@ -169,14 +173,23 @@ class LocalBackend:
     """Runs one compiled pipeline: provisions, launches and records each task."""
 
     def __init__(
-        self, spec: dict, pipeline_root: str, work_dir: str, target: str, say=print, platform=None, engine="process"
+        self,
+        spec: dict,
+        pipeline_root: str,
+        work_dir: str,
+        target: str,
+        say=print,
+        platform=None,
+        engine=DEFAULT_ENGINE,
     ):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS} (got {target!r})")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
+        if engine not in ENGINES or (engine == "fork" and not fork_server.AVAILABLE):
+            raise ValueError(f"engine must be one of {ENGINES} (fork on Linux only; got {engine!r})")
         self.spec, self.target, self.say, self.engine = spec, target, say, engine
-        self.image_env = image_environment() if engine == "process" else {}  # a container has the image's own
+        self.in_process = engine in ("fork", "process")  # a process of this checkout, not a container
+        self.image_env = image_environment() if self.in_process else {}  # a container has the image's own
+        self.forks = fork_server.ForkServers()
         self.platform = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
@@ -295,7 +308,7 @@ class LocalBackend:
         """The container's command and arguments, the compiled Beam flags included, with `{{$}}`
         filled in; in a process, `python` is this interpreter."""
         command = list(container["command"])
-        if self.engine == "process":
+        if self.in_process:
             command = [sys.executable if part == "python" else part for part in command]
         args = [
             arg.replace(_PLACEHOLDER, json.dumps(executor_input)) if _PLACEHOLDER in arg else arg
@@ -318,7 +331,7 @@ class LocalBackend:
         section's secrets; in a process also what a pod gets from its node and runtime (PATH,
         HOME, proxies, CA bundles, cloud credentials, the GPUs: _FROM_THE_NODE)."""
         env = {}
-        if self.engine == "process":
+        if self.in_process:
             env = {name: os.environ[name] for name in _FROM_THE_NODE if name in os.environ}
             env.update(self.image_env)
             env["PYTHONPATH"] = _REPO_DIR  # the image's /graft, here this checkout
@@ -341,14 +354,20 @@ class LocalBackend:
             self.say(f"    {name}: its GPU request is not enforced by run-local (on the cluster it fails without one)")
         if self.engine == "docker":
             command, env = self._in_container(name, container["image"], command, env), {**os.environ, **env}
+        module = fork_server.module_of(command) if self.engine == "fork" else None
         with open(log_file, "a", encoding="utf-8") as log:
-            log.write(f"\n===== {step}: {' '.join(command[:3])} ...\n")
+            log.write(f"\n===== {step}: {' '.join(command[:3])} ...{' (forked)' if module else ''}\n")
             log.flush()
-            result = subprocess.run(command, cwd=_REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
+            if module:  # the same command, forked from a process that imported its module under this env
+                returncode = self.forks.run(module, command[3:], log_file, env, cwd=_REPO_DIR)
+            else:
+                returncode = subprocess.run(
+                    command, cwd=_REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+                ).returncode
+        if returncode != 0:
             with open(log_file, encoding="utf-8", errors="replace") as log:
                 tail = "".join(log.readlines()[-25:])
-            raise TaskFailed(f"task {name} ({step}) exited with {result.returncode}; its log: {log_file}\n{tail}")
+            raise TaskFailed(f"task {name} ({step}) exited with {returncode}; its log: {log_file}\n{tail}")
 
     def _download_inputs(self, name: str, executor_input: dict) -> None:
         """What the open-source launcher does before the command: each input artifact on an object
@@ -439,7 +458,10 @@ class LocalBackend:
         """Runs every task; returns {task: Task}. kfp_driver.WorkFolderBusy when another run-local
         holds the work folder."""
         with self.store.opened():
-            self._run_dag(self.spec["root"]["dag"]["tasks"], {})
+            try:
+                self._run_dag(self.spec["root"]["dag"]["tasks"], {})
+            finally:
+                self.forks.close()
         return self.tasks
 
     def _run_dag(self, tasks: dict, dag_inputs: dict, prefix: str = "") -> None:
@@ -497,7 +519,7 @@ def image_environment(dockerfile: str = _DOCKERFILE) -> dict:
     return env
 
 
-def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, say=print, engine="process"):
+def run_compiled(spec_path: str, pipeline_root: str, work_dir: str, target: str, say=print, engine=DEFAULT_ENGINE):
     """Executes the compiled pipeline at `spec_path`; returns the backend (tasks, run id, dirs)."""
     spec, platform = load_compiled(spec_path)
     backend = LocalBackend(spec, pipeline_root, work_dir, target, say, platform, engine)

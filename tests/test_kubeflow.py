@@ -513,10 +513,10 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     path.write_text(yaml.safe_dump(config))
     graft = os.path.join(os.path.dirname(sys.executable), "graft")
 
-    def run_local(name: str):
+    def run_local(name: str, *options: str):
         summary_path = tmp_path / f"{name}.json"
         result = subprocess.run(
-            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path)],
+            [graft, "kfp", "run-local", "--config", str(path), "--summary-json", str(summary_path), *options],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -550,7 +550,9 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert "Trainer: its GPU request is not enforced by run-local" in result.stdout
     files = sorted(glob.glob(os.path.join(tiny_digits_dir, "*", "*.png")))[::20]
     assert_signatures_agree(local_model, files, 3)
-    assert "training hub" in open(summary["task_logs"]["Trainer"], encoding="utf-8").read()
+    trainer_log = open(summary["task_logs"]["Trainer"], encoding="utf-8").read()
+    assert "training hub" in trainer_log
+    assert "kubeflow.kfp_entrypoint ... (forked)" in trainer_log  # the default engine on Linux
     transform_fns = {k["Key"] for k in client.list_objects_v2(Bucket=S3_BUCKET, Prefix="kfp/root/")["Contents"]}
     [graph] = {k.split("/transform_fn/")[0] for k in transform_fns if "/transform_fn/" in k}
     assert_transform_matches_keras(
@@ -561,9 +563,10 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     # cluster, caching it, would replay the first run's examples), so it runs uncached and reads the
     # new files; the RetrainGate's drift checks block them before training, and every task after it
     # is skipped by its trigger condition, as KFP's driver would skip it. (The gate's other refusal,
-    # nothing new, takes the same branch: test_pipeline_e2e runs it.)
+    # nothing new, takes the same branch: test_pipeline_e2e runs it.) Each task a fresh
+    # interpreter this time (--engine process), as the first run's were forked.
     _upload(client, tiny_digits_dir, "kfp/data", change=lambda p: 255 - p)
-    drifted, result = run_local("drifted")
+    drifted, result = run_local("drifted", "--engine", "process")
     assert drifted["cache"]["ImageExampleGen"] == {
         "ran": "caching is off for this task",
         "same_key_as": summary["run_id"],
@@ -574,6 +577,7 @@ def test_run_local_executes_the_compiled_spec_as_open_source_kfp_would(tmp_path,
     assert drifted["run_skipped_reason"].startswith("drift: the new data is not like"), drifted["run_skipped_reason"]
     assert drifted["drift"]["blocked"] and not drifted["pushed"]
     assert "image_brightness" in {c["feature"] for c in drifted["drift"]["checks"] if c["drifted"]}
+    assert "(forked)" not in open(drifted["task_logs"]["RetrainGate"], encoding="utf-8").read()
 
 
 def test_image_and_make_setup_install_through_one_script():

@@ -1,6 +1,7 @@
-"""run-local's backend on a two-task spec whose commands are small Python scripts: what KFP's
-driver and launcher do between tasks (metadata through ML Metadata, typed inputs, the execution
-cache, the pod's environment), checked on what the commands actually received. The whole
+"""run-local's backend on a two-task spec whose command is a small Python module
+(tests/run_local_task.py): what KFP's driver and launcher do between tasks (metadata through ML
+Metadata, typed inputs, the execution cache, the pod's environment), checked on what the
+commands actually received. The whole
 pipeline through run-local: test_kubeflow.py's e2e test."""
 
 import json
@@ -10,28 +11,13 @@ import pytest
 
 from kubeflow import kfp_driver, run_local
 
-# Writes the ExecutorInput and the environment it got under its first output's URI, and the
-# output metadata named by PRODUCE (JSON) into its output file.
-_SCRIPT = """
-import json, os, sys
-executor_input = json.loads(sys.argv[1])
-[key] = executor_input["outputs"]["artifacts"]
-uri = executor_input["outputs"]["artifacts"][key]["artifacts"][0]["uri"]
-os.makedirs(uri, exist_ok=True)
-with open(os.path.join(uri, "received.json"), "w") as f:
-    json.dump({"input": executor_input["inputs"], "env": dict(os.environ)}, f)
-os.makedirs(os.path.dirname(executor_input["outputs"]["outputFile"]), exist_ok=True)
-with open(executor_input["outputs"]["outputFile"], "w") as f:
-    json.dump({"artifacts": {key: {"artifacts": [{"metadata": json.loads(os.environ["PRODUCE"])}]}}}, f)
-"""
-
 
 def _spec(size: int, produced: dict) -> dict:
     def executor(metadata):
         return {
             "container": {
                 "image": "registry.test/graft:1",
-                "command": ["python", "-c", _SCRIPT],
+                "command": ["python", "-m", "tests.run_local_task"],
                 "args": ["{{$}}"],
                 "env": [{"name": "PRODUCE", "value": json.dumps(metadata)}, {"name": "GRAFT_TARGET", "value": "kfp"}],
             }

@@ -1,0 +1,107 @@
+"""kubeflow/fork_server.py, which `graft kfp run-local` starts its tasks from: a forked task is a
+process of its own with its own arguments, folder, environment, output and exit status, and
+holds nothing a fresh `python -m MODULE` would not (the server imports the module and the
+standard library, nothing else). The whole pipeline through it: test_kubeflow.py's run-local test."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kubeflow import fork_server, run_local
+from tests.test_run_local import _PLATFORM, _received, _spec
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = "tests.fork_probe"
+
+
+def _env(**extra) -> dict:
+    return {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, **extra}
+
+
+def _lines(path) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.startswith("{")]
+
+
+def test_a_forked_task_is_its_own_process_with_what_a_fresh_interpreter_would_hold(tmp_path):
+    output = str(tmp_path / "log.txt")
+    servers = fork_server.ForkServers()
+    try:
+        env = _env(PROBE_EXIT="3", TASK_SETTING="a")
+        assert servers.run(PROBE, ["--flag", "x y"], output, env, cwd=str(tmp_path)) == 3
+        assert servers.run(PROBE, ["second"], output, env, cwd=REPO) == 3  # the same server, another child
+        [server] = servers.servers.values()
+        server_pid = server.process.pid
+    finally:
+        servers.close()
+    assert server.process.poll() is not None  # closed with the run
+    first, second = _lines(output)  # appended, one line per task
+    assert first["argv"][1:] == ["--flag", "x y"] and first["argv"][0].endswith("fork_probe.py")  # as -m sets it
+    assert second["argv"][1:] == ["second"]
+    assert first["cwd"] == str(tmp_path) and second["cwd"] == REPO
+    assert first["env"] == env  # the task's environment, nothing of the server's shell
+    assert len({first["pid"], second["pid"], server_pid}) == 3
+
+    fresh = subprocess.run(
+        [sys.executable, "-m", PROBE], capture_output=True, text=True, cwd=REPO, env=_env(), check=True
+    )
+    fresh_modules = set(json.loads(fresh.stdout.splitlines()[-1])["modules"])
+    extra = set(first["modules"]) - fresh_modules
+    # Every module of a fresh interpreter, and beyond them only the standard library and the
+    # server's package: a task cannot lean on anything its own command does not import.
+    assert fresh_modules <= set(first["modules"])
+    assert {m for m in extra if m.split(".")[0] not in sys.stdlib_module_names} == {"kubeflow"}
+    # The module itself ran once per task, as __main__ (the server ran only its import lines).
+    assert open(output).read().count("top level ran as") == 2 == open(output).read().count("top level ran as __main__")
+
+
+def test_another_environment_gets_its_own_server_and_failures_keep_their_status(tmp_path):
+    output = str(tmp_path / "log.txt")
+    servers = fork_server.ForkServers()
+    try:
+        assert servers.run(PROBE, [], output, _env(TASK_SETTING="a"), cwd=REPO) == 0
+        assert servers.run(PROBE, [], output, _env(TASK_SETTING="b"), cwd=REPO) == 0
+        assert servers.run(PROBE, [], output, _env(PROBE_RAISE="broken task"), cwd=REPO) == 1
+        assert len(servers.servers) == 3  # a server per environment: each imported its module under its own
+    finally:
+        servers.close()
+    assert [line["env"]["TASK_SETTING"] for line in _lines(output)] == ["a", "b"]
+    log = open(output).read()
+    assert "Traceback" in log and "RuntimeError: broken task" in log  # as the interpreter reports it
+
+
+def test_a_forked_task_past_its_timeout_is_killed_and_the_server_goes_on(tmp_path):
+    (tmp_path / "sleeper.py").write_text("import time\nif __name__ == '__main__':\n    time.sleep(60)\n")
+    server = fork_server.ForkServer("sleeper", {**_env(), "PYTHONPATH": str(tmp_path)}, str(tmp_path))
+    try:
+        assert server.run([], str(tmp_path / "out.txt"), str(tmp_path), timeout=1, new_session=True) == -9
+        assert server.alive()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("engine", ["fork", "process"])
+def test_run_local_tasks_receive_the_same_whether_forked_or_fresh(tmp_path, engine, monkeypatch):
+    """The two-task spec of test_run_local.py: each engine hands its tasks the same inputs and
+    the same environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the-secret")
+    spec = _spec(3, {"rows": 3})
+    backend = run_local.LocalBackend(
+        spec,
+        str(tmp_path / "root"),
+        str(tmp_path / "work"),
+        "kfp",
+        say=lambda _: None,
+        platform=_PLATFORM,
+        engine=engine,
+    )
+    backend.run()
+    received = _received(backend, "Consumer")
+    assert received["input"]["artifacts"]["data"]["artifacts"][0]["metadata"]["rows"] == 3
+    assert received["env"]["AWS_ACCESS_KEY_ID"] == "the-secret" and received["env"]["PYTHONPATH"] == REPO
+    log = open(backend.tasks["Consumer"].log_file).read()
+    assert ("(forked)" in log) == (engine == "fork")
+    assert backend.forks.servers == {}  # every server ended with the run
