@@ -13,7 +13,8 @@ command imports first. A task whose environment differs gets a server of its own
 Linux only: forking a process that imported TensorFlow is not safe on macOS (its Objective-C
 runtime); there, and with `--engine process`, every task starts a fresh interpreter.
 
-    python -m kubeflow.fork_server MODULE   (reads one JSON request a line, answers {"rc": N} a line)
+    python -m kubeflow.fork_server MODULE   (reads a JSON request a line; answers {"pid": N} a line
+                                            as the child starts, {"rc": N} as it ends)
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _child(module: str, request: dict) -> None:
 
 
 def _fork(module: str, request: dict) -> int:
-    """Forks a child for `request`; its exit status, or -9 once it ran past request["timeout"]."""
+    """Forks a child for `request` and says its pid ({"pid": N} a line); returns its exit
+    status, or -9 once it ran past request["timeout"]."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -86,6 +88,8 @@ def _fork(module: str, request: dict) -> int:
             _child(module, request)
         finally:
             os._exit(1)
+    sys.stdout.write(json.dumps({"pid": pid}) + "\n")
+    sys.stdout.flush()
     deadline = None if request.get("timeout") is None else time.monotonic() + request["timeout"]
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -145,6 +149,11 @@ class ForkServer:
     def run(self, args: list, output: str, cwd: str, env: dict | None = None, timeout=None, new_session=False) -> int:
         """`python -m MODULE ARGS` in a forked child, stdout and stderr appended to `output`;
         its exit status (-9: killed at `timeout` seconds)."""
+        self.start(args, output, cwd, env, timeout, new_session)
+        return self.wait()
+
+    def start(self, args: list, output: str, cwd: str, env: dict | None = None, timeout=None, new_session=False) -> int:
+        """Starts what `run` runs; returns the child's pid. `wait` gives its exit status."""
         request = {
             "args": [str(a) for a in args],
             "output": output,
@@ -153,16 +162,23 @@ class ForkServer:
             "timeout": timeout,
             "new_session": new_session,
         }
+        return self._reply(json.dumps(request) + "\n")["pid"]
+
+    def wait(self) -> int:
+        return self._reply()["rc"]
+
+    def _reply(self, request: str = "") -> dict:
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
+            if request:
+                self.process.stdin.write(request)
+                self.process.stdin.flush()
             reply = self.process.stdout.readline()
         except BaseException:  # interrupted mid-request: its reply would answer the next one
             self.close()
             raise
         if not reply:
             raise RuntimeError(f"the fork server for {self.module} ended (status {self.process.wait()})")
-        return json.loads(reply)["rc"]
+        return json.loads(reply)
 
     def close(self) -> None:
         if self.alive():

@@ -9,14 +9,16 @@ The server never runs a TensorFlow op, so each child starts TensorFlow's runtime
 
 A fresh interpreter stays where that is the point: a config whose runtime environment must be
 set before TensorFlow loads (hub_bert's oneDNN switch: conftest.run_graft runs those as
-`python local_runner.py`, a whole run through the interpreter's exit), `graft_cli`'s checks, the
-run killed mid-training in test_pipeline_e2e and the tasks of `graft kfp run-local --engine process`.
+`python local_runner.py`, a whole run through the interpreter's exit), `graft_cli`'s checks and
+the tasks of `graft kfp run-local --engine process`.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 from kubeflow.fork_server import ForkServer
 
@@ -39,13 +41,26 @@ _server: ForkServer | None = None
 _lock = threading.Lock()
 
 
-def run(args: list, output: str, env: dict, timeout: float = 900) -> int:
+def run(args: list, output: str, env: dict, timeout: float = 900, kill_once_printed: str | None = None) -> int:
     """`python local_runner.py ARGS` in a forked child, stdout and stderr into `output`, with
-    environment `env`, from the repository's root; returns its exit status (-9: killed at `timeout`)."""
+    environment `env`, from the repository's root; returns its exit status (-9: killed at
+    `timeout`, or with SIGKILL to its whole process group, as a preempted node would, once its
+    output holds `kill_once_printed`)."""
     global _server
     open(output, "w").close()  # the run's output alone, as a fresh process writing it would leave it
     with _lock:
         if _server is None or not _server.alive():
             _server = ForkServer("local_runner", {**os.environ, "TF_USE_LEGACY_KERAS": "1"}, REPO, PRELOAD)
         # Its own process group: a timeout ends its Beam workers and serving checks with it.
-        return _server.run(args, output, REPO, env=env, timeout=timeout, new_session=True)
+        pid = _server.start(args, output, REPO, env=env, timeout=timeout, new_session=True)
+        while kill_once_printed:
+            with open(output, encoding="utf-8", errors="replace") as f:
+                if kill_once_printed in f.read():
+                    os.killpg(pid, signal.SIGKILL)
+                    break
+            try:
+                os.kill(pid, 0)  # ended (and reaped by the server) without printing it
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        return _server.wait()

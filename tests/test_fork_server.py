@@ -5,8 +5,10 @@ standard library, nothing else). The whole pipeline through it: test_kubeflow.py
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -73,12 +75,22 @@ def test_another_environment_gets_its_own_server_and_failures_keep_their_status(
     assert "Traceback" in log and "RuntimeError: broken task" in log  # as the interpreter reports it
 
 
-def test_a_forked_task_past_its_timeout_is_killed_and_the_server_goes_on(tmp_path):
-    (tmp_path / "sleeper.py").write_text("import time\nif __name__ == '__main__':\n    time.sleep(60)\n")
+def test_a_forked_task_past_its_timeout_or_killed_by_its_caller_ends_and_the_server_goes_on(tmp_path):
+    (tmp_path / "sleeper.py").write_text(
+        "import time\nif __name__ == '__main__':\n    print('asleep', flush=True)\n    time.sleep(60)\n"
+    )
     server = fork_server.ForkServer("sleeper", {**_env(), "PYTHONPATH": str(tmp_path)}, str(tmp_path))
     try:
         assert server.run([], str(tmp_path / "out.txt"), str(tmp_path), timeout=1, new_session=True) == -9
         assert server.alive()
+        # Or ended by the caller, from the pid `start` gives (its own process group).
+        output = tmp_path / "started.txt"
+        pid = server.start([], str(output), str(tmp_path), new_session=True)
+        while "asleep" not in (output.read_text() if output.exists() else ""):
+            time.sleep(0.05)
+        assert os.getpgid(pid) == pid
+        os.killpg(pid, signal.SIGKILL)
+        assert server.wait() == -signal.SIGKILL
     finally:
         server.close()
 

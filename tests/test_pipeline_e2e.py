@@ -16,7 +16,7 @@ from components.contract import EXTRA_DIR, PROVENANCE_FILE, SERVING_CHECK_FILE
 from components.serving import check as serving_check
 from components.serving import serving_dir
 from pipeline.summary import run_outputs
-from tests.conftest import REPO, run_graft, small_training_config
+from tests.conftest import run_graft, small_training_config
 
 _CHECK_SERVING = r"""
 import json, sys, os
@@ -35,28 +35,19 @@ print(json.dumps({k: {"bytes": by_bytes[k].numpy().tolist(), "example": by_examp
 """
 
 
-def _run_until_killed(config: dict, path, line_seen: str) -> list:
+def _run_until_killed(config: dict, path, line_seen: str) -> str:
     """Starts the CLI on `config` and SIGKILLs its whole process group once `line_seen` is
-    printed, as a preempted node would (no clean-up at all); returns the lines it printed."""
+    printed, as a preempted node would (no clean-up at all); returns what it printed."""
     import yaml
 
+    from tests import forked_cli
+
     path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "local_runner.py"), "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if line_seen in line:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    return seen
+    output = str(path) + ".out"
+    rc = forked_cli.run(["--config", str(path)], output, dict(os.environ), kill_once_printed=line_seen)
+    assert rc == -signal.SIGKILL, rc
+    with open(output, encoding="utf-8") as f:
+        return f.read()
 
 
 @pytest.mark.e2e
@@ -67,7 +58,7 @@ def test_pipeline_resumes_after_a_kill_blesses_pushes_serves_and_reruns_as_a_no_
     # Killed after the second epoch: nothing is pushed; the next run resumes the Trainer from its
     # last completed epoch, not from zero, and its upstream components are not run again.
     seen = _run_until_killed(config, tmp_path / "killed.yaml", "epoch 2/6")
-    assert any("epoch 2/6" in line for line in seen), "".join(seen)
+    assert "epoch 2/6" in seen, seen
     assert serving_dir.versions(config["serving_dir"]) == []
     first, stdout = run_graft(tmp_path, config, "first")
     assert "resuming after an interruption" in stdout
