@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--pipeline-root", help="artifact root (overrides the config)")
     q.add_argument(
         "--engine",
-        choices=["fork", "process", "docker"],
+        choices=[*(["fork"] if fork_server.AVAILABLE else []), "process", "docker"],
         default="fork" if fork_server.AVAILABLE else "process",
         help="fork (default on Linux): each task a process of this checkout's Python with the image's environment, "
         "forked from one that imported the task's module under that same environment (TFX's ~6 s of imports once "
@@ -170,7 +170,7 @@ def _load(args):
         if found:
             raise cfg.ConfigError(
                 f"--engine docker: {', '.join(found)} cannot be seen from a container (nothing of this machine is "
-                "mounted, as in a pod): put every path on an object store (s3://, minio://), or use --engine process"
+                "mounted, as in a pod): put every path on an object store (s3://, minio://), or leave out --engine docker"
             )
     if config.span_window > 1:
         raise cfg.ConfigError(

@@ -189,11 +189,13 @@ class LocalBackend:
         self.spec, self.target, self.say, self.engine = spec, target, say, engine
         self.in_process = engine in ("fork", "process")  # a process of this checkout, not a container
         self.image_env = image_environment() if self.in_process else {}  # a container has the image's own
-        self.forks = fork_server.ForkServers()
         self.platform = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
         self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
+        self.forks = fork_server.ForkServers(
+            log=os.path.join(self.task_dir, "fork-servers.log")
+        )  # their import-time output
         self.store = kfp_driver.LocalMetadataStore(
             os.path.join(os.path.abspath(work_dir), METADATA_FILE),
             f"{target}:{spec.get('pipelineInfo', {}).get('name', '')}",
@@ -359,7 +361,7 @@ class LocalBackend:
             log.write(f"\n===== {step}: {' '.join(command[:3])} ...{' (forked)' if module else ''}\n")
             log.flush()
             if module:  # the same command, forked from a process that imported its module under this env
-                returncode = self.forks.run(module, command[3:], log_file, env, cwd=_REPO_DIR)
+                returncode = self.forks.run(module, command[3:], log_file, _REPO_DIR, env)
             else:
                 returncode = subprocess.run(
                     command, cwd=_REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -16,6 +16,7 @@ if __name__ == "__main__":
             {
                 "argv": sys.argv,
                 "cwd": os.getcwd(),
+                "path0": sys.path[0],
                 "env": dict(os.environ),
                 "pid": os.getpid(),
                 "modules": sorted(sys.modules),

@@ -1,4 +1,4 @@
-"""Pipeline runs for the tests: `python -m local_runner ARGS` in a process of its own, forked from
+"""Pipeline runs for the tests: `python local_runner.py ARGS` in a process of its own, forked from
 one that imported TensorFlow, TFX, TFMA, TFDV, TFT and Beam once per test worker (the server of
 kubeflow/fork_server.py, which `graft kfp run-local` forks its tasks from).
 
@@ -16,7 +16,6 @@ the tasks of `graft kfp run-local --engine process`.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -43,9 +42,9 @@ _lock = threading.Lock()
 
 def run(args: list, output: str, env: dict, timeout: float = 900, kill_once_printed: str | None = None) -> int:
     """`python local_runner.py ARGS` in a forked child, stdout and stderr into `output`, with
-    environment `env`, from the repository's root; returns its exit status (-9: killed at
-    `timeout`, or with SIGKILL to its whole process group, as a preempted node would, once its
-    output holds `kill_once_printed`)."""
+    environment `env` (the server imported under this process's, Keras 2 set), from the
+    repository's root; returns its exit status (-9: killed at `timeout`, or with SIGKILL to its
+    whole process group, as a preempted node would, once its output holds `kill_once_printed`)."""
     global _server
     open(output, "w").close()  # the run's output alone, as a fresh process writing it would leave it
     with _lock:
@@ -53,14 +52,27 @@ def run(args: list, output: str, env: dict, timeout: float = 900, kill_once_prin
             _server = ForkServer("local_runner", {**os.environ, "TF_USE_LEGACY_KERAS": "1"}, REPO, PRELOAD)
         # Its own process group: a timeout ends its Beam workers and serving checks with it.
         pid = _server.start(args, output, REPO, env=env, timeout=timeout, new_session=True)
-        while kill_once_printed:
-            with open(output, encoding="utf-8", errors="replace") as f:
-                if kill_once_printed in f.read():
-                    os.killpg(pid, signal.SIGKILL)
-                    break
+        try:
+            if kill_once_printed:
+                _kill_once_printed(pid, output, kill_once_printed)
+            return _server.wait()
+        except BaseException:  # the child's status unread: the server cannot answer another run
+            _server.close()
+            raise
+
+
+def _kill_once_printed(pid: int, output: str, text: str) -> None:
+    """Watches `output` as it grows; kills the child once it holds `text` (or returns when the
+    child ended without printing it)."""
+    seen = ""
+    with open(output, encoding="utf-8", errors="replace") as f:
+        while True:
+            seen = seen[-len(text) :] + f.read()
+            if text in seen:
+                _server.kill_child()
+                return
             try:
                 os.kill(pid, 0)  # ended (and reaped by the server) without printing it
             except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        return _server.wait()
+                return
+            time.sleep(0.02)

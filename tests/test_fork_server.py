@@ -33,8 +33,8 @@ def test_a_forked_task_is_its_own_process_with_what_a_fresh_interpreter_would_ho
     servers = fork_server.ForkServers()
     try:
         env = _env(PROBE_EXIT="3", TASK_SETTING="a")
-        assert servers.run(PROBE, ["--flag", "x y"], output, env, cwd=str(tmp_path)) == 3
-        assert servers.run(PROBE, ["second"], output, env, cwd=REPO) == 3  # the same server, another child
+        assert servers.run(PROBE, ["--flag", "x y"], output, cwd=str(tmp_path), env=env) == 3
+        assert servers.run(PROBE, ["second"], output, cwd=REPO, env=env) == 3  # the same server, another child
         [server] = servers.servers.values()
         server_pid = server.process.pid
     finally:
@@ -43,7 +43,7 @@ def test_a_forked_task_is_its_own_process_with_what_a_fresh_interpreter_would_ho
     first, second = _lines(output)  # appended, one line per task
     assert first["argv"][1:] == ["--flag", "x y"] and first["argv"][0].endswith("fork_probe.py")  # as -m sets it
     assert second["argv"][1:] == ["second"]
-    assert first["cwd"] == str(tmp_path) and second["cwd"] == REPO
+    assert first["cwd"] == first["path0"] == str(tmp_path) and second["cwd"] == second["path0"] == REPO
     assert first["env"] == env  # the task's environment, nothing of the server's shell
     assert len({first["pid"], second["pid"], server_pid}) == 3
 
@@ -64,15 +64,31 @@ def test_another_environment_gets_its_own_server_and_failures_keep_their_status(
     output = str(tmp_path / "log.txt")
     servers = fork_server.ForkServers()
     try:
-        assert servers.run(PROBE, [], output, _env(TASK_SETTING="a"), cwd=REPO) == 0
-        assert servers.run(PROBE, [], output, _env(TASK_SETTING="b"), cwd=REPO) == 0
-        assert servers.run(PROBE, [], output, _env(PROBE_RAISE="broken task"), cwd=REPO) == 1
+        assert servers.run(PROBE, [], output, cwd=REPO, env=_env(TASK_SETTING="a")) == 0
+        assert servers.run(PROBE, [], output, cwd=REPO, env=_env(TASK_SETTING="b")) == 0
+        assert servers.run(PROBE, [], output, cwd=REPO, env=_env(PROBE_RAISE="broken task")) == 1
         assert len(servers.servers) == 3  # a server per environment: each imported its module under its own
     finally:
         servers.close()
     assert [line["env"]["TASK_SETTING"] for line in _lines(output)] == ["a", "b"]
     log = open(output).read()
     assert "Traceback" in log and "RuntimeError: broken task" in log  # as the interpreter reports it
+
+
+def test_a_module_that_fails_to_import_fails_its_task_not_the_server(tmp_path):
+    (tmp_path / "broken.py").write_text("import json\nimport no_such_module_here\n")
+    servers = fork_server.ForkServers(log=str(tmp_path / "servers.log"))
+    env = {**_env(), "PYTHONPATH": str(tmp_path)}
+    try:
+        assert servers.run("broken", [], str(tmp_path / "task.txt"), cwd=str(tmp_path), env=env) == 1
+        assert servers.run("broken", [], str(tmp_path / "task.txt"), cwd=str(tmp_path), env=env) == 1
+        [server] = servers.servers.values()
+        assert server.alive()  # one server for both tasks, though its import failed
+    finally:
+        servers.close()
+    # Each task's log says why, as a fresh interpreter's would; the server said it once in its own.
+    assert open(tmp_path / "task.txt").read().count("No module named 'no_such_module_here'") == 2
+    assert "No module named 'no_such_module_here'" in open(tmp_path / "servers.log").read()
 
 
 def test_a_forked_task_past_its_timeout_or_killed_by_its_caller_ends_and_the_server_goes_on(tmp_path):
@@ -86,7 +102,9 @@ def test_a_forked_task_past_its_timeout_or_killed_by_its_caller_ends_and_the_ser
         # Or ended by the caller, from the pid `start` gives (its own process group).
         output = tmp_path / "started.txt"
         pid = server.start([], str(output), str(tmp_path), new_session=True)
+        deadline = time.monotonic() + 60
         while "asleep" not in (output.read_text() if output.exists() else ""):
+            assert time.monotonic() < deadline, "the child never started"
             time.sleep(0.05)
         assert os.getpgid(pid) == pid
         os.killpg(pid, signal.SIGKILL)
@@ -96,7 +114,7 @@ def test_a_forked_task_past_its_timeout_or_killed_by_its_caller_ends_and_the_ser
 
 
 @pytest.mark.parametrize("engine", ["fork", "process"])
-def test_run_local_tasks_receive_the_same_whether_forked_or_fresh(tmp_path, engine, monkeypatch):
+def test_run_local_tasks_receive_their_inputs_and_environment_forked_or_fresh(tmp_path, engine, monkeypatch):
     """The two-task spec of test_run_local.py: each engine hands its tasks the same inputs and
     the same environment."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the-secret")

@@ -43,7 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default="graft:local", help="a local image of kubeflow/Dockerfile")
     parser.add_argument("--per-class", type=int, default=40, help="sample images per class (the sample has ~180)")
-    parser.add_argument("--engines", default="docker,process", help="docker, process, or both")
+    parser.add_argument(
+        "--engines",
+        default="docker,process",
+        help="docker, process (a fresh interpreter per task), fork (run-local's default on Linux), comma-separated",
+    )
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="graft-kfp-containers-")
