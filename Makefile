@@ -21,7 +21,7 @@ WORKERS ?= 2
 help:
 	@echo "make run        set up .venv if missing, run the pipeline on the bundled sample (digits)"
 	@echo "make run-text   the same on the bundled text sample (review sentences)"
-	@echo "make test       set up .venv if missing, lint, then the whole test suite (16-18 minutes on 2 cores, setup included)"
+	@echo "make test       set up .venv if missing, lint, then the whole test suite (14-15 minutes on 2 cores, setup included)"
 	@echo "make test-fast  the tests that run no pipeline and train no model, for the edit loop"
 	@echo "make test-registry  every Keras architecture built against the sizes the registry records (when the Keras pin changes)"
 	@echo "make lint       ruff: lint and formatting check"
