@@ -9,9 +9,9 @@ kubeflow_v2_run_executor.py and file_based_example_gen/driver.py):
   `deploymentSpec` (`python -m kubeflow.kfp_entrypoint ...`, the image's entrypoint, with the
   compiled Beam flags: workers from the pod's CPU request) in a process of its own, with `{{$}}`
   replaced by the task's ExecutorInput JSON. By default (`--engine fork`, Linux) that process is
-  forked from one that imported the command's module under the task's exact environment and
-  nothing else (kubeflow/fork_server.py): TFX's ~6 s of imports once a run, not once a task;
-  `--engine process` starts a fresh interpreter for each;
+  forked from one that ran the command module's leading imports, and nothing else of it, under
+  the task's exact environment (kubeflow/fork_server.py): TFX's ~6 s of imports once a run, not
+  once a task; `--engine process` starts a fresh interpreter for each;
 - the ExecutorInput holds the task's parameters (the spec's constants), its input artifacts
   (what upstream tasks produced) and its output artifacts, provisioned at
   `<pipeline root>/<run id>/<task>/<output key>`, with an output metadata file per task;
@@ -193,9 +193,8 @@ class LocalBackend:
         self.run_id = f"run-local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pipeline_root = pipeline_root.rstrip("/")
         self.task_dir = os.path.join(os.path.abspath(work_dir), self.run_id)
-        self.forks = fork_server.ForkServers(
-            log=os.path.join(self.task_dir, "fork-servers.log")
-        )  # their import-time output
+        # The fork servers' own output (import-time warnings) beside the task folders.
+        self.forks = fork_server.ForkServers(log=os.path.join(self.task_dir, "fork-servers.log"))
         self.store = kfp_driver.LocalMetadataStore(
             os.path.join(os.path.abspath(work_dir), METADATA_FILE),
             f"{target}:{spec.get('pipelineInfo', {}).get('name', '')}",
