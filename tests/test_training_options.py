@@ -425,7 +425,12 @@ def test_text_default_fine_tunes_the_whole_encoder_after_a_warmup(tmp_path):
     bert = GraftConfig(
         text_data=str(table), backbone="hub_bert", weights=str(tmp_path), text_preprocessor=str(tmp_path)
     )
-    assert [s.learning_rate for s in bert.stage_plan] == [None, 3e-5]  # a whole BERT at its authors' rate
+    # The README's hub_bert `auto`: the head on the frozen encoder (its rate from the range test),
+    # then the whole encoder at its authors' 3e-5, after a one-epoch warmup, with cosine decay.
+    assert [(s.trainable, s.learning_rate, s.schedule) for s in bert.stage_plan] == [
+        ("none", None, {"type": "constant"}),
+        ("all", 3e-5, {"type": "cosine", "warmup_epochs": 1}),
+    ]
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
