@@ -75,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--pipeline-root", help="artifact root (overrides the config)")
     q.add_argument(
         "--engine",
-        choices=[*(["fork"] if fork_server.AVAILABLE else []), "process", "docker"],
-        default="fork" if fork_server.AVAILABLE else "process",
+        choices=fork_server.ENGINES,
+        default=fork_server.ENGINES[0],
         help="fork (default on Linux): each task a process of this checkout's Python with the image's environment, "
         "forked from one that imported the task's module under that same environment (TFX's ~6 s of imports once "
         "a run, not once a task); process: each task a fresh interpreter (the default elsewhere); "

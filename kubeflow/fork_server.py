@@ -36,6 +36,8 @@ import time
 import traceback
 
 AVAILABLE = sys.platform.startswith("linux")
+# How `graft kfp run-local` starts a task, its default first: forked where forking is safe.
+ENGINES = ("fork", "process", "docker") if AVAILABLE else ("process", "docker")
 
 
 def module_of(command: list[str], python: str = sys.executable) -> str | None:

@@ -72,8 +72,8 @@ TARGETS = ("kfp", "vertex")
 _PLACEHOLDER = "{{$}}"
 _OUTPUT_METADATA = "output_metadata.json"
 _POD_OUTPUTS = "/tmp/kfp_outputs"  # where KFP's launcher has a task write its output metadata
-ENGINES = ("fork", "process", "docker")
-DEFAULT_ENGINE = "fork" if fork_server.AVAILABLE else "process"
+ENGINES = fork_server.ENGINES
+DEFAULT_ENGINE = ENGINES[0]
 # What a task process takes from this machine, as a pod takes it from its node, its runtime or
 # workload identity; nothing else of this shell reaches a task.
 _FROM_THE_NODE = (
@@ -184,8 +184,8 @@ class LocalBackend:
     ):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS} (got {target!r})")
-        if engine not in ENGINES or (engine == "fork" and not fork_server.AVAILABLE):
-            raise ValueError(f"engine must be one of {ENGINES} (fork on Linux only; got {engine!r})")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} (got {engine!r})")
         self.spec, self.target, self.say, self.engine = spec, target, say, engine
         self.in_process = engine in ("fork", "process")  # a process of this checkout, not a container
         self.image_env = image_environment() if self.in_process else {}  # a container has the image's own
